@@ -1,0 +1,27 @@
+# gaf — the two commands: `make demo` and `make test`. Both create .venv/ first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+GAF    := $(VENV)/bin/gaf
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints-dev.txt -e '.[test,video]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(GAF) demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(PY) bench/eval.py
+
+clean:
+	rm -rf $(VENV) work_dirs demo_data

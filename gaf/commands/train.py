@@ -1,0 +1,56 @@
+"""gaf train CONFIG: train a GAF detector on pre-extracted features."""
+
+from __future__ import annotations
+
+import argparse
+
+from gaf.commands._common import add_progress_argument, add_set_argument
+
+HELP = """\
+Train a GAF detector (or the plain detector, model.gaf.enabled=false) on
+pre-extracted features. CONFIG is a YAML file or the name of a bundled config
+(demo, thumos14_i3d, thumos14_i3d_rgb, thumos14_i3d_flow, anet_i3d, ablation_*).
+
+Everything is written to one work dir (default work_dirs/<name>): config.yaml,
+log.txt, latest.pt (every epoch, atomic), final.pt, history.json, and after the
+final evaluation predictions.json, metrics.json and report/report.html.
+
+examples:
+  gaf train thumos14_i3d --set dataset.feature_dir=/data/thumos/i3d_features \\
+      --set dataset.annotation_file=/data/thumos/annotations/thumos14.json
+  gaf train demo --set train.epochs=3 --work-dir work_dirs/try
+  gaf train demo --work-dir work_dirs/try --resume     # continue a killed run
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a detector on features", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="config YAML path or bundled config name")
+    add_set_argument(p)
+    p.add_argument("--work-dir", help="run folder (default: work_dirs/<name> from the config)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --work-dir from latest.pt")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="train N more epochs, then stop (continue later with --resume)")
+    add_progress_argument(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gaf.engine.experiment import load_experiment
+    from gaf.engine.train import train
+
+    cfg = load_experiment(args.config, args.overrides)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    result = train(cfg, work_dir=Path(cfg.resolved_work_dir()), resume=args.resume,
+                   stop_after_epochs=args.stop_after, progress=args.progress)
+    if result.metrics is not None:
+        from gaf.viz import format_metrics_table
+
+        print(format_metrics_table(result.metrics))
+        print(f"report: {result.work_dir / 'report' / 'report.html'}")
+    print(f"work dir: {result.work_dir}")
+    return 0

@@ -1,0 +1,1 @@
+"""Data: annotation formats, feature datasets, video decoding, the embedded benchmark."""

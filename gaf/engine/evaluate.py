@@ -1,0 +1,189 @@
+"""Inference over a dataset split, post-processing, mAP, and the run report.
+
+Pipeline per video: every evaluation window of the video goes through the
+model(s) → candidates (steps, relative to the window) → seconds via each
+window's ``time_offset`` / ``step_seconds`` → all windows of the video merged
+→ Soft-NMS (Gaussian, per class by default) → at most ``max_per_video``
+detections. With two models (RGB and flow, ``gaf eval --fuse``) their raw
+outputs are averaged before decoding, as the paper does at test time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from gaf.data.annotations import AnnotationSet, Segment, Video, write_predictions
+from gaf.data.features import FeatureDataset, collate
+from gaf.engine.checkpoint import atomic_write_text
+from gaf.engine.experiment import EvalConfig, ExperimentConfig
+from gaf.errors import ConfigError
+from gaf.metrics.detection import DetectionResult, evaluate_detections
+from gaf.postprocess import nms, soft_nms
+
+__all__ = ["Inference", "run_inference", "postprocess_video", "evaluate_run"]
+
+
+@dataclass
+class Inference:
+    """Detections in seconds per video, and the stitched attention λ per video."""
+
+    predictions: AnnotationSet
+    attention: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # vid -> (times s, λ)
+
+
+def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                      cfg: EvalConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """NMS and cap for one video's merged candidates. Shapes (N,2) seconds, (N,), (N,)."""
+    if segments.numel() == 0:
+        return segments.reshape(0, 2), scores, labels
+    nms_labels = None if cfg.class_agnostic_nms else labels
+    if cfg.nms == "soft":
+        segments, scores, kept_labels, keep = soft_nms(
+            segments, scores, labels=nms_labels, method="gaussian", sigma=cfg.nms_sigma,
+            min_score=cfg.min_score, max_keep=cfg.max_per_video)
+        labels = labels[keep]
+    elif cfg.nms == "hard":
+        keep = nms(segments, scores, cfg.nms_iou, labels=nms_labels, max_keep=cfg.max_per_video)
+        segments, scores, labels = segments[keep], scores[keep], labels[keep]
+    else:
+        order = scores.argsort(descending=True)[: cfg.max_per_video]
+        segments, scores, labels = segments[order], scores[order], labels[order]
+    return segments, scores, labels
+
+
+@torch.no_grad()
+def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[FeatureDataset], cfg: EvalConfig,
+                  labels: Sequence[str], *, device: torch.device, progress: bool = True) -> Inference:
+    """Detect actions in every video of ``datasets`` (one dataset per model/stream).
+
+    The datasets must hold the same videos cut into the same windows (same
+    annotation and ``max_seq_len``); each may slice different channels.
+    """
+    if len(models) != len(datasets) or not models:
+        raise ConfigError("run_inference: give one dataset per model")
+    ref = datasets[0]
+    for ds in datasets[1:]:
+        if len(ds) != len(ref):
+            raise ConfigError("fused models must see the same videos and windows "
+                              f"({len(ref)} vs {len(ds)} windows): use the same dataset.max_seq_len")
+    for m in models:
+        m.eval()
+    head = models[0]
+    per_video: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = defaultdict(list)
+    att_sum: dict[str, np.ndarray] = {}
+    att_cnt: dict[str, np.ndarray] = {}
+    att_axis: dict[str, tuple[float, float]] = {}
+    order: list[str] = []
+    info: dict[str, dict[str, Any]] = {}
+
+    indices = list(range(len(ref)))
+    batches = [indices[i: i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
+    iterator = batches
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(batches, desc="inference", leave=False, dynamic_ncols=True)
+    for idx in iterator:
+        outputs, mask, metas = [], None, None
+        for model, ds in zip(models, datasets):
+            batch = collate([ds[i] for i in idx])
+            mask = batch["mask"].to(device)
+            metas = batch["meta"]
+            outputs.append(model(batch["features"].to(device), mask))
+        out = outputs[0] if len(outputs) == 1 else head.fuse_outputs(outputs)
+        preds = head.predict_from_outputs(out, mask, pre_nms_top_k=cfg.pre_nms_top_k,
+                                          score_threshold=cfg.score_threshold)
+        for pred, meta in zip(preds, metas):
+            vid = meta["video_id"]
+            if vid not in info:
+                order.append(vid)
+                info[vid] = meta
+            step_s, t0 = float(meta["step_seconds"]), float(meta["time_offset"])
+            segs = pred["segments"].float() * step_s + t0
+            segs = segs.clamp(min=0.0, max=float(meta["duration"]))
+            per_video[vid].append((segs.cpu(), pred["scores"].float().cpu(), pred["labels"].cpu()))
+            att = pred.get("attention")
+            if att is not None:
+                n = int(meta["video_steps"])
+                if vid not in att_sum:
+                    att_sum[vid], att_cnt[vid] = np.zeros(n), np.zeros(n)
+                    off = int(meta["offset_steps"])
+                    att_axis[vid] = (t0 - off * step_s, step_s)
+                a = att.float().cpu().numpy()
+                off = int(meta["offset_steps"])
+                a = a[: max(0, n - off)]
+                att_sum[vid][off: off + len(a)] += a
+                att_cnt[vid][off: off + len(a)] += 1
+
+    videos: dict[str, Video] = {}
+    for vid in order:
+        parts = per_video[vid]
+        segs = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, 2)
+        scores = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0)
+        labs = torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
+        segs, scores, labs = postprocess_video(segs, scores, labs, cfg)
+        meta = info[vid]
+        videos[vid] = Video(
+            video_id=vid,
+            segments=[Segment(float(s), float(e), labels[int(c)], float(p))
+                      for (s, e), p, c in zip(segs.tolist(), scores.tolist(), labs.tolist())],
+            duration=float(meta["duration"]), fps=float(meta["fps"]) if meta.get("fps") else None,
+        )
+    attention = {}
+    for vid, total in att_sum.items():
+        lam = total / np.maximum(att_cnt[vid], 1)
+        t0, step_s = att_axis[vid]
+        attention[vid] = (t0 + np.arange(len(lam)) * step_s, lam)
+    preds = AnnotationSet(videos=videos, labels=list(labels), source="<gaf inference>")
+    return Inference(preds, attention)
+
+
+def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentConfig], *, work_dir: Path | None,
+                 device: torch.device, progress: bool = True, logger=None,
+                 predictions_path: Path | None = None, report: bool = True) -> DetectionResult:
+    """Infer on the test split, score, and write predictions / metrics / report into ``work_dir``."""
+    cfg = cfgs[0]
+    datasets = [FeatureDataset(c.dataset, "test", training=False) for c in cfgs]
+    subset_gt = datasets[0].ground_truth()
+    labels = list(datasets[0].labels)
+    inference = run_inference(models, datasets, cfg.eval, labels, device=device, progress=progress)
+    result = evaluate_detections(subset_gt, inference.predictions, tious=tuple(cfg.eval.tious))
+    if logger is not None:
+        logger.info("evaluation on %d videos (%s):\n%s", len(subset_gt.videos), subset_gt.source, result.format_table())
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        write_predictions(inference.predictions, predictions_path or work_dir / "predictions.json")
+        atomic_write_text(work_dir / "metrics.json", json.dumps(result.to_json(), indent=1))
+        if report:
+            write_run_report(work_dir / "report", cfg, subset_gt, inference, result)
+    return result
+
+
+def write_run_report(out_dir: Path, cfg: ExperimentConfig, gt: AnnotationSet, inference: Inference,
+                     result: DetectionResult) -> Path:
+    """The report of paper Fig. 5 / Table III: mAP table, per-class AP, timelines with λ."""
+    from gaf import viz
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The videos with the most ground-truth instances make the most telling timelines.
+    chosen = sorted(gt.videos.values(), key=lambda v: (-len(v.segments), v.video_id))[: cfg.eval.report_videos]
+    timelines = []
+    for video in chosen:
+        pred = inference.predictions.videos.get(video.video_id)
+        times, lam = inference.attention.get(video.video_id, (None, None))
+        timelines.append(viz.plot_timeline(
+            out_dir / f"timeline_{video.video_id}.png", video_id=video.video_id,
+            duration=float(video.duration or (pred.duration if pred else 0.0) or 1.0),
+            ground_truth=video.segments, detections=pred.segments if pred else [],
+            attention=lam, attention_times=times))
+    metrics = result.to_json()
+    per_class = viz.plot_per_class_ap(out_dir / "per_class_ap.png", metrics["per_class_ap"], metrics["tious"])
+    return viz.write_report(out_dir, title=f"gaf report: {cfg.name}", metrics=metrics, timelines=timelines,
+                            per_class_plot=per_class, config_text=cfg.to_yaml())

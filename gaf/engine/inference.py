@@ -1,0 +1,45 @@
+"""Loading a trained detector from a checkpoint, with its config."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+
+from gaf.config import apply_overrides
+from gaf.engine.checkpoint import load_checkpoint, load_model_state
+from gaf.engine.experiment import ExperimentConfig, experiment_from_dict, load_experiment
+from gaf.errors import CheckpointError
+from gaf.models.build import build_model
+
+__all__ = ["load_detector"]
+
+
+def load_detector(ckpt: str | os.PathLike[str], *, config: str | None = None, overrides: Sequence[str] = (),
+                  device: torch.device | str = "cpu") -> tuple[torch.nn.Module, ExperimentConfig]:
+    """Build the model a checkpoint was trained with and load its weights (``weights_only``).
+
+    ``config``: a YAML path / bundled name to use instead of the config stored in
+    the checkpoint (its model section must match the checkpoint's weights);
+    ``overrides``: ``key=value`` strings applied on top (e.g. dataset paths).
+    Returns the model in eval mode on ``device`` and the resolved config.
+    """
+    state = load_checkpoint(ckpt)
+    if config is not None:
+        cfg = load_experiment(config, overrides)
+    else:
+        data = dict(state.get("config") or {})
+        if not data:
+            raise CheckpointError(f"{ckpt}: the checkpoint holds no config; pass CONFIG")
+        cfg = experiment_from_dict(apply_overrides(data, list(overrides)), where=f"{ckpt} config")
+    meta = state.get("meta") or {}
+    try:
+        in_dim, num_classes = int(meta["in_dim"]), int(meta["num_classes"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{ckpt}: checkpoint meta lacks in_dim / num_classes") from None
+    model = build_model(cfg.model, in_dim=in_dim, num_classes=num_classes, max_seq_len=cfg.dataset.max_seq_len)
+    load_model_state(model, state["model"], str(ckpt))
+    model.to(device).eval()
+    model.gaf_labels = list(meta.get("labels") or [])  # class names in training order
+    return model, cfg

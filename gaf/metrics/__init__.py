@@ -1,0 +1,1 @@
+"""Metrics: detection mAP (ActivityNet-identical) and recognition top-k."""

@@ -1,0 +1,1 @@
+"""Models: the GAF module, the anchor-free detector, the recognizer, backbones."""

@@ -1,0 +1,1 @@
+"""Video backbones (I3D)."""

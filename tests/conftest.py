@@ -1,0 +1,62 @@
+"""Shared fixtures: small datasets written in the exact on-disk layouts gaf reads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED.is_dir():  # CI clones next to shared/ too; allow an override
+    SHARED = Path(os.environ.get("GAF_SHARED_DATA", "../shared/data")).resolve()
+
+THUMOS_DIR = SHARED / "thumos14"
+VIDEOS_DIR = SHARED / "videos"
+
+
+def write_pulse_features(root: Path, *, num_train: int = 12, num_test: int = 6, dim: int = 16,
+                         classes: tuple[str, ...] = ("Jump", "Throw"), steps: int = 96, fps: float = 10.0,
+                         stride: int = 2, window: int = 4, noise: float = 0.3, seed: int = 0) -> dict:
+    """An ActionFormer-layout feature dataset of clean class pulses on noise.
+
+    Writes ``root/annotations.json`` (database with subset, duration, fps,
+    annotations[segment seconds, label, label_id]) and ``root/features/<vid>.npy``
+    (``steps × dim`` float32; step t centred at (t*stride + window/2)/fps s).
+    Each video holds 1–2 instances of 8–20 steps; class k lights up channels
+    [k*4, k*4+4). Returns the dataset config section for these files.
+    """
+    rng = np.random.default_rng(seed)
+    feat_dir = root / "features"
+    feat_dir.mkdir(parents=True, exist_ok=True)
+    database = {}
+    for split, count in (("validation", num_train), ("test", num_test)):
+        for i in range(count):
+            vid = f"video_{split}_{i:03d}"
+            x = rng.normal(0.0, noise, size=(steps, dim)).astype(np.float32)
+            annotations = []
+            cursor = int(rng.integers(4, 16))
+            for _ in range(int(rng.integers(1, 3))):
+                length = int(rng.integers(8, 21))
+                if cursor + length >= steps - 4:
+                    break
+                k = int(rng.integers(0, len(classes)))
+                x[cursor:cursor + length, k * 4:(k + 1) * 4] += 2.0
+                to_s = lambda t: (t * stride + 0.5 * window) / fps  # noqa: E731
+                annotations.append({"label": classes[k], "label_id": k,
+                                    "segment": [round(to_s(cursor - 0.5), 4), round(to_s(cursor + length - 0.5), 4)]})
+                cursor += length + int(rng.integers(6, 20))
+            np.save(feat_dir / f"{vid}.npy", x)
+            duration = (steps * stride) / fps
+            database[vid] = {"subset": split, "duration": duration, "fps": fps, "annotations": annotations}
+    ann = root / "annotations.json"
+    ann.write_text(json.dumps({"version": "pulses", "database": database}))
+    return {"annotation_file": str(ann), "feature_dir": str(feat_dir), "feature_stride": stride,
+            "num_frames": window, "input_dim": dim, "max_seq_len": steps, "fps": fps}
+
+
+@pytest.fixture
+def pulse_dataset(tmp_path: Path) -> dict:
+    return write_pulse_features(tmp_path / "pulses")
