@@ -1,0 +1,420 @@
+"""Feature datasets in the layout the field uses (ActionFormer's THUMOS14 layout).
+
+On disk: one annotation JSON (ActivityNet / ActionFormer style: per video
+``subset``, ``duration``, ``fps``, ``annotations[segment, label, label_id]``)
+and a folder holding one ``T×C`` float array per video, named
+``<feature_dir>/<file_prefix><video_id><file_suffix><file_ext>``.
+
+Time convention (everything in gaf relies on it)
+------------------------------------------------
+Feature step ``t`` of a video covers frames ``[t*feature_stride,
+t*feature_stride + num_frames)``; its centre lies at::
+
+    seconds(t) = (t * feature_stride + 0.5 * num_frames) / fps
+
+Every item carries ``meta["time_offset"]`` (seconds of the centre of the
+item's step 0) and ``meta["step_seconds"]`` (seconds per step), so a position
+``x`` (in steps, relative to the item) maps to ``time_offset + x *
+step_seconds`` seconds. With ``resize_length = L`` (ActivityNet style) the
+whole video is linearly resampled to ``L`` steps: ``step_seconds =
+duration / L`` and ``time_offset = 0.5 * step_seconds``.
+
+Ground-truth segments of an item are in steps relative to the item. They are
+clamped where a training crop or an eval window cuts them, but not at the
+video's own ends, where (as in ActionFormer) they may reach up to about half
+a window outside ``[0, num_steps]``. Instances lying wholly outside the
+video's features (THUMOS14 has 30 after their video's end) are no training
+target; :meth:`FeatureDataset.ground_truth` keeps them as written, since the
+benchmark is scored on them.
+
+The annotation is read by :func:`gaf.data.annotations.read_ground_truth`, so
+any layout it knows works; ``fps`` and ``duration`` come from the file when
+it has them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gaf.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from gaf.data.annotations import AnnotationSet
+
+__all__ = ["DatasetConfig", "FeatureDataset", "collate"]
+
+
+@dataclass
+class DatasetConfig:
+    """Where the features are and how their time axis maps to seconds.
+
+    ``input_dim`` is the channel count ``C`` of every feature file; the model
+    sees ``channels[1] - channels[0]`` of them when ``channels`` (a ``[start,
+    end)`` slice, e.g. ``[0, 1024]`` = RGB of I3D RGB⊕flow) is set.
+    ``fps`` is the default frame rate for videos whose annotation has none;
+    with ``force_fps`` it overrides the annotation's. ``max_seq_len`` is the
+    training crop and eval window, in steps. ``trunc_min_overlap``: an
+    instance cut by a training crop or eval window is kept only when at least
+    this fraction of it lies inside.
+    """
+
+    annotation_file: str
+    feature_dir: str
+    file_prefix: str = ""
+    file_suffix: str = ""
+    file_ext: str = ".npy"
+    train_subset: str = "validation"
+    test_subset: str = "test"
+    fps: float | None = None
+    force_fps: bool = False
+    feature_stride: int = 4
+    num_frames: int = 16
+    input_dim: int = 2048
+    channels: list[int] | None = None
+    max_seq_len: int = 2304
+    resize_length: int | None = None
+    eval_window_overlap: float = 0.25
+    trunc_min_overlap: float = 0.5
+    labels: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("feature_stride", "num_frames", "input_dim", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"dataset.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"dataset.fps: must be > 0, got {self.fps}")
+        if self.force_fps and self.fps is None:
+            raise ConfigError("dataset.force_fps: true needs dataset.fps to be set")
+        if self.resize_length is not None and self.resize_length < 1:
+            raise ConfigError(f"dataset.resize_length: must be >= 1, got {self.resize_length}")
+        if not 0.0 <= self.eval_window_overlap < 1.0:
+            raise ConfigError(f"dataset.eval_window_overlap: must be in [0, 1), got {self.eval_window_overlap}")
+        if not 0.0 <= self.trunc_min_overlap <= 1.0:
+            raise ConfigError(f"dataset.trunc_min_overlap: must be in [0, 1], got {self.trunc_min_overlap}")
+        if self.channels is not None:
+            c = self.channels
+            if len(c) != 2 or not 0 <= c[0] < c[1] <= self.input_dim:
+                raise ConfigError(
+                    f"dataset.channels: expected [start, end) with 0 <= start < end <= input_dim "
+                    f"({self.input_dim}), got {c}"
+                )
+
+    def feature_path(self, video_id: str) -> Path:
+        """The feature file of ``video_id``."""
+        return Path(self.feature_dir) / f"{self.file_prefix}{video_id}{self.file_suffix}{self.file_ext}"
+
+
+@dataclass
+class _VideoInfo:
+    video_id: str
+    path: Path
+    fps: float
+    duration: float
+    raw_steps: int  # T of the file
+    num_steps: int  # T after resize_length
+    time_offset: float  # seconds of the centre of step 0
+    step_seconds: float
+    segments: np.ndarray  # (N, 2) in video steps
+    labels: np.ndarray  # (N,) int64
+
+
+def _open_npy(path: Path, video_id: str, cfg: DatasetConfig) -> np.ndarray:
+    """Memory-map ``path``; every way it can fail becomes a DataError naming the file."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: feature file of video {video_id!r} not found (expected "
+            f"<dataset.feature_dir>/<dataset.file_prefix>{video_id}<dataset.file_suffix>{cfg.file_ext} "
+            f"with feature_dir={cfg.feature_dir!r}, file_prefix={cfg.file_prefix!r}, "
+            f"file_suffix={cfg.file_suffix!r})"
+        ) from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: video {video_id!r}: not a readable .npy array "
+                        f"(empty, truncated or corrupt file: {exc})") from None
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Per-video features + ground truth of one split, as model-ready items.
+
+    ``split="train"`` reads ``cfg.train_subset``, ``"test"`` reads
+    ``cfg.test_subset``. With ``training=True`` there is one item per video,
+    randomly cropped to ``max_seq_len`` steps (the crop depends only on
+    ``seed``, the epoch set by :meth:`set_epoch` and the item index, so it
+    does not depend on worker scheduling). Videos without instances are kept
+    (all-background items). With ``training=False`` a video longer than
+    ``max_seq_len`` gives several items, sliding windows of ``max_seq_len``
+    steps overlapping by ``eval_window_overlap`` and covering the whole
+    video; the engine merges their detections per video before NMS.
+
+    Each item is a dict: ``video_id``; ``features`` float32 ``(C, T_item)``;
+    ``segments`` float32 ``(N, 2)`` in steps relative to the item;
+    ``labels`` int64 ``(N,)``; ``meta`` (``video_id``, ``fps``, ``duration``
+    [s], ``time_offset`` [s], ``step_seconds`` [s], ``offset_steps`` (item
+    start in the video's step axis), ``num_steps`` (``T_item``),
+    ``video_steps``, ``feature_stride``, ``num_frames``).
+
+    Construction reads only the annotation and each file's ``.npy`` header
+    (missing files, wrong shape or dtype fail here); values are checked when
+    loaded, or all at once by :meth:`check`.
+    """
+
+    def __init__(self, cfg: DatasetConfig, split: Literal["train", "test"], *, training: bool,
+                 seed: int = 0) -> None:
+        if split not in ("train", "test"):
+            raise ConfigError(f"dataset split must be 'train' or 'test', got {split!r}")
+        self.cfg = cfg
+        self.split = split
+        self.training = training
+        self.seed = int(seed)
+        self.epoch = 0
+        self._aset = self._read_annotation()
+        subset = cfg.train_subset if split == "train" else cfg.test_subset
+        from gaf.data.annotations import normalize_subset
+
+        ids = sorted(v for v, video in self._aset.videos.items()
+                     if normalize_subset(video.subset) == normalize_subset(subset))
+        if not ids:
+            found = sorted({str(v.subset) for v in self._aset.videos.values()})
+            key = "train_subset" if split == "train" else "test_subset"
+            raise DataError(f"{cfg.annotation_file}: no video has subset {subset!r} "
+                            f"(dataset.{key}); subsets in the file: {', '.join(found)}")
+        self.labels: list[str] = list(cfg.labels) if cfg.labels is not None else list(self._aset.labels)
+        self._label_ids = {name: i for i, name in enumerate(self.labels)}
+        self._videos = [self._video_info(vid) for vid in ids]
+        self._items = self._build_items()
+
+    # ----------------------------------------------------------------- public
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_dim(self) -> int:
+        """Channels per item (after the ``channels`` slice): the model's input width."""
+        c = self.cfg.channels
+        return self.cfg.input_dim if c is None else c[1] - c[0]
+
+    @property
+    def video_ids(self) -> list[str]:
+        return [v.video_id for v in self._videos]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random crops of ``epoch`` (training mode)."""
+        self.epoch = int(epoch)
+
+    def ground_truth(self) -> AnnotationSet:
+        """The split's annotation (seconds), for evaluation."""
+        from gaf.data.annotations import AnnotationSet
+
+        ids = set(self.video_ids)
+        videos = {v: video for v, video in self._aset.videos.items() if v in ids}
+        return AnnotationSet(videos=videos, labels=list(self.labels), source=self._aset.source,
+                             variant=self._aset.variant)
+
+    def check(self, *, progress: bool = True) -> None:
+        """Read every feature file in full and check its values (NaN/Inf), with a progress bar."""
+        from tqdm import tqdm
+
+        for info in tqdm(self._videos, desc=f"checking {self.split} features", unit="video",
+                         disable=not progress, leave=False):
+            arr = _open_npy(info.path, info.video_id, self.cfg)
+            for start in range(0, arr.shape[0], 4096):
+                self._check_finite(np.asarray(arr[start:start + 4096]), info, start)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        vi, start, length = self._items[index]
+        info = self._videos[vi]
+        if length is None:  # training: random crop
+            start, length = self._crop(info, index)
+        x = self._load(info, start, length)
+        segs, labels = self._item_segments(info, start, length)
+        meta = {
+            "video_id": info.video_id, "fps": info.fps, "duration": info.duration,
+            "time_offset": info.time_offset + start * info.step_seconds,
+            "step_seconds": info.step_seconds, "offset_steps": start, "num_steps": length,
+            "video_steps": info.num_steps, "feature_stride": self.cfg.feature_stride,
+            "num_frames": self.cfg.num_frames,
+        }
+        return {"video_id": info.video_id, "features": torch.from_numpy(np.ascontiguousarray(x.T)),
+                "segments": torch.from_numpy(segs), "labels": torch.from_numpy(labels), "meta": meta}
+
+    # --------------------------------------------------------------- building
+    def _read_annotation(self) -> AnnotationSet:
+        from gaf.data.annotations import read_ground_truth
+
+        path = Path(self.cfg.annotation_file)
+        if not path.exists():
+            raise DataError(f"{path}: annotation file not found (dataset.annotation_file)")
+        return read_ground_truth(path)
+
+    def _video_info(self, vid: str) -> _VideoInfo:
+        cfg = self.cfg
+        video = self._aset.videos[vid]
+        where = f"{cfg.annotation_file}: video {vid!r}"
+        fps = cfg.fps if (cfg.force_fps or video.fps is None) else video.fps
+        if fps is None and cfg.resize_length is None:
+            raise DataError(f"{where}: no fps in the annotation; set dataset.fps")
+        from gaf.data.annotations import safe_video_id
+
+        path = cfg.feature_path(safe_video_id(vid, str(cfg.annotation_file)))
+        arr = _open_npy(path, vid, cfg)
+        if arr.ndim != 2:
+            raise DataError(f"{path}: video {vid!r}: expected a 2-D (T, C) array, got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise DataError(f"{path}: video {vid!r}: expected floating-point features, got dtype {arr.dtype}")
+        if arr.shape[1] != cfg.input_dim:
+            hint = f" (dataset.channels={cfg.channels} slices it afterwards)" if cfg.channels else ""
+            raise DataError(f"{path}: video {vid!r}: {arr.shape[1]} channels, but dataset.input_dim is "
+                            f"{cfg.input_dim}{hint}")
+        raw_steps = int(arr.shape[0])
+        if raw_steps < 1:
+            raise DataError(f"{path}: video {vid!r}: 0 feature steps (video shorter than one window of "
+                            f"{cfg.num_frames} frames?)")
+        duration = video.duration
+        if cfg.resize_length is not None:
+            if duration is None or not duration > 0:
+                raise DataError(f"{where}: dataset.resize_length needs a positive duration, got {duration}")
+            num_steps = cfg.resize_length
+            step_seconds = duration / num_steps
+            time_offset = 0.5 * step_seconds
+        else:
+            num_steps = raw_steps
+            step_seconds = cfg.feature_stride / fps
+            time_offset = 0.5 * cfg.num_frames / fps
+            if duration is None:  # end of the last feature window
+                duration = ((raw_steps - 1) * cfg.feature_stride + cfg.num_frames) / fps
+        segs, labels = [], []
+        for seg in video.segments:
+            if seg.label not in self._label_ids:
+                raise DataError(f"{where}: label {seg.label!r} is not in the class list "
+                                f"(dataset.labels or the annotation's labels)")
+            s, e = (seg.start - time_offset) / step_seconds, (seg.end - time_offset) / step_seconds
+            if s > num_steps - 0.5 or e < -0.5:  # wholly outside the features (THUMOS14 has such)
+                continue
+            segs.append((s, e))
+            labels.append(self._label_ids[seg.label])
+        if fps is None:  # resize mode without fps: the rate the raw steps imply
+            fps = raw_steps * cfg.feature_stride / duration
+        return _VideoInfo(vid, path, float(fps), float(duration), raw_steps, num_steps, time_offset, step_seconds,
+                          np.asarray(segs, dtype=np.float64).reshape(-1, 2), np.asarray(labels, dtype=np.int64))
+
+    def _build_items(self) -> list[tuple[int, int, int | None]]:
+        """(video index, start step, length) per item; length None = random training crop."""
+        L = self.cfg.max_seq_len
+        items: list[tuple[int, int, int | None]] = []
+        for vi, info in enumerate(self._videos):
+            T = info.num_steps
+            if self.training:
+                items.append((vi, 0, None if T > L else T))
+            elif T <= L:
+                items.append((vi, 0, T))
+            else:
+                items.extend((vi, s, L) for s in window_starts(T, L, self.cfg.eval_window_overlap))
+        return items
+
+    # ---------------------------------------------------------------- loading
+    def _crop(self, info: _VideoInfo, index: int) -> tuple[int, int]:
+        L = self.cfg.max_seq_len
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        start = 0
+        for _ in range(10):  # prefer a crop that keeps at least one instance
+            start = int(rng.integers(0, info.num_steps - L + 1))
+            if len(info.segments) == 0 or len(self._item_segments(info, start, L)[1]) > 0:
+                break
+        return start, L
+
+    def _item_segments(self, info: _VideoInfo, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Instances of the item [start, start+length) in item steps (float32 (N,2), int64 (N,))."""
+        if len(info.segments) == 0:
+            return np.zeros((0, 2), np.float32), np.zeros((0,), np.int64)
+        lo = -math.inf if start == 0 else float(start)
+        hi = math.inf if start + length >= info.num_steps else float(start + length)
+        s, e = info.segments[:, 0], info.segments[:, 1]
+        cs, ce = np.clip(s, lo, hi), np.clip(e, lo, hi)
+        length_in = np.maximum(ce - cs, 0.0)
+        full = np.maximum(e - s, 0.0)
+        inside_point = (s >= lo) & (s <= hi)
+        frac = np.where(full > 0, length_in / np.where(full > 0, full, 1.0), inside_point.astype(np.float64))
+        keep = (frac >= self.cfg.trunc_min_overlap) & (frac > 0)
+        segs = np.stack([cs[keep], ce[keep]], axis=1) - start
+        return segs.astype(np.float32), info.labels[keep].copy()
+
+    def _load(self, info: _VideoInfo, start: int, length: int) -> np.ndarray:
+        """Features of steps [start, start+length) as float32 (length, C_item)."""
+        arr = _open_npy(info.path, info.video_id, self.cfg)
+        if arr.ndim != 2 or arr.shape[0] != info.raw_steps or arr.shape[1] != self.cfg.input_dim:
+            raise DataError(f"{info.path}: video {info.video_id!r}: shape changed to {arr.shape} since the "
+                            f"dataset was built")
+        c0, c1 = self.cfg.channels if self.cfg.channels is not None else (0, self.cfg.input_dim)
+        if self.cfg.resize_length is None:
+            x = np.array(arr[start:start + length, c0:c1], dtype=np.float32)
+            self._check_finite(x, info, start)
+            return x
+        x = np.array(arr[:, c0:c1], dtype=np.float32)
+        self._check_finite(x, info, 0)
+        t = torch.from_numpy(x.T.copy())[None]  # (1, C, T_raw)
+        t = F.interpolate(t, size=info.num_steps, mode="linear", align_corners=False)[0]
+        return t[:, start:start + length].T.numpy()
+
+    @staticmethod
+    def _check_finite(x: np.ndarray, info: _VideoInfo, start: int) -> None:
+        bad = ~np.isfinite(x)
+        if bad.any():
+            step = start + int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
+            raise DataError(f"{info.path}: video {info.video_id!r}: NaN or Inf feature values, "
+                            f"first at step {step}")
+
+
+def window_starts(num_steps: int, window: int, overlap: float) -> list[int]:
+    """Start steps of sliding windows of ``window`` steps covering ``[0, num_steps)``.
+
+    Consecutive windows overlap by at least ``overlap * window`` steps; the
+    last one ends exactly at ``num_steps``.
+    """
+    if num_steps <= window:
+        return [0]
+    hop = max(1, int(window * (1.0 - overlap)))
+    starts = list(range(0, num_steps - window, hop))
+    starts.append(num_steps - window)
+    return starts
+
+
+def collate(items: list[dict[str, Any]], *, pad_to: int | None = None, size_divisor: int = 1) -> dict[str, Any]:
+    """Batch items of :class:`FeatureDataset`.
+
+    ``features`` float32 ``(B, C, T)`` zero-padded on the right to the longest
+    item (or ``pad_to``), then up to a multiple of ``size_divisor``; ``mask``
+    bool ``(B, T)``, True on valid steps. ``segments`` / ``labels`` / ``meta``
+    / ``video_id`` are lists (one entry per item).
+    """
+    if not items:
+        raise ValueError("collate: empty batch")
+    lengths = [int(it["features"].shape[1]) for it in items]
+    longest = max(lengths)
+    T = longest if pad_to is None else pad_to
+    if T < longest:
+        raise ValueError(f"collate: an item has {longest} steps, more than pad_to={pad_to}")
+    if size_divisor > 1:
+        T = -(-T // size_divisor) * size_divisor
+    C = int(items[0]["features"].shape[0])
+    feats = torch.zeros((len(items), C, T), dtype=torch.float32)
+    mask = torch.zeros((len(items), T), dtype=torch.bool)
+    for b, (it, n) in enumerate(zip(items, lengths)):
+        if it["features"].shape[0] != C:
+            raise ValueError(f"collate: item {b} has {it['features'].shape[0]} channels, item 0 has {C}")
+        feats[b, :, :n] = it["features"]
+        mask[b, :n] = True
+    return {"features": feats, "mask": mask, "segments": [it["segments"] for it in items],
+            "labels": [it["labels"] for it in items], "meta": [it["meta"] for it in items],
+            "video_id": [it["video_id"] for it in items]}

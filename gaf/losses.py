@@ -1,0 +1,204 @@
+"""Loss functions of the detector and of GAF (plain functions, masked, stable).
+
+Units: segments and distances are in feature steps. Shapes are given per
+function; ``B`` batch, ``C`` channels, ``T`` time steps, ``N`` items.
+
+Detector terms
+    :func:`sigmoid_focal_loss`      class logits (focal loss, RetinaNet form)
+    :func:`giou_loss_1d`            offsets (1 - generalized tIoU, or 1 - tIoU)
+    :func:`quality_bce`             quality / localisation-confidence logits
+    :func:`boundary_saliency_loss`  per-step start / end heat maps
+GAF terms
+    :func:`clf_loss`                Eq. 12 on the pooled f_ai / f_nai logits
+    :func:`cvae_loss`               Eq. 7 (reconstruction + beta * KL to the prior N(lambda, I))
+    :func:`representation_loss`     Eq. 15 (reconstruction through the frozen decoder)
+Helper
+    :func:`tiou_1d`                 element-wise tIoU of aligned segments
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "sigmoid_focal_loss",
+    "tiou_1d",
+    "giou_loss_1d",
+    "quality_bce",
+    "boundary_saliency_loss",
+    "clf_loss",
+    "cvae_loss",
+    "representation_loss",
+    "masked_mean",
+]
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` over entries where ``mask`` is True (0 when none is).
+
+    ``mask`` broadcasts against ``values``.
+    """
+    if mask is None:
+        return values.mean() if values.numel() else values.sum()
+    m = mask.to(values.dtype).expand_as(values)
+    return (values * m).sum() / m.sum().clamp(min=1.0)
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, *, alpha: float = 0.25,
+                       gamma: float = 2.0, reduction: Literal["sum", "mean", "none"] = "sum") -> torch.Tensor:
+    """Sigmoid focal loss (Lin et al. 2017), element-wise over any shape.
+
+    ``FL = -alpha_t (1 - p_t)^gamma log p_t`` with ``p = sigmoid(logits)``,
+    ``p_t = p`` where the target is 1 and ``1 - p`` where it is 0;
+    ``alpha_t = alpha`` for targets 1 and ``1 - alpha`` for 0 (``alpha < 0``
+    disables the weighting). ``targets`` are in [0, 1], same shape as
+    ``logits``. The caller normalises (usually by the number of positives).
+    """
+    targets = targets.to(logits.dtype)
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean() if loss.numel() else loss.sum()
+    return loss
+
+
+def _as_segments(x: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if kind == "distances":  # (left, right) distances from one shared point
+        return -x[..., 0], x[..., 1]
+    if kind == "segments":
+        return x[..., 0], x[..., 1]
+    raise ValueError(f"kind must be 'distances' or 'segments', got {kind!r}")
+
+
+def tiou_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["distances", "segments"] = "segments",
+            eps: float = 1e-6) -> torch.Tensor:
+    """Element-wise temporal IoU of aligned 1-D segments, shape ``(...,)``.
+
+    ``pred`` and ``target`` are ``(..., 2)``: absolute ``[start, end]``
+    (``kind="segments"``) or ``(left, right)`` distances (>= 0) from a
+    shared reference point (``kind="distances"``).
+    """
+    ps, pe = _as_segments(pred, kind)
+    ts, te = _as_segments(target, kind)
+    inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
+    union = (pe - ps).clamp(min=0) + (te - ts).clamp(min=0) - inter
+    return inter / union.clamp(min=eps)
+
+
+def giou_loss_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["distances", "segments"] = "distances",
+                 mode: Literal["giou", "iou"] = "giou", reduction: Literal["sum", "mean", "none"] = "sum",
+                 eps: float = 1e-6) -> torch.Tensor:
+    """``1 - GIoU`` (or ``1 - tIoU``) of aligned 1-D segments.
+
+    ``pred``, ``target``: ``(N, 2)``, either ``(left, right)`` distances
+    from the same point (``kind="distances"``, the detector's form) or
+    absolute ``[start, end]`` segments (``kind="segments"``).
+    GIoU = tIoU - (hull - union) / hull, hull = the smallest segment
+    covering both. Identical segments give 0, disjoint segments give a
+    GIoU loss in (1, 2]; nested ones ``1 - len(inner) / len(outer)``.
+    """
+    ps, pe = _as_segments(pred, kind)
+    ts, te = _as_segments(target, kind)
+    inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
+    union = (pe - ps).clamp(min=0) + (te - ts).clamp(min=0) - inter
+    iou = inter / union.clamp(min=eps)
+    if mode == "giou":
+        hull = (torch.maximum(pe, te) - torch.minimum(ps, ts)).clamp(min=eps)
+        iou = iou - (hull - union) / hull
+    loss = 1.0 - iou
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean() if loss.numel() else loss.sum()
+    return loss
+
+
+def quality_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy of quality logits against soft targets in [0, 1].
+
+    ``logits``, ``targets``: same shape (e.g. ``(N,)``); ``mask`` optional,
+    broadcastable. Returns the mean over the masked entries.
+    """
+    loss = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+    return masked_mean(loss, mask)
+
+
+def boundary_saliency_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                           *, pos_weight: float = 1.0) -> torch.Tensor:
+    """BCE of per-step start / end saliency logits against soft heat maps.
+
+    ``logits``, ``targets``: ``(B, 2, T)`` (channel 0 start, 1 end; targets
+    in [0, 1]); ``mask``: ``(B, T)`` True on valid steps. Boundaries are
+    rare, so ``pos_weight`` scales the positive part of the loss. Returns
+    the mean over valid steps and both channels.
+    """
+    pw = torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+    loss = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=pw, reduction="none")
+    return masked_mean(loss, mask[:, None, :])
+
+
+def clf_loss(logits_ai: torch.Tensor, logits_nai: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Segment-GAF's video-level classification loss L_clf (Eq. 12).
+
+    ``logits_ai``, ``logits_nai``: ``(B, K + 1)`` classifier logits of the
+    pooled action feature f_ai and background feature f_nai; column ``K``
+    is *background*. ``present``: ``(B, K)`` multi-hot classes present in
+    each window.
+
+    A window may hold several classes, so ``-log p(c | f_ai)`` is read as a
+    multi-label sigmoid cross-entropy: f_ai's targets are the present
+    classes (1) and background (0); f_nai's targets are background (1) and
+    every class (0). Each is summed over the K + 1 outputs, averaged over
+    the batch; the result is their sum.
+    """
+    present = present.to(logits_ai.dtype)
+    bg_ai = torch.zeros_like(present[:, :1])
+    t_ai = torch.cat([present, bg_ai], dim=1)
+    t_nai = torch.cat([torch.zeros_like(present), torch.ones_like(bg_ai)], dim=1)
+    l_ai = F.binary_cross_entropy_with_logits(logits_ai, t_ai, reduction="none").sum(1).mean()
+    l_nai = F.binary_cross_entropy_with_logits(logits_nai, t_nai, reduction="none").sum(1).mean()
+    return l_ai + l_nai
+
+
+def cvae_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+              prior_mean: torch.Tensor, mask: torch.Tensor, *, beta: float = 1.0
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frame-GAF's CVAE loss L_CVAE (Eq. 7) with L = 1 sample.
+
+    ``recon``, ``target``: ``(B, C, T)``; ``mu``, ``logvar``: ``(B, D, T)``
+    of the encoder ``q(z_t | f_t, lambda_t)``; ``prior_mean``: ``(B, T)``
+    (the prior is ``N(lambda_t * 1, I)``) or ``(B, D, T)``; ``mask``:
+    ``(B, T)``.
+
+    Reconstruction: squared error averaged over channels (so its scale does
+    not grow with C) and over valid steps. KL, closed form per step, summed
+    over the latent dims, averaged over valid steps:
+    ``0.5 * sum_d (exp(logvar) + (mu - m)^2 - 1 - logvar)``.
+    Returns ``(recon + beta * kl, recon, kl)``.
+    """
+    m = mask[:, None, :]
+    rec = masked_mean((recon - target).pow(2).mean(1, keepdim=True), m)
+    pm = prior_mean[:, None, :] if prior_mean.dim() == 2 else prior_mean
+    kl_t = 0.5 * (logvar.exp() + (mu - pm).pow(2) - 1.0 - logvar).sum(1, keepdim=True)
+    kl = masked_mean(kl_t, m)
+    return rec + beta * kl, rec, kl
+
+
+def representation_loss(recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_R (Eq. 15): squared error of features explained from the attention.
+
+    ``recon``: ``(B, C, T)`` decoded by the frozen Frame-GAF decoder from
+    ``(z_t, lambda_t)``; ``target``: ``(B, C, T)`` the input features;
+    ``mask``: ``(B, T)``. Averaged over channels and valid steps (the paper
+    sums over t; the mean keeps the weight independent of T).
+    """
+    return masked_mean((recon - target).pow(2).mean(1, keepdim=True), mask[:, None, :])

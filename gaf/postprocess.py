@@ -1,0 +1,290 @@
+"""1-D temporal post-processing: tIoU, hard NMS, Soft-NMS, offset decoding, time units.
+
+Everything here is plain PyTorch and runs on the device of its inputs (CPU or
+CUDA); nothing is compiled. Segments are ``(N, 2)`` tensors of ``[start, end]``
+in any one unit (seconds or feature steps) — the ops only need the unit to be
+the same across their arguments.
+
+Time units (the ActionFormer convention): feature step ``t`` covers frames
+``[t * stride, t * stride + window)`` of a video decoded at ``fps`` frames per
+second, and stands for the centre of that span, at
+``(t * stride + window / 2) / fps`` seconds. :func:`steps_to_seconds` and
+:func:`seconds_to_steps` convert both ways with that rule.
+
+NMS variants keep their greedy loop sequential (that is what NMS is) but each
+step is a handful of ``O(N)`` tensor ops on the device, and the loop runs once
+per *kept* segment, not once per candidate. No ``N x N`` matrix is built, so
+memory stays ``O(N)`` however many candidates a long video yields.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "pairwise_tiou",
+    "nms",
+    "soft_nms",
+    "decode_offsets",
+    "steps_to_seconds",
+    "seconds_to_steps",
+]
+
+
+def _check_segments(segments: Tensor, name: str) -> None:
+    if segments.dim() != 2 or segments.shape[1] != 2:
+        raise ValueError(f"{name}: expected a (N, 2) tensor of [start, end], got shape {tuple(segments.shape)}")
+
+
+def _float(x: Tensor) -> Tensor:
+    return x if x.is_floating_point() else x.float()
+
+
+def pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
+    """Temporal IoU of every segment of ``a`` with every segment of ``b``.
+
+    Args:
+        a: ``(N, 2)`` segments ``[start, end]``.
+        b: ``(M, 2)`` segments in the same unit as ``a``.
+
+    Returns:
+        ``(N, M)`` float tensor on the device of the inputs; entry ``[i, j]``
+        is ``|a_i ∩ b_j| / |a_i ∪ b_j|``. A segment of zero (or negative)
+        length has IoU 0 with everything, itself included — never NaN.
+        Touching segments (``a.end == b.start``) have IoU 0.
+    """
+    _check_segments(a, "pairwise_tiou(a)")
+    _check_segments(b, "pairwise_tiou(b)")
+    a, b = _float(a), _float(b)
+    return _tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1])
+
+
+def _tiou(s1: Tensor, e1: Tensor, s2: Tensor, e2: Tensor) -> Tensor:
+    """Broadcasting tIoU of ``[s1, e1]`` against ``[s2, e2]`` (0 where the union is empty)."""
+    len1 = (e1 - s1).clamp(min=0)
+    len2 = (e2 - s2).clamp(min=0)
+    inter = (torch.minimum(e1, e2) - torch.maximum(s1, s2)).clamp(min=0)
+    union = len1 + len2 - inter
+    positive = union > 0
+    # Divide by 1 where the union is empty so no 0/0 is ever formed (keeps gradients finite too).
+    return torch.where(positive, inter / torch.where(positive, union, torch.ones_like(union)),
+                       torch.zeros_like(inter))
+
+
+def _tiou_one_to_many(segments: Tensor, i: Tensor) -> Tensor:
+    """``(N,)`` tIoU of segment ``i`` (a 0-d device index) with every segment."""
+    picked = segments.index_select(0, i.reshape(1))[0]
+    return _tiou(picked[0], picked[1], segments[:, 0], segments[:, 1])
+
+
+def _check_inputs(segments: Tensor, scores: Tensor, labels: Tensor | None, max_keep: int | None,
+                  fn: str) -> None:
+    _check_segments(segments, f"{fn}(segments)")
+    n = segments.shape[0]
+    if scores.shape != (n,):
+        raise ValueError(f"{fn}: scores must have shape ({n},) to match segments, got {tuple(scores.shape)}")
+    if scores.device != segments.device:
+        raise ValueError(f"{fn}: segments are on {segments.device} but scores on {scores.device}")
+    if labels is not None:
+        if labels.shape != (n,):
+            raise ValueError(f"{fn}: labels must have shape ({n},) to match segments, got {tuple(labels.shape)}")
+        if labels.is_floating_point() or labels.is_complex():
+            raise ValueError(f"{fn}: labels must be an integer tensor, got {labels.dtype}")
+        if labels.device != segments.device:
+            raise ValueError(f"{fn}: segments are on {segments.device} but labels on {labels.device}")
+    if max_keep is not None and max_keep < 0:
+        raise ValueError(f"{fn}: max_keep must be >= 0 or None, got {max_keep}")
+
+
+@torch.no_grad()
+def nms(segments: Tensor, scores: Tensor, iou_threshold: float, *, labels: Tensor | None = None,
+        max_keep: int | None = None) -> Tensor:
+    """Greedy hard NMS on 1-D segments.
+
+    Repeatedly keeps the highest-scoring remaining segment and removes every
+    remaining segment whose tIoU with it is **strictly greater** than
+    ``iou_threshold`` (so ``iou_threshold=1.0`` removes nothing but exact
+    duplicates are kept too, and a pair at exactly the threshold both stay).
+    Ties in score go to the lower index.
+
+    Args:
+        segments: ``(N, 2)`` ``[start, end]``, any unit.
+        scores: ``(N,)`` confidences.
+        iou_threshold: suppression threshold on tIoU.
+        labels: optional ``(N,)`` integer class ids; when given, a segment only
+            suppresses segments of its own class (per-class NMS, all classes in
+            one pass). ``None``: class-agnostic.
+        max_keep: stop after this many kept segments (``None``: no cap).
+
+    Returns:
+        ``(K,)`` long tensor of indices into the inputs, on their device, in
+        order of descending score.
+    """
+    _check_inputs(segments, scores, labels, max_keep, "nms")
+    device = segments.device
+    n = segments.shape[0]
+    limit = n if max_keep is None else min(n, max_keep)
+    if limit == 0:
+        return torch.empty(0, dtype=torch.long, device=device)
+    # Sort once (stable: ties go to the lower index); the greedy pass then takes
+    # the first remaining position, so -inf scores and ties need no special case.
+    order = torch.sort(_float(scores), descending=True, stable=True).indices
+    segs = _float(segments)[order]
+    labs = labels[order] if labels is not None else None
+    remaining = ~torch.isnan(_float(scores)[order])  # NaN scores are never kept
+    keep: list[Tensor] = []
+    while len(keep) < limit:
+        i = remaining.to(torch.uint8).argmax()  # first remaining position
+        if not bool(remaining[i]):  # one device sync per kept segment
+            break
+        keep.append(i)
+        suppress = _tiou_one_to_many(segs, i) > iou_threshold
+        if labs is not None:
+            suppress &= labs == labs[i]
+        remaining &= ~suppress
+        remaining[i] = False
+    if not keep:
+        return torch.empty(0, dtype=torch.long, device=device)
+    return order[torch.stack(keep)]
+
+
+@torch.no_grad()
+def soft_nms(segments: Tensor, scores: Tensor, *, labels: Tensor | None = None, method: str = "gaussian",
+             sigma: float = 0.5, iou_threshold: float = 0.3, min_score: float = 1e-3,
+             max_keep: int | None = None) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """Soft-NMS (Bodla et al., 2017) on 1-D segments.
+
+    Repeatedly picks the candidate with the highest *current* score, then
+    decays the scores of all candidates still waiting by their tIoU with it:
+
+    * ``"gaussian"``: ``s *= exp(-iou**2 / sigma)``;
+    * ``"linear"``: ``s *= 1 - iou`` where ``iou > iou_threshold``.
+
+    Candidates whose current score is below ``min_score`` (from the start or
+    after a decay) are dropped, as are NaN scores; since ``min_score >= 0``,
+    every decay multiplies a non-negative score by a factor in ``[0, 1]``, so
+    scores never increase. Ties go to the lower index. With ``labels`` the
+    cross-class tIoU is taken as 0, so classes are processed independently
+    but in a single pass.
+
+    Args:
+        segments: ``(N, 2)`` ``[start, end]``, any unit.
+        scores: ``(N,)`` confidences.
+        labels: optional ``(N,)`` integer class ids (per-class Soft-NMS).
+        method: ``"gaussian"`` or ``"linear"``.
+        sigma: Gaussian width (``> 0``); used by ``"gaussian"``.
+        iou_threshold: tIoU above which ``"linear"`` decays.
+        min_score: drop threshold on the (decayed) score, ``>= 0``.
+        max_keep: stop after this many kept segments (``None``: no cap).
+
+    Returns:
+        ``(segments (K, 2), scores (K,), labels (K,) or None, keep (K,))``:
+        the kept segments with their decayed scores (in descending order of
+        decayed score, the order they were picked), their labels if labels
+        were given, and the long indices of the kept candidates in the inputs.
+        All on the device of the inputs.
+    """
+    _check_inputs(segments, scores, labels, max_keep, "soft_nms")
+    if method not in ("gaussian", "linear"):
+        raise ValueError(f"soft_nms: method must be 'gaussian' or 'linear', got {method!r}")
+    if method == "gaussian" and not sigma > 0:
+        raise ValueError(f"soft_nms: sigma must be > 0, got {sigma}")
+    if not min_score >= 0:
+        raise ValueError(f"soft_nms: min_score must be >= 0, got {min_score}")
+    device = segments.device
+    n = segments.shape[0]
+    limit = n if max_keep is None else min(n, max_keep)
+    segments = _float(segments)
+    current = _float(scores).clone()
+    waiting = current >= min_score  # False for NaN and negative scores: decays never raise a score
+    neg_inf = torch.full_like(current, -math.inf)
+    keep: list[Tensor] = []
+    while len(keep) < limit:
+        i = torch.where(waiting, current, neg_inf).argmax()  # first index among ties
+        if not bool(waiting[i]):  # one device sync per kept segment
+            break
+        keep.append(i)
+        waiting[i] = False
+        iou = _tiou_one_to_many(segments, i)
+        if labels is not None:
+            iou = torch.where(labels == labels[i], iou, torch.zeros_like(iou))
+        if method == "gaussian":
+            decay = torch.exp(-(iou * iou) / sigma)
+        else:
+            decay = torch.where(iou > iou_threshold, 1.0 - iou, torch.ones_like(iou))
+        current = torch.where(waiting, current * decay, current)
+        waiting &= current >= min_score
+    if keep:
+        idx = torch.stack(keep).to(torch.long)
+    else:
+        idx = torch.empty(0, dtype=torch.long, device=device)
+    kept_labels = labels[idx] if labels is not None else None
+    return segments[idx], current[idx], kept_labels, idx
+
+
+def decode_offsets(points: Tensor, strides: Tensor | float, offsets: Tensor) -> Tensor:
+    """Turn per-point distances into segments: ``[p - d_start * s, p + d_end * s]``.
+
+    Args:
+        points: ``(P,)`` point positions in feature steps (of the input
+            sequence, i.e. the finest level).
+        strides: ``(P,)`` (or a scalar) pyramid stride of each point, in
+            feature steps per unit of offset.
+        offsets: ``(P, 2)`` non-negative distances ``(d_start, d_end)`` in
+            units of the point's stride.
+
+    Returns:
+        ``(P, 2)`` segments ``[start, end]`` in feature steps; convert to
+        seconds with :func:`steps_to_seconds`.
+    """
+    if offsets.dim() != 2 or offsets.shape[1] != 2:
+        raise ValueError(f"decode_offsets: offsets must have shape (P, 2), got {tuple(offsets.shape)}")
+    if points.shape != offsets.shape[:1]:
+        raise ValueError(f"decode_offsets: points must have shape ({offsets.shape[0]},), got {tuple(points.shape)}")
+    points, offsets = _float(points), _float(offsets)
+    strides = torch.as_tensor(strides, dtype=offsets.dtype, device=offsets.device)
+    if strides.dim() > 0 and strides.shape != points.shape:
+        raise ValueError(f"decode_offsets: strides must be a scalar or shape {tuple(points.shape)}, "
+                         f"got {tuple(strides.shape)}")
+    return torch.stack([points - offsets[:, 0] * strides, points + offsets[:, 1] * strides], dim=-1)
+
+
+def _check_timing(fps: float, stride: int, window: int, fn: str) -> None:
+    if not fps > 0:
+        raise ValueError(f"{fn}: fps must be > 0, got {fps}")
+    if not stride > 0:
+        raise ValueError(f"{fn}: stride must be > 0 frames, got {stride}")
+    if window < 0:
+        raise ValueError(f"{fn}: window must be >= 0 frames, got {window}")
+
+
+def steps_to_seconds(x: Tensor, fps: float, stride: int, window: int) -> Tensor:
+    """Feature-step positions → seconds: ``(x * stride + window / 2) / fps``.
+
+    Step ``t`` covers frames ``[t * stride, t * stride + window)``; its centre,
+    ``(t * stride + window / 2) / fps`` seconds, is where the step sits in time.
+    Fractional steps map linearly. Any shape; returns a float tensor of the
+    same shape and device.
+
+    Args:
+        x: positions in feature steps.
+        fps: frames per second of the video the features were taken from.
+        stride: frames between consecutive feature steps.
+        window: frames seen by one feature step.
+    """
+    _check_timing(fps, stride, window, "steps_to_seconds")
+    return (_float(x) * stride + 0.5 * window) / fps
+
+
+def seconds_to_steps(x: Tensor, fps: float, stride: int, window: int) -> Tensor:
+    """Seconds → feature-step positions, the inverse of :func:`steps_to_seconds`.
+
+    ``t = (x * fps - window / 2) / stride``; fractional, not rounded, and may be
+    negative for times before the first step's centre. Any shape; returns a
+    float tensor of the same shape and device.
+    """
+    _check_timing(fps, stride, window, "seconds_to_steps")
+    return (_float(x) * fps - 0.5 * window) / stride
