@@ -173,7 +173,8 @@ def train(
                 len(train_set), train_set.num_classes, train_set.input_dim, device,
                 sum(p.numel() for p in model.parameters()))
 
-    stages = [s for s in STAGES if s == "segment" or cfg.model.gaf.enabled]
+    # Stage "frame" trains Frame-GAF's CVAE; without GAF or with L_CVAE off there is nothing to train.
+    stages = [s for s in STAGES if s == "segment" or (cfg.model.gaf.enabled and cfg.model.loss.cvae > 0)]
     iters = max(1, math.ceil(len(train_set) / tcfg.batch_size))
     factor = _lr_factor(tcfg, iters)
     optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -196,6 +197,7 @@ def train(
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
         logger.info("resumed from %s after epoch %d", latest, start_epoch)
 
+    writer = _tensorboard(work_dir, logger)
     stop_at = tcfg.epochs if stop_after_epochs is None else min(tcfg.epochs, start_epoch + stop_after_epochs)
     all_params = list(model.parameters())
     for epoch in range(start_epoch, stop_at):
@@ -248,6 +250,11 @@ def train(
             p.requires_grad_(True)
         record["seconds"] = round(time.perf_counter() - tic, 2)
         history.append(record)
+        if writer is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, epoch + 1)
+            writer.flush()
         logger.info("epoch %d/%d %s", epoch + 1, tcfg.epochs,
                     " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch",)))
         ckpt = {
@@ -266,6 +273,8 @@ def train(
             _prune(work_dir, tcfg.keep_checkpoints)
         atomic_write_text(work_dir / "history.json", json.dumps(history, indent=1))
 
+    if writer is not None:
+        writer.close()
     epochs_done = history[-1]["epoch"] if history else start_epoch
     if epochs_done < tcfg.epochs:
         logger.info("stopped after epoch %d of %d; continue with --resume", epochs_done, tcfg.epochs)
@@ -286,6 +295,16 @@ def train(
     save_checkpoint(final, final_state)
     logger.info("final checkpoint: %s", final)
     return TrainResult(work_dir, epochs_done, final, metrics)
+
+
+def _tensorboard(work_dir: Path, logger):
+    """A TensorBoard writer into ``work_dir/tb`` when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    logger.info("TensorBoard scalars: tensorboard --logdir %s", work_dir / "tb")
+    return SummaryWriter(log_dir=str(work_dir / "tb"))
 
 
 def _prune(work_dir: Path, keep: int) -> None:

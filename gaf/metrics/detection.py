@@ -1,0 +1,600 @@
+"""Temporal action detection mAP, numerically the ActivityNet official evaluation.
+
+:func:`evaluate_detections` scores predictions against ground truth (both
+:class:`~gaf.data.annotations.AnnotationSet`, times in seconds) at several
+tIoU thresholds and returns a :class:`DetectionResult` (AP per class and
+tIoU, mAP per tIoU, their average).
+
+Default rules, ``rules="activitynet"`` (``Evaluation/eval_detection.py`` of
+github.com/activitynet/ActivityNet, ``compute_average_precision_detection``,
+``interpolated_prec_rec``, ``segment_iou``); APs equal the official ones to
+1e-9 whenever scores are distinct:
+
+* **tIoU** of a prediction ``p`` and a ground truth ``g``: ``inter / union``
+  with ``inter = max(0, min(p.end, g.end) - max(p.start, g.start))`` and
+  ``union = (g.end - g.start) + (p.end - p.start) - inter``, the same
+  floating-point operations as the official ``segment_iou``. A zero union
+  (two zero-length segments) gives tIoU 0, never NaN (the official code
+  divides 0 by 0 there).
+* **Per class**, the predictions of that class are ranked by score,
+  descending. **Ties** keep the order of the predictions file (a stable sort
+  on ``-score`` over the predictions in file order: videos in file order,
+  detections within a video in file order). The official code ranks with
+  ``argsort()[::-1]``, which leaves the order of equal scores unspecified; it
+  equals ours with ``np.argsort(-score, kind="stable")``.
+* **Matching**, at each tIoU threshold independently (a ground truth matched
+  at 0.5 is still free at 0.7): in rank order, a prediction is a true
+  positive if some ground truth of its video and class with ``tIoU >=
+  threshold`` is still unmatched at that threshold; it takes the one with the
+  highest tIoU (when that one is taken, the next best unmatched one, and so
+  on). Otherwise it is a false positive. So the same detection listed twice
+  gives one true positive and one false positive. Ground truths with equal
+  tIoU to a prediction are tried in file order (the official order there is
+  the unspecified one of ``argsort``).
+* Predictions for a video without ground truth of their class, including
+  videos absent from the ground truth, are false positives (the official code
+  groups the ground truth by video, so they never match). An
+  :class:`EvaluationWarning` counts the predictions for absent videos.
+* ``tp`` / ``fp`` cumulative sums over the ranking give ``recall = tp / npos``
+  (``npos`` = ground-truth instances of the class) and ``precision = tp /
+  (tp + fp)``; **AP** is the official ``interpolated_prec_rec``: precision
+  points ``[0, p..., 0]`` at recalls ``[0, r..., 1]``, precision made
+  non-increasing from the right (its envelope), then the sum of ``(r_i -
+  r_{i-1}) * envelope_i`` over the points where recall changes.
+* A class of the ground truth with no prediction has AP 0. **mAP** is the
+  mean of the APs over the classes that have at least one ground-truth
+  instance (the official class list is built from the instances); the
+  average mAP is the mean over the tIoU thresholds.
+* Predicted labels without ground-truth instances are ignored, with an
+  :class:`EvaluationWarning` counting them (the official code raises
+  ``KeyError``). A reversed predicted or ground-truth segment (end < start),
+  a non-finite time or a missing / non-finite score raises
+  :class:`~gaf.errors.AnnotationError` naming the file and the video.
+  ``Video.ambiguous`` intervals are not used by these rules.
+
+``rules="thumos14"``: the THUMOS'14 challenge toolkit (``TH14evalDet.m`` /
+``TH14eventdetpr.m``, the "updated" version with non-interpolated AP), read
+from its public copies:
+
+* Per class and video, detections are ranked by score (ties: file order);
+  the **ground truth drives the matching**: each ground truth in file order
+  takes, among the detections not yet taken, the one with the highest overlap
+  (ties: the better ranked), if that overlap is strictly ``> threshold``.
+  Overlap is the same tIoU (its intersection-over-hull is the IoU whenever the
+  intervals intersect).
+* Unmatched detections that intersect (positive length) an **Ambiguous**
+  interval of their video (``Video.ambiguous``) are removed, neither true
+  nor false positives; the other unmatched detections are false positives.
+  Matched detections stay true positives even when they touch an Ambiguous
+  interval. The ground truth must carry its Ambiguous intervals for this to
+  act (e.g. variant ``thumos14-test-213-ambiguous``).
+* **AP is not interpolated**: the sum of the precisions at the ranks of the
+  true positives over the class's detections (ranked by score over all
+  videos, ties in file order; the toolkit orders ties by video name), divided
+  by the number of ground-truth instances. A class without detections has AP
+  0; mAP is the mean over the classes with ground truth.
+
+Both rule sets are vectorised (about 10 ms for THUMOS14 test with 200
+predictions per video, see ``bench/eval.py``): the candidate (prediction,
+ground truth) pairs of the same (class, video) whose tIoU reaches the
+smallest threshold are found by binary search; a proposer (prediction, or
+ground truth under ``thumos14``) with a single candidate is resolved for all
+thresholds at once, and only proposers with several candidates are walked in
+rank order, one per connected group of competing pairs per step
+(:func:`_greedy`). Predictions without a candidate are false positives at
+every threshold and are never visited.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from gaf.data.annotations import AnnotationSet
+from gaf.errors import AnnotationError, ConfigError
+
+__all__ = ["DEFAULT_TIOUS", "RULES", "DetectionResult", "EvaluationWarning", "evaluate_detections",
+           "segment_iou_matrix"]
+
+DEFAULT_TIOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
+"""THUMOS14's usual tIoU thresholds; ActivityNet uses 0.5:0.05:0.95."""
+RULES: tuple[str, ...] = ("activitynet", "thumos14")
+
+
+class EvaluationWarning(UserWarning):
+    """Predictions were scored, but some were ignored or could never match (see the message)."""
+
+
+# ---------------------------------------------------------------- tIoU
+def _iou(ps: np.ndarray, pe: np.ndarray, gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
+    """Elementwise tIoU with the official operation order; 0 where the union is 0."""
+    inter = (np.minimum(pe, ge) - np.maximum(ps, gs)).clip(0)
+    union = (ge - gs) + (pe - ps) - inter
+    out = np.zeros(np.broadcast(inter, union).shape)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
+
+
+def segment_iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """tIoU of every predicted segment with every ground-truth segment.
+
+    ``pred`` (P, 2) and ``gt`` (G, 2) hold ``[start, end]`` in seconds (any
+    unit, the same for both). Returns (P, G) float64 in [0, 1]; a pair of
+    zero-length segments has tIoU 0.
+    """
+    p = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
+    g = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
+    return _iou(p[:, :1], p[:, 1:], g[None, :, 0], g[None, :, 1])
+
+
+# ---------------------------------------------------------------- result
+def _fmt_tiou(t: float) -> str:
+    return f"{t:.2f}" if abs(round(t, 2) - t) < 1e-9 else f"{t:g}"
+
+
+def _pct(v: float) -> str:
+    return f"{100.0 * v:.2f}" if math.isfinite(v) else "-"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+@dataclass
+class DetectionResult:
+    """Scores of one evaluation. APs are fractions in [0, 1].
+
+    ``mAP[i]`` and ``per_class_ap[label][i]`` belong to ``tious[i]``;
+    ``per_class_ap`` holds the ground-truth classes (those with at least one
+    instance) in the ground truth's label order. ``num_ignored_predictions``
+    counts predictions whose label has no ground-truth instance.
+    ``num_removed_ambiguous[i]`` (``thumos14`` rules only) counts detections
+    removed at ``tious[i]`` for touching an Ambiguous interval.
+    """
+
+    tious: list[float]
+    mAP: list[float]
+    average_mAP: float
+    per_class_ap: dict[str, list[float]]
+    num_ignored_predictions: int
+    ground_truth_variant: str | None
+    rules: str
+    ground_truth_source: str = "<memory>"
+    num_videos: int = 0
+    num_ground_truth: int = 0
+    num_predictions: int = 0
+    num_absent_video_predictions: int = 0
+    num_removed_ambiguous: list[int] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``tious``, ``mAP``, ``average_mAP``, ``per_class_ap`` (label → AP per tIoU), then counts."""
+        doc: dict[str, Any] = {
+            "tious": list(self.tious), "mAP": list(self.mAP), "average_mAP": self.average_mAP,
+            "per_class_ap": {k: list(v) for k, v in self.per_class_ap.items()},
+            "rules": self.rules, "ground_truth": self.ground_truth_source,
+            "ground_truth_variant": self.ground_truth_variant, "num_videos": self.num_videos,
+            "num_ground_truth": self.num_ground_truth, "num_predictions": self.num_predictions,
+            "num_ignored_predictions": self.num_ignored_predictions,
+            "num_absent_video_predictions": self.num_absent_video_predictions,
+        }
+        if self.num_removed_ambiguous is not None:
+            doc["num_removed_ambiguous"] = list(self.num_removed_ambiguous)
+        return doc
+
+    def format_table(self, per_class: bool = False) -> str:
+        """Plain-text table in percent: mAP per tIoU and their average.
+
+        ``per_class=True`` gives the table of the paper's Table III instead:
+        one row per class (AP per tIoU, then the class's mean), a last ``mAP`` row.
+        """
+        header = ["tIoU"] + [_fmt_tiou(t) for t in self.tious] + ["Avg"]
+        total = ["mAP (%)"] + [_pct(v) for v in self.mAP] + [_pct(self.average_mAP)]
+        if not per_class:
+            return _table(header, [total])
+        rows = [[name] + [_pct(v) for v in aps] + [_pct(float(np.mean(aps)) if aps else math.nan)]
+                for name, aps in self.per_class_ap.items()]
+        header[0] = "class (AP %)"
+        return _table(header, rows + [total])
+
+
+# ---------------------------------------------------------------- flattening
+@dataclass
+class _Flat:
+    """Segments flattened in file order: video index (-1: not in the ground truth), class index (-1: none)."""
+
+    video: np.ndarray
+    label: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    score: np.ndarray
+    names: list[str]  # video id of each segment's video, for messages
+    unknown_labels: dict[str, int]
+
+
+def _flatten(aset: AnnotationSet, video_index: dict[str, int], class_index: dict[str, int], *,
+             scored: bool) -> _Flat:
+    segs: list[Any] = []
+    counts: list[int] = []
+    names: list[str] = []
+    for vid, video in aset.videos.items():
+        if video.segments:
+            segs += video.segments
+            counts.append(len(video.segments))
+            names.append(vid)
+    try:
+        start = np.array([s.start for s in segs], dtype=np.float64)
+        end = np.array([s.end for s in segs], dtype=np.float64)
+        score = np.array([s.score for s in segs], dtype=np.float64) if scored else np.zeros(len(segs))
+        bad = not (np.isfinite(start).all() and np.isfinite(end).all() and np.isfinite(score).all()
+                   and (end >= start).all())
+    except (TypeError, ValueError):
+        bad = True
+    if bad:
+        _raise_bad_segment(aset, scored)
+    vmap = np.array([video_index.get(n, -1) for n in names], dtype=np.int64)
+    labels = [s.label for s in segs]
+    unknown: dict[str, int] = {}
+    try:
+        label = np.fromiter(map(class_index.__getitem__, labels), dtype=np.int64, count=len(labels))
+    except KeyError:
+        label = np.array([class_index.get(name, -1) for name in labels], dtype=np.int64)
+        for name in labels:
+            if name not in class_index:
+                unknown[name] = unknown.get(name, 0) + 1
+    return _Flat(np.repeat(vmap, np.array(counts, dtype=np.int64)), label, start, end, score, names, unknown)
+
+
+def _raise_bad_segment(aset: AnnotationSet, scored: bool) -> None:
+    what = "prediction" if scored else "ground truth"
+    for vid, video in aset.videos.items():
+        for i, s in enumerate(video.segments):
+            where = f"{aset.source}: video {vid!r}: {what} {i} ({s.label})"
+            try:
+                start, end = float(s.start), float(s.end)
+            except (TypeError, ValueError):
+                raise AnnotationError(f"{where}: segment: not numbers: [{s.start!r}, {s.end!r}]") from None
+            if not (math.isfinite(start) and math.isfinite(end)):
+                raise AnnotationError(f"{where}: segment: not finite: [{start}, {end}]")
+            if end < start:
+                raise AnnotationError(f"{where}: segment: end {end} < start {start} (reversed segment)")
+            if scored:
+                try:
+                    ok = s.score is not None and math.isfinite(float(s.score))
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    raise AnnotationError(f"{where}: score: must be a finite number, got {s.score!r}")
+    raise AnnotationError(f"{aset.source}: malformed segments")  # pragma: no cover - defensive
+
+
+# ---------------------------------------------------------------- candidate pairs
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(i, j)`` for every ``lo[i] <= j < hi[i]``, i ascending."""
+    counts = np.maximum(hi - lo, 0)
+    i = np.repeat(np.arange(len(lo)), counts)
+    starts = np.cumsum(counts) - counts
+    return i, lo[i] + (np.arange(len(i)) - starts[i])
+
+
+def _same_key_pairs(key_a: np.ndarray, key_b_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All ``(i, j)`` with ``key_a[i] == key_b_sorted[j]`` (``key_b_sorted`` ascending)."""
+    return _expand(np.searchsorted(key_b_sorted, key_a, "left"), np.searchsorted(key_b_sorted, key_a, "right"))
+
+
+def _overlapping_pairs(a_block: np.ndarray, a_start: np.ndarray, a_end: np.ndarray, b_block: np.ndarray,
+                       b_start: np.ndarray, b_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A superset of the pairs ``(i, j)`` in the same block (block ids >= 0) whose intervals overlap.
+
+    Block and time go into one float key ``block * W + time`` (W more than
+    twice the time span, so blocks never mix); with the ``b`` intervals sorted
+    by start key and a running maximum of their end keys, the ``b`` that may
+    overlap ``a[i]`` form one index range, found by binary search. The ranges
+    are widened by a few ulps of the largest key, so rounding can only add
+    pairs (the caller filters by the exact tIoU), never drop one.
+    """
+    if len(a_block) == 0 or len(b_block) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    t0 = min(float(a_start.min()), float(b_start.min()))
+    span = max(float(a_end.max()), float(b_end.max())) - t0
+    width = 2.0 * span + 1.0
+    # |key| <= top; 16 ulps of it stay far below the gap between blocks (width - span > span + 1) for any
+    # number of blocks that fits in memory.
+    eps = 16.0 * np.spacing((max(int(a_block.max()), int(b_block.max())) + 1) * width)
+    b_key = b_block * width + (b_start - t0)
+    order = np.argsort(b_key, kind="stable")
+    b_key = b_key[order]
+    b_end_max = np.maximum.accumulate((b_block * width + (b_end - t0))[order])
+    a_key = a_block * width + (a_start - t0)
+    by_key = np.argsort(a_key)  # sorted queries make the binary searches cache-friendly
+    lo = np.searchsorted(b_end_max, a_key[by_key] - eps, "right")
+    hi = np.searchsorted(b_key, (a_block * width + (a_end - t0))[by_key] + eps, "left")
+    i, j = _expand(lo, hi)
+    return by_key[i], order[j]
+
+
+# ---------------------------------------------------------------- greedy matching
+def _components(prop: np.ndarray, targ: np.ndarray) -> np.ndarray:
+    """Connected component of each pair in the bipartite graph of the pairs (a label per pair)."""
+    up, pinv = np.unique(prop, return_inverse=True)
+    _, tinv = np.unique(targ, return_inverse=True)
+    by_t = np.argsort(tinv, kind="stable")
+    t_starts = np.flatnonzero(np.r_[True, tinv[by_t][1:] != tinv[by_t][:-1]])
+    by_p = np.argsort(pinv, kind="stable")
+    p_starts = np.flatnonzero(np.r_[True, pinv[by_p][1:] != pinv[by_p][:-1]])
+    label = np.arange(len(up))
+    while True:
+        lab_t = np.minimum.reduceat(label[pinv][by_t], t_starts)
+        new = np.minimum.reduceat(lab_t[tinv][by_p], p_starts)
+        if np.array_equal(new, label):
+            return label[pinv]
+        label = new[new]  # pointer jumping: a label names a proposer of the same component
+
+
+def _greedy(prop: np.ndarray, targ: np.ndarray, value: np.ndarray, prop_rank: np.ndarray, targ_pref: np.ndarray,
+            num_prop: int, num_targ: int, tious: np.ndarray, strict: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Sequential greedy matching at every threshold, vectorised over independent groups and thresholds.
+
+    Candidate pairs ``(prop[k], targ[k])`` have overlap ``value[k]``.
+    Proposers act in ascending ``prop_rank``; each takes the first target, by
+    descending ``value`` then ascending ``targ_pref``, that is still free at
+    that threshold and whose value is ``>= t`` (``> t`` when ``strict``).
+
+    The same result without walking every proposer: a proposer with a single
+    candidate target gets it iff it is the first such proposer of that target
+    passing the threshold and no proposer with several candidates took the
+    target before it. Those with several candidates only compete inside a
+    connected component of their pair graph, so the components run side by
+    side, one proposer per component per step, each seeing a target as free
+    if no earlier single-candidate proposer passing the threshold wants it.
+    Returns ``(matched proposers (T, num_prop), matched targets (T, num_targ))``.
+    """
+    T = len(tious)
+    got = np.zeros((T, num_prop), dtype=bool)
+    taken = np.zeros((T, num_targ), dtype=bool)
+    if len(prop) == 0:
+        return got, taken
+    thr = tious[:, None]
+    degree = np.bincount(prop, minlength=num_prop)
+    one = degree[prop] == 1
+    # Single-candidate proposers: the first passing one of each target, by rank.
+    never = np.iinfo(np.int64).max
+    first_single = np.full((T, num_targ), never, dtype=np.int64)
+    sp, st, sv = prop[one], targ[one], value[one]
+    if len(sp):
+        order = np.lexsort((prop_rank[sp], st))
+        sp, st, sv = sp[order], st[order], sv[order]
+        passing = (sv > thr) if strict else (sv >= thr)
+        starts = np.flatnonzero(np.r_[True, st[1:] != st[:-1]])
+        first_single[:, st[starts]] = np.minimum.reduceat(np.where(passing, prop_rank[sp], never), starts, axis=1)
+    # Multi-candidate proposers, component by component, one rank step at a time.
+    multi = ~one
+    if multi.any():
+        mp, mt, mv = prop[multi], targ[multi], value[multi]
+        comp = _components(mp, mt)
+        order = np.lexsort((targ_pref[mt], -mv, prop_rank[mp], comp))
+        mp, mt, mv, comp = mp[order], mt[order], mv[order], comp[order]
+        new_prop = np.r_[True, mp[1:] != mp[:-1]]
+        new_comp = np.r_[True, comp[1:] != comp[:-1]]
+        count = np.cumsum(new_prop)
+        step = count - count[np.flatnonzero(new_comp)][np.cumsum(new_comp) - 1]
+        order = np.argsort(step, kind="stable")
+        mp, mt, mv, step, new_prop = mp[order], mt[order], mv[order], step[order], new_prop[order]
+        mr = prop_rank[mp]
+        seg_start = np.flatnonzero(new_prop)
+        bounds = np.searchsorted(step, np.arange(int(step[-1]) + 2))
+        seg_bounds = np.searchsorted(seg_start, bounds)
+        for k in range(len(bounds) - 1):
+            a, b = bounds[k], bounds[k + 1]
+            g = mt[a:b]
+            ok = (mv[a:b] > thr) if strict else (mv[a:b] >= thr)
+            ok &= ~taken[:, g] & (first_single[:, g] > mr[a:b])
+            n = b - a
+            first = np.minimum.reduceat(np.where(ok, np.arange(n), n), seg_start[seg_bounds[k]:seg_bounds[k + 1]] - a,
+                                        axis=1)
+            ti, si = np.nonzero(first < n)
+            taken[ti, g[first[ti, si]]] = True
+            got[ti, mp[a + first[ti, si]]] = True
+    if len(sp):
+        # A single-candidate proposer wins unless a multi-candidate one took its target first.
+        win = (prop_rank[sp] == first_single[:, st]) & ~taken[:, st]
+        ti, k = np.nonzero(win)
+        got[ti, sp[k]] = True
+        taken[ti, st[k]] = True
+    return got, taken
+
+
+# ---------------------------------------------------------------- AP
+def _rank(score: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
+    """Indices ordering predictions by class, then score descending, then file position."""
+    by_score = np.argsort(-score)
+    ranked = score[by_score]
+    if (ranked[1:] == ranked[:-1]).any():  # ties: only a stable sort keeps file order
+        by_score = np.argsort(-score, kind="stable")
+    key = label.astype(np.int16) if num_classes < 2 ** 15 else label  # small ints sort stably by radix
+    return by_score[np.argsort(key[by_score], kind="stable")]
+
+
+def _suffix_max(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """``max(values[j] for j >= i in i's group)`` for each i; ``group`` ascending. Exact (works on ranks)."""
+    n = len(values)
+    order = np.argsort(values)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    # Reversed, earlier groups get larger offsets, so a running max never crosses into another group.
+    offset = (int(group[-1]) - group + 1) * n
+    running = np.maximum.accumulate((offset + rank)[::-1])[::-1]
+    return values[order[running - offset]]
+
+
+def _true_positives(got: np.ndarray, p_class: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The true positives of ``got`` (T, P), predictions indexed by rank: threshold, rank, class, count within
+    (threshold, class), and where a (threshold, class) group starts; sorted by (threshold, rank)."""
+    ti, rank = np.nonzero(got)
+    cls = p_class[rank]
+    new = np.r_[True, (ti[1:] != ti[:-1]) | (cls[1:] != cls[:-1])]
+    idx = np.arange(len(ti))
+    count = idx - np.maximum.accumulate(np.where(new, idx, 0)) + 1
+    return ti, rank, cls, count, new
+
+
+def _activitynet_ap(got: np.ndarray, p_class: np.ndarray, class_bounds: np.ndarray, npos: np.ndarray) -> np.ndarray:
+    """Official ``interpolated_prec_rec`` for every class and threshold; returns (T, C).
+
+    ``got`` (T, P) marks the true positives among the predictions in rank
+    order (classes contiguous, ``class_bounds``; ``p_class`` their class). Recall
+    changes exactly at the true positives, so only they enter the sum (the
+    appended end point adds ``(1 - r) * 0``); there ``tp + fp`` is the
+    position within the class and the precision envelope is the largest
+    precision at this or a later true positive of the class.
+    """
+    T = got.shape[0]
+    ap = np.zeros((T, len(npos)))
+    ti, rank, cls, count, new = _true_positives(got, p_class)
+    if len(ti) == 0:
+        return ap
+    ctp = count.astype(np.float64)
+    prec = ctp / (rank - class_bounds[cls] + 1).astype(np.float64)
+    rec = ctp / npos[cls]
+    prev = (ctp - 1.0) / npos[cls]
+    group = np.cumsum(new) - 1
+    contrib = (rec - prev) * _suffix_max(prec, group)
+    starts = np.flatnonzero(new)
+    ap[ti[starts], cls[starts]] = np.add.reduceat(contrib, starts)
+    return ap
+
+
+def _thumos_ap(got: np.ndarray, removed: np.ndarray, p_class: np.ndarray, class_bounds: np.ndarray,
+               npos: np.ndarray) -> np.ndarray:
+    """TH14 toolkit AP: sum of the precisions at the true positives / npos, for every class and threshold (T, C).
+
+    Predictions are indexed by rank, as for :func:`_activitynet_ap`.
+    ``removed`` (T, P) marks detections dropped for touching an Ambiguous
+    interval: they count neither as true nor as false positives.
+    """
+    T, P = got.shape
+    ap = np.zeros((T, len(npos)))
+    ti, rank, cls, count, new = _true_positives(got, p_class)
+    if len(ti) == 0:
+        return ap
+    rt, rp = np.nonzero(removed)
+    removed_key = rt * P + rp  # sorted: np.nonzero is row-major
+    before = (np.searchsorted(removed_key, ti * P + rank)
+              - np.searchsorted(removed_key, ti * P + class_bounds[cls]))
+    ctp = count.astype(np.float64)
+    prec = ctp / (rank - class_bounds[cls] + 1 - before).astype(np.float64)
+    starts = np.flatnonzero(new)
+    ap[ti[starts], cls[starts]] = np.add.reduceat(prec, starts) / npos[cls[starts]]
+    return ap
+
+
+# ---------------------------------------------------------------- evaluation
+def _check_tious(tious: Sequence[float]) -> np.ndarray:
+    try:
+        values = np.asarray([float(t) for t in tious], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"tious: expected numbers in (0, 1], got {list(tious)!r}") from None
+    if values.size == 0 or not np.all((values > 0) & (values <= 1)):
+        raise ConfigError(f"tious: expected one or more thresholds in (0, 1], got {values.tolist()}")
+    return values
+
+
+def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
+                        tious: Sequence[float] = DEFAULT_TIOUS, *, rules: str = "activitynet") -> DetectionResult:
+    """Score ``predictions`` against ``ground_truth`` at each tIoU in ``tious`` (module docstring gives the rules).
+
+    ``predictions`` need a finite ``score`` on every segment; its videos and
+    segments in file order (the tie-break). ``rules`` is ``"activitynet"``
+    (default, the ActivityNet official evaluation) or ``"thumos14"`` (the
+    THUMOS'14 toolkit: Ambiguous intervals, non-interpolated AP).
+    """
+    if rules not in RULES:
+        raise ConfigError(f"rules: expected one of {', '.join(RULES)}, got {rules!r}")
+    thr = _check_tious(tious)
+    counts: dict[str, int] = {}
+    for v in ground_truth.videos.values():
+        for s in v.segments:
+            counts[s.label] = counts.get(s.label, 0) + 1
+    classes = [c for c in ground_truth.labels if c in counts] + [c for c in counts if c not in ground_truth.labels]
+    if not classes:
+        raise AnnotationError(f"{ground_truth.source}: the ground truth has no action instance to score against")
+    class_index = {c: i for i, c in enumerate(classes)}
+    video_index = {vid: i for i, vid in enumerate(ground_truth.videos)}
+    gt = _flatten(ground_truth, video_index, class_index, scored=False)
+    pr = _flatten(predictions, video_index, class_index, scored=True)
+    num_predictions = len(pr.label)
+    if pr.unknown_labels:
+        shown = ", ".join(f"{k!r} ({n})" for k, n in sorted(pr.unknown_labels.items())[:5])
+        more = "" if len(pr.unknown_labels) <= 5 else f" and {len(pr.unknown_labels) - 5} more"
+        warnings.warn(EvaluationWarning(
+            f"{predictions.source}: {sum(pr.unknown_labels.values())} prediction(s) with "
+            f"{len(pr.unknown_labels)} label(s) that have no instance in the ground truth "
+            f"({ground_truth.source}) were ignored: {shown}{more}"), stacklevel=2)
+    keep = pr.label >= 0
+    num_absent = int(np.count_nonzero(keep & (pr.video < 0)))
+    if num_absent:
+        absent_videos = [n for n in pr.names if n not in video_index]
+        warnings.warn(EvaluationWarning(
+            f"{predictions.source}: {num_absent} prediction(s) in {len(absent_videos)} video(s) absent from the "
+            f"ground truth ({ground_truth.source}; e.g. {absent_videos[0]!r}) count as false positives"),
+            stacklevel=2)
+    P = int(keep.sum())
+    C, V = len(classes), len(video_index)
+
+    # From here on a prediction's index is its rank: by class, score descending, ties in file order.
+    kept = np.flatnonzero(keep)
+    kept = kept[_rank(pr.score[kept], pr.label[kept], C)]
+    p_video, p_label, p_start, p_end = pr.video[kept], pr.label[kept], pr.start[kept], pr.end[kept]
+    p_rank = np.arange(P)
+    p_block = np.where(p_video >= 0, p_label * V + p_video, -1)
+    g_block = gt.label * V + gt.video
+    pi, gj = _overlapping_pairs(p_block, p_start, p_end, g_block, gt.start, gt.end)
+    iou = _iou(p_start[pi], p_end[pi], gt.start[gj], gt.end[gj])
+    tmin = float(thr.min())
+    strict = rules == "thumos14"
+    cand = (iou > tmin) if strict else (iou >= tmin)
+    cand &= p_block[pi] == g_block[gj]
+    pi, gj, iou = pi[cand], gj[cand], iou[cand]
+    G = len(g_block)
+    npos = np.bincount(gt.label, minlength=C)
+    class_bounds = np.searchsorted(p_label, np.arange(C + 1))
+    removed_counts = None
+    if rules == "activitynet":
+        tp, _ = _greedy(pi, gj, iou, p_rank, np.arange(G), P, G, thr, strict=False)
+        ap = _activitynet_ap(tp, p_label, class_bounds, npos)
+    else:
+        _, tp = _greedy(gj, pi, iou, np.arange(G), p_rank, G, P, thr, strict=True)
+        removed = ~tp & _touches_ambiguous(ground_truth, video_index, p_video, p_start, p_end)[None, :]
+        removed_counts = [int(x) for x in removed.sum(axis=1)]
+        ap = _thumos_ap(tp, removed, p_label, class_bounds, npos)
+    maps = ap.mean(axis=1)
+    return DetectionResult(
+        tious=[float(t) for t in thr], mAP=[float(m) for m in maps], average_mAP=float(maps.mean()),
+        per_class_ap={c: [float(x) for x in ap[:, k]] for k, c in enumerate(classes)},
+        num_ignored_predictions=num_predictions - P, ground_truth_variant=ground_truth.variant, rules=rules,
+        ground_truth_source=ground_truth.source, num_videos=len(ground_truth.videos),
+        num_ground_truth=len(gt.label), num_predictions=num_predictions, num_absent_video_predictions=num_absent,
+        num_removed_ambiguous=removed_counts)
+
+
+def _touches_ambiguous(ground_truth: AnnotationSet, video_index: dict[str, int], p_video: np.ndarray,
+                       p_start: np.ndarray, p_end: np.ndarray) -> np.ndarray:
+    """(P,) bool: the prediction's interval intersects an Ambiguous interval of its video with positive length."""
+    rows = [(video_index[vid], float(s), float(e)) for vid, v in ground_truth.videos.items() for s, e in v.ambiguous]
+    if not rows or len(p_video) == 0:
+        return np.zeros(len(p_video), dtype=bool)
+    amb = np.asarray(rows, dtype=np.float64)
+    amb = amb[np.argsort(amb[:, 0], kind="stable")]
+    i, j = _same_key_pairs(p_video, amb[:, 0].astype(np.int64))
+    hit = np.minimum(p_end[i], amb[j, 2]) - np.maximum(p_start[i], amb[j, 1]) > 0
+    out = np.zeros(len(p_video), dtype=bool)
+    out[i[hit]] = True
+    return out

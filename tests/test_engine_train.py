@@ -1,0 +1,132 @@
+"""The training engine end to end through the public CLI and API:
+learning, attention, resume, and eval reproducing the training-time mAP."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gaf.cli import main
+from gaf.config import from_dict
+from gaf.engine.checkpoint import load_checkpoint
+from gaf.engine.experiment import ExperimentConfig
+from gaf.engine.train import train
+
+pytestmark = pytest.mark.slow
+
+TINY_MODEL = {
+    "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
+    "detector": {"embed_dim": 32, "num_levels": 4, "head_layers": 1, "stem_layers": 1},
+}
+
+
+def tiny_config(dataset: dict, tmp_path, **train) -> ExperimentConfig:
+    data = {
+        "name": "tiny",
+        "dataset": dataset,
+        "model": TINY_MODEL,
+        "train": {"epochs": 12, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 1, "seed": 1, **train},
+        "eval": {"tious": [0.3, 0.5, 0.7], "batch_size": 8},
+        "work_dir": str(tmp_path / "run"),
+    }
+    return from_dict(ExperimentConfig, data)
+
+
+def write_yaml(cfg: ExperimentConfig, path) -> str:
+    path.write_text(cfg.to_yaml())
+    return str(path)
+
+
+def test_training_learns_and_attention_marks_actions(pulse_dataset, tmp_path):
+    cfg = tiny_config(pulse_dataset, tmp_path, epochs=80)
+    result = train(cfg, progress=False)
+    assert result.metrics is not None
+    mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
+    assert mAP[0.5] > 0.8, result.metrics
+
+    # λ is higher inside ground-truth instances than outside, on the test videos.
+    from gaf.data.features import FeatureDataset, collate
+    from gaf.engine.inference import load_detector
+
+    model, _ = load_detector(result.final_checkpoint)
+    ds = FeatureDataset(cfg.dataset, "test", training=False)
+    inside, outside = [], []
+    for i in range(len(ds)):
+        item = ds[i]
+        batch = collate([item])
+        with torch.no_grad():
+            lam = model(batch["features"], batch["mask"])["attention"][0].numpy()
+        steps = np.arange(len(lam))
+        hit = np.zeros(len(lam), bool)
+        for s, e in item["segments"].tolist():
+            hit |= (steps >= s) & (steps <= e)
+        inside.append(lam[hit])
+        outside.append(lam[~hit])
+    assert np.concatenate(inside).mean() > np.concatenate(outside).mean() + 0.3
+
+    # The work dir holds everything a run is traced by.
+    run = result.work_dir
+    for name in ("config.yaml", "log.txt", "latest.pt", "final.pt", "history.json", "predictions.json",
+                 "metrics.json", "report/report.html"):
+        assert (run / name).exists(), name
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pulse_dataset, tmp_path):
+    straight = tiny_config(pulse_dataset, tmp_path / "a", epochs=3, eval_at_end=False)
+    train(straight, progress=False)
+
+    resumed = tiny_config(pulse_dataset, tmp_path / "b", epochs=3, eval_at_end=False)
+    first = train(resumed, stop_after_epochs=1, progress=False)
+    assert first.final_checkpoint is None and first.epochs_done == 1
+    train(resumed, resume=True, progress=False)
+
+    a = load_checkpoint(tmp_path / "a" / "run" / "final.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "run" / "final.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_cli_train_then_eval_reproduces_the_mAP(pulse_dataset, tmp_path, capsys):
+    cfg = tiny_config(pulse_dataset, tmp_path, epochs=4)
+    config = write_yaml(cfg, tmp_path / "tiny.yaml")
+    assert main(["train", config, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "mAP" in out
+    run = tmp_path / "run"
+    trained = json.loads((run / "metrics.json").read_text())
+
+    pred = tmp_path / "again.json"
+    assert main(["eval", "--ckpt", str(run / "final.pt"), "--out", str(pred), "--no-progress",
+                 "--work-dir", str(tmp_path / "ev")]) == 0
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["mAP"] == pytest.approx(trained["mAP"], abs=1e-9)
+    assert json.loads(pred.read_text())["results"]
+
+    # The same mAP from gaf score on the written predictions.
+    score_json = tmp_path / "score.json"
+    assert main(["score", cfg.dataset.annotation_file, str(pred), "--subset", "test", "--tious", "0.3,0.5,0.7",
+                 "--json", str(score_json)]) == 0
+    assert json.loads(score_json.read_text())["mAP"] == pytest.approx(trained["mAP"], abs=1e-9)
+
+
+def test_resume_refuses_a_changed_config_and_a_fresh_run_refuses_an_old_dir(pulse_dataset, tmp_path, capsys):
+    cfg = tiny_config(pulse_dataset, tmp_path, epochs=2, eval_at_end=False)
+    config = write_yaml(cfg, tmp_path / "tiny.yaml")
+    assert main(["train", config, "--stop-after", "1", "--no-progress"]) == 0
+    assert main(["train", config, "--no-progress"]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["train", config, "--resume", "--set", "train.lr=0.1", "--no-progress"]) == 2
+    assert "train.lr: 0.003 -> 0.1" in capsys.readouterr().err
+    assert main(["train", config, "--resume", "--no-progress"]) == 0
+
+
+def test_bad_config_key_is_reported_with_its_path(pulse_dataset, tmp_path, capsys):
+    cfg = tiny_config(pulse_dataset, tmp_path)
+    config = write_yaml(cfg, tmp_path / "tiny.yaml")
+    assert main(["train", config, "--set", "model.detector.embed=3"]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.yaml.model.detector: unknown key(s) 'embed'" in err
