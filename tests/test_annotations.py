@@ -1,4 +1,7 @@
-"""Specification of gaf.data.annotations: formats, the real benchmark files, validation, variants."""
+"""Specification of gaf.data.annotations: JSON formats, the real benchmark files, order, validation.
+
+THUMOS14 CSVs, class files and variants: tests/test_data_thumos14.py; UCF101 splits: tests/test_data_ucf101.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import subprocess
 import sys
 import warnings
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,14 +20,11 @@ from hypothesis import strategies as st
 
 from conftest import SHARED, THUMOS_DIR
 from gaf.data.annotations import (
-    THUMOS14_CLASSES, THUMOS14_VARIANTS, AnnotationSet, AnnotationWarning, Segment, Video, apply_thumos14_variant,
-    find_thumos14_dir, normalize_subset, read_activitynet, read_bsn_anet, read_ground_truth, read_predictions,
-    read_thumos_class_files, read_thumos_csv, read_ucf101_split, safe_video_id, thumos14_ground_truth,
-    write_activitynet, write_predictions)
-from gaf.errors import AnnotationError, DataError
+    THUMOS14_CLASSES, AnnotationSet, AnnotationWarning, Segment, Video, normalize_subset, read_activitynet,
+    read_bsn_anet, read_ground_truth, read_predictions, safe_video_id, write_activitynet, write_predictions)
+from gaf.errors import AnnotationError
 
 ANET_DIR = SHARED / "activitynet"
-UCF_DIR = SHARED / "ucf101"
 needs_data = pytest.mark.skipif(not (THUMOS_DIR / "thumos14.json").is_file(), reason="shared data not present")
 
 
@@ -45,14 +44,6 @@ def gt_doc(annotations, *, vid="vid_a", duration=10.0, **extra) -> dict:
 
 def pred_doc(detections, *, vid="vid_a") -> dict:
     return {"version": "VERSION 1.3", "results": {vid: detections}, "external_data": {}}
-
-
-@contextmanager
-def keep_overruns():
-    """Silence the overrun warning the real THUMOS14 files raise (asserted in its own test)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AnnotationWarning)
-        yield
 
 
 # ---------------------------------------------------------------- the real files
@@ -78,41 +69,6 @@ def test_thumos_gt_json_reads_string_times_410_videos_6318_segments_without_dura
 
 
 @needs_data
-@pytest.mark.parametrize("name, videos, segments, ambiguous", [
-    ("val_Annotation.csv", 200, 3007, 89), ("val_Annotation_ours.csv", 200, 3007, 0),
-    ("test_Annotation.csv", 213, 3358, 99), ("test_Annotation_ours.csv", 212, 3358, 0),
-    ("thumos14_test_groundtruth.csv", 213, 3358, 99)])
-def test_thumos14_csvs_load_with_their_counts_and_keep_ambiguous_apart(name, videos, segments, ambiguous):
-    with keep_overruns():
-        aset = read_ground_truth(THUMOS_DIR / name)
-    assert (len(aset.videos), aset.num_segments, aset.num_ambiguous) == (videos, segments, ambiguous)
-    assert aset.labels == list(THUMOS14_CLASSES)
-    missing_duration = {v.video_id for v in aset.videos.values() if v.duration is None}
-    # video_test_0001292 holds only Ambiguous rows and is absent from test_video_info.csv
-    assert missing_duration == ({"video_test_0001292"} if name == "test_Annotation.csv" else set())
-
-
-@needs_data
-def test_csv_durations_come_from_video_info_as_count_over_fps():
-    with keep_overruns():
-        aset = read_thumos_csv(THUMOS_DIR / "val_Annotation.csv")
-    video = aset.videos["video_validation_0000051"]
-    assert (video.fps, video.duration, video.subset) == (30.0, pytest.approx(5091 / 30), "validation")
-
-
-@needs_data
-@pytest.mark.parametrize("name", ["thumos14.json", "thumos_gt.json", "val_Annotation.csv", "test_Annotation.csv",
-                                  "thumos14_test_groundtruth.csv"])
-def test_every_thumos14_source_also_labels_each_cliffdiving_instance_as_diving(name):
-    with keep_overruns():
-        aset = read_ground_truth(THUMOS_DIR / name)
-    for video in aset.videos.values():
-        cliff = Counter((s.start, s.end) for s in video.segments if s.label == "CliffDiving")
-        diving = Counter((s.start, s.end) for s in video.segments if s.label == "Diving")
-        assert cliff - diving == Counter(), video.video_id
-
-
-@needs_data
 def test_activitynet_bsn_file_joins_subsets_from_video_info():
     aset = read_ground_truth(ANET_DIR / "anet_anno_action.json")  # no warning: overruns < 1 s
     assert len(aset.videos) == 19228 and len(aset.labels) == 200
@@ -133,97 +89,7 @@ def test_sample_activitynet_submission_reads_as_predictions_in_file_order():
     assert "Mooping floor" in preds.labels
 
 
-@needs_data
-@pytest.mark.parametrize("split, train, test", [(1, 9537, 3783), (2, 9586, 3734), (3, 9624, 3696)])
-def test_ucf101_official_splits_have_published_sizes_and_zero_based_labels(split, train, test):
-    classes, tr, te = read_ucf101_split(UCF_DIR, split)
-    assert (len(classes), len(tr), len(te)) == (101, train, test)
-    assert classes[0] == "ApplyEyeMakeup" and classes[-1] == "YoYo"
-    assert len({p for p, _ in tr} | {p for p, _ in te}) == 13320
-    assert all(classes[label] == path.split("/")[0] for path, label in tr + te)
-
-
 # ---------------------------------------------------------------- THUMOS14 variants
-@needs_data
-@pytest.mark.parametrize("variant, videos, segments, ambiguous", [
-    ("thumos14-test-212", 212, 3358, 0), ("thumos14-test-213-ambiguous", 213, 3358, 99),
-    ("thumos14-test-210", 210, 3311, 0), ("thumos14-val-200", 200, 3007, 0),
-    ("thumos14-val-200-ambiguous", 200, 3007, 89), ("thumos14-test-212-nodup", 212, 3141, 0),
-    ("thumos14-test-210-nodup", 210, 3094, 0), ("thumos14-val-200-nodup", 200, 2864, 0)])
-def test_named_thumos14_variants_have_their_promised_counts(variant, videos, segments, ambiguous):
-    with keep_overruns():
-        aset = thumos14_ground_truth(variant=variant, data_dir=THUMOS_DIR)
-    assert (len(aset.videos), aset.num_segments, aset.num_ambiguous) == (videos, segments, ambiguous)
-    assert aset.variant == variant and variant in THUMOS14_VARIANTS
-    assert aset.labels == list(THUMOS14_CLASSES)
-
-
-@needs_data
-def test_variant_210_is_exactly_thumos_gt_json_and_212_is_exactly_thumos14_json_test():
-    with keep_overruns():
-        v210 = thumos14_ground_truth(variant="thumos14-test-210", data_dir=THUMOS_DIR)
-        v212 = thumos14_ground_truth("test", data_dir=THUMOS_DIR)
-        gt = read_ground_truth(THUMOS_DIR / "thumos_gt.json", subset="test")
-        ours = read_ground_truth(THUMOS_DIR / "thumos14.json", variant="thumos14-test-212")
-
-    def bag(a: AnnotationSet):
-        return Counter((vid, s.start, s.end, s.label) for vid, v in a.videos.items() for s in v.segments)
-    assert bag(v210) == bag(gt) and bag(v212) == bag(ours)
-    assert v212.variant == ours.variant == "thumos14-test-212"
-
-
-@needs_data
-def test_variant_that_the_source_cannot_give_is_an_error_naming_the_file():
-    with keep_overruns(), raises_naming("thumos14.json", "thumos14-test-213-ambiguous", "213", "212"):
-        read_ground_truth(THUMOS_DIR / "thumos14.json", variant="thumos14-test-213-ambiguous")
-    with raises_naming("unknown THUMOS14 ground-truth variant", "thumos14-test-212"):
-        thumos14_ground_truth(variant="thumos14-test-999", data_dir=THUMOS_DIR)
-    with raises_naming("test variant", "split='val'"):
-        thumos14_ground_truth("val", "thumos14-test-212", data_dir=THUMOS_DIR)
-
-
-def test_missing_thumos14_folder_is_a_data_error(tmp_path, monkeypatch):
-    with pytest.raises(DataError, match="GAF_THUMOS14_DIR"):
-        find_thumos14_dir(tmp_path)
-    monkeypatch.setenv("GAF_THUMOS14_DIR", str(tmp_path))
-    (tmp_path / "thumos14_test_groundtruth.csv").write_text("x")
-    assert find_thumos14_dir() == tmp_path
-
-
-def test_nodup_removes_only_diving_copies_of_cliffdiving():
-    video = Video("video_test_1", [Segment(1, 2, "CliffDiving"), Segment(1, 2, "Diving"), Segment(5, 6, "Diving")],
-                  subset="test")
-    sets = {vid: Video(vid, [Segment(0, 1, "Shotput")], subset="test") for vid in
-            [f"video_test_{i}" for i in range(2, 213)]}
-    aset = AnnotationSet({"video_test_1": video, **sets}, ["CliffDiving", "Diving", "Shotput"])
-    out = apply_thumos14_variant(aset, "thumos14-test-212-nodup")
-    assert out.videos["video_test_1"].segments == [Segment(1, 2, "CliffDiving"), Segment(5, 6, "Diving")]
-
-
-@needs_data
-def test_class_file_folder_reads_like_the_csv(tmp_path):
-    with keep_overruns():
-        ref = read_thumos_csv(THUMOS_DIR / "test_Annotation.csv")
-    lines: dict[str, list[str]] = {}
-    for vid, v in ref.videos.items():
-        for s in v.segments:
-            lines.setdefault(s.label, []).append(f"{vid} {s.start} {s.end}")
-        lines.setdefault("Ambiguous", []).extend(f"{vid}  {s} {e}" for s, e in v.ambiguous)
-    for label, rows in lines.items():
-        (tmp_path / f"{label}_test.txt").write_text("\n".join(rows) + "\n")
-    with keep_overruns():
-        got = read_ground_truth(tmp_path)
-        assert read_thumos_class_files(tmp_path, "testing").num_segments == 3358
-    assert list(got.videos) == sorted(ref.videos) and got.labels == ref.labels
-    for vid, v in ref.videos.items():
-        assert sorted(got.videos[vid].segments, key=repr) == sorted(v.segments, key=repr)
-        assert sorted(got.videos[vid].ambiguous) == sorted(v.ambiguous)
-    (tmp_path / "Diving_val.txt").write_text("video_validation_1 1 2\n")
-    with raises_naming(str(tmp_path), "subset"):
-        read_ground_truth(tmp_path)
-    assert len(read_ground_truth(tmp_path, subset="val").videos) == 1
-
-
 # ---------------------------------------------------------------- order, subsets, round trips
 def test_predictions_keep_file_order_of_videos_and_detections(tmp_path):
     doc = {"results": {"zz": [{"segment": [3, 4], "label": "b", "score": 0.5},
@@ -399,46 +265,13 @@ def test_inconsistent_label_ids_are_errors(tmp_path, anns, problem):
         read_activitynet(write(tmp_path / "gt.json", doc))
 
 
-def test_thumos_csv_errors_name_file_line_and_field(tmp_path):
-    head = "video,type,type_idx,start,end,startFrame,endFrame\n"
-    with raises_naming("a.csv", "line 2", "4 columns"):
-        read_thumos_csv(write(tmp_path / "a.csv", head + "video_test_1,Diving,26,1.0\n"))
-    with raises_naming("a.csv", "line 3", "video_test_2", "start/end[0]", "not a number"):
-        read_thumos_csv(write(tmp_path / "a.csv", head + "video_test_1,Diving,26,1,2,3,4\n"
-                                                         "video_test_2,Diving,26,x,2,3,4\n"))
-    with raises_naming("a.csv", "line 3", "type_idx"):
-        read_thumos_csv(write(tmp_path / "a.csv", head + "video_test_1,Diving,26,1,2,3,4\n"
-                                                         "video_test_1,Diving,9,3,4,5,6\n"))
-    tgt = "video-name,t-init,t-end,f-init,f-end,video-duration,frame-rate,video-frames,label-idx\n"
-    with raises_naming("b.csv", "line 2", "video_test_9", "label-idx", "-1..19"):
-        read_thumos_csv(write(tmp_path / "b.csv", tgt + "video_test_9,1,2,30,60,100,30,3000,20\n"))
-    with raises_naming("c.csv", "unknown THUMOS14 CSV layout"):
-        read_ground_truth(write(tmp_path / "c.csv", "a,b\n1,2\n"))
-
-
-def test_ucf101_errors_name_file_and_line(tmp_path):
-    write(tmp_path / "classInd.txt", "1 Archery\r\n2 Bowling\r\n")
-    write(tmp_path / "trainlist01.txt", "Archery/v_Archery_g08_c01.avi 1\r\nBowling/v_Bowling_g08_c01.avi 1\r\n")
-    write(tmp_path / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\r\n")
-    with raises_naming("trainlist01.txt", "line 2", "'Bowling' is class 2"):
-        read_ucf101_split(tmp_path)
-    write(tmp_path / "trainlist01.txt", "Bowling/v_Bowling_g08_c01.avi 2\r\n")
-    assert read_ucf101_split(tmp_path) == (["Archery", "Bowling"], [("Bowling/v_Bowling_g08_c01.avi", 1)],
-                                           [("Archery/v_Archery_g01_c01.avi", 0)])
-    write(tmp_path / "testlist01.txt", "Archery/a.avi\r\nSkiing/v_Skiing_g01_c01.avi\r\n")
-    with raises_naming("testlist01.txt", "line 2", "Skiing"):
-        read_ucf101_split(tmp_path)
-    write(tmp_path / "classInd.txt", "1 Archery\r\n3 Bowling\r\n")
-    with raises_naming("classInd.txt", "line 2", "'2 <ClassName>'"):
-        read_ucf101_split(tmp_path)
-    write(tmp_path / "classInd.txt", "1 Archery\r\n2 Bowling\r\n")
-    with raises_naming("trainlist02.txt", "not found"):
-        read_ucf101_split(tmp_path, 2)
-
-
-def test_module_does_not_import_torch():
-    code = "import sys, gaf.data.annotations; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0
+def test_modules_import_no_torch_or_numpy_and_reexport_moved_names_in_any_import_order():
+    for first in ("gaf.data.annotations", "gaf.data.thumos14", "gaf.data.ucf101"):
+        code = (f"import sys, {first}; import gaf.data.thumos14 as t, gaf.data.ucf101 as u; "
+                "from gaf.data.annotations import thumos14_ground_truth, read_thumos_csv, read_ucf101_split; "
+                "assert thumos14_ground_truth is t.thumos14_ground_truth and read_ucf101_split is u.read_ucf101_split; "
+                "sys.exit('torch' in sys.modules or 'numpy' in sys.modules)")
+        assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0, first
 
 
 # ---------------------------------------------------------------- any input: success or AnnotationError

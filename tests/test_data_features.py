@@ -220,6 +220,16 @@ def test_config_is_checked(tmp_path):
         FeatureDataset(make(tmp_path, TWO, train_subset="training"), "train", training=True)
 
 
+def test_subsets_match_with_the_annotation_aliases(tmp_path):
+    # the file writes "Validation" / "Test"; val/validation/train... mean the same as in read_ground_truth
+    for train_subset, test_subset in (("val", "TESTING"), (" validation ", "test"), ("VALIDATION", "Test")):
+        cfg = make(tmp_path / train_subset.strip(), TWO, train_subset=train_subset, test_subset=test_subset)
+        assert FeatureDataset(cfg, "train", training=False).video_ids == ["v_a"]
+        assert FeatureDataset(cfg, "test", training=False).video_ids == ["v_b", "v_c"]
+    with pytest.raises(DataError, match=r"subset 'train'.*Test, Validation"):
+        FeatureDataset(make(tmp_path / "t", TWO, train_subset="train"), "train", training=False)
+
+
 # ----------------------------------------------------------------- errors
 def test_missing_annotation_names_the_file(tmp_path):
     cfg = DatasetConfig(annotation_file=str(tmp_path / "nope.json"), feature_dir=str(tmp_path))

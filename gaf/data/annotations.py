@@ -4,13 +4,14 @@ All times are in **seconds**. A ground-truth file and a predictions file read
 into the same :class:`AnnotationSet`; predictions carry a ``score`` on every
 segment, ground truth has ``score=None``.
 
-Formats read: ActivityNet v1.3 / ActionFormer database JSON
+Formats read here: ActivityNet v1.3 / ActionFormer database JSON
 (:func:`read_activitynet`), BSN's ``anet_anno_action.json``
-(:func:`read_bsn_anet`), ActivityNet results JSON (:func:`read_predictions`),
-the THUMOS14 CSVs and official per-class files (:func:`read_thumos_csv`,
-:func:`read_thumos_class_files`), all dispatched by :func:`read_ground_truth`;
-named THUMOS14 ground-truth variants (:data:`THUMOS14_VARIANTS`,
-:func:`thumos14_ground_truth`); UCF101 split lists (:func:`read_ucf101_split`).
+(:func:`read_bsn_anet`), ActivityNet results JSON (:func:`read_predictions`).
+:func:`read_ground_truth` detects the layout and also dispatches to the
+THUMOS14 CSVs and official per-class files of :mod:`gaf.data.thumos14`, which
+holds the named THUMOS14 ground-truth variants too; UCF101 split lists are read
+by :mod:`gaf.data.ucf101`. Their public names are re-exported from this module
+(``from gaf.data.annotations import thumos14_ground_truth`` works).
 
 Conventions, the same in every reader:
 
@@ -41,6 +42,7 @@ Conventions, the same in every reader:
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 import os
@@ -48,9 +50,9 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from gaf.errors import AnnotationError, DataError
+from gaf.errors import AnnotationError
 
 __all__ = [
     "Segment", "Video", "AnnotationSet", "AnnotationError", "AnnotationWarning", "DURATION_TOLERANCE_S",
@@ -209,6 +211,14 @@ def _short(x: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _int(text: str) -> int | None:
+    """``int(text)``, or None when ``text`` is not an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def _num(x: Any, where: str) -> float:
     """A finite float from a JSON number or a numeric string."""
     if isinstance(x, (int, float)) and not isinstance(x, bool):
@@ -338,6 +348,28 @@ def _root(path: Path) -> dict:
     if not isinstance(root, dict):
         raise AnnotationError(f"{path}: top level must be a JSON object, got {type(root).__name__}")
     return _obj(root, str(path), "the top-level object")
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number, cells)]) of a comma-separated file; rows must match the header's width."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = [c.strip() for c in next(reader, [])]
+            rows = []
+            for row in reader:
+                if not any(c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise AnnotationError(f"{path}: line {reader.line_num}: {len(row)} columns, the header has "
+                                          f"{len(header)} ({','.join(header)})")
+                rows.append((reader.line_num, [c.strip() for c in row]))
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, csv.Error, OSError) as e:
+        raise AnnotationError(f"{path}: unreadable CSV ({e})") from None
+    return header, rows
+
 
 
 def read_activitynet(path: str | os.PathLike[str], *, subset: str | None = None, require_duration: bool = False,
@@ -610,169 +642,21 @@ def write_activitynet(aset: AnnotationSet, path: str | os.PathLike[str], *, vers
     return _atomic_write_json(path, doc, indent=1)
 
 
-# ---------------------------------------------------------------- THUMOS14 files
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """(header, [(line number, cells)]) of a comma-separated file; rows must match the header's width."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = [c.strip() for c in next(reader, [])]
-            rows = []
-            for row in reader:
-                if not any(c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise AnnotationError(f"{path}: line {reader.line_num}: {len(row)} columns, the header has "
-                                          f"{len(header)} ({','.join(header)})")
-                rows.append((reader.line_num, [c.strip() for c in row]))
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file not found") from None
-    except (UnicodeDecodeError, csv.Error, OSError) as e:
-        raise AnnotationError(f"{path}: unreadable CSV ({e})") from None
-    return header, rows
-
-
-def _read_video_info(folder: Path) -> dict[str, tuple[float, float]]:
-    """``{video: (duration s, fps)}`` from every ``*_video_info.csv`` in ``folder`` (duration = count / fps)."""
-    out: dict[str, tuple[float, float]] = {}
-    for f in sorted(folder.glob("*_video_info.csv")):
-        header, rows = _read_csv(f)
-        if header[:1] != ["video"] or "fps" not in header or "count" not in header:
-            raise AnnotationError(f"{f}: header: expected video,fps,sample_fps,count,sample_count, got {header}")
-        ifps, icount = header.index("fps"), header.index("count")
-        for line, row in rows:
-            w = f"{f}: line {line}: video {row[0]!r}"
-            fps = _positive(row[ifps], f"{w}: fps")
-            count = _positive(row[icount], f"{w}: count")
-            out[safe_video_id(row[0], f"{f}: line {line}")] = (count / fps, fps)
-    return out
-
-
-def _int(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-def _subset_of(video_id: str, path: Path) -> str | None:
-    for key, name in (("validation", "validation"), ("test", "test")):
-        if video_id.startswith(f"video_{key}_"):
-            return name
-    stem = path.name.lower()
-    return "validation" if stem.startswith("val") else "test" if stem.startswith("test") else None
-
-
-def read_thumos_csv(path: str | os.PathLike[str], *, overrun: str = "warn") -> AnnotationSet:
-    """Read a THUMOS14 ground-truth CSV, either layout.
-
-    * ``video,type,type_idx,start,end,startFrame,endFrame`` (AFSD's
-      ``*_Annotation*.csv``): durations and fps from the ``*_video_info.csv``
-      files beside it, when present (videos not listed get None).
-    * ``video-name,t-init,t-end,...,video-duration,frame-rate,...,label-idx``
-      (``thumos14_test_groundtruth.csv``): ``label-idx`` indexes the 20
-      classes in ``Class Index_Detection.txt`` order, -1 = Ambiguous.
-
-    Videos in order of first appearance; subset from the video id
-    (``video_validation_*`` / ``video_test_*``). Labels: sorted names found.
-    """
-    p = Path(path)
-    header, rows = _read_csv(p)
-    videos: dict[str, Video] = {}
-    if header[:5] == ["video", "type", "type_idx", "start", "end"]:
-        info = _read_video_info(p.parent)
-        type_ids: dict[str, str] = {}
-        for line, row in rows:
-            w = f"{p}: line {line}: video {row[0]!r}"
-            vid = safe_video_id(row[0], f"{p}: line {line}")
-            label = _label(row[1], f"{w}: type")
-            if type_ids.setdefault(label, row[2]) != row[2]:
-                raise AnnotationError(f"{w}: type_idx: {label!r} has {row[2]} here but {type_ids[label]} before")
-            _add(videos, vid, info.get(vid, (None, None)), p, label, _times(row[3], row[4], f"{w}: start/end"))
-    elif header[:3] == ["video-name", "t-init", "t-end"] and "label-idx" in header:
-        classes = _thumos14_class_names(p.parent)
-        col = {name: header.index(name) for name in ("video-duration", "frame-rate", "label-idx")}
-        for line, row in rows:
-            w = f"{p}: line {line}: video {row[0]!r}"
-            vid = safe_video_id(row[0], f"{p}: line {line}")
-            meta = (_positive(row[col["video-duration"]], f"{w}: video-duration"),
-                    _positive(row[col["frame-rate"]], f"{w}: frame-rate"))
-            idx = _int(row[col["label-idx"]])
-            if idx is not None and -1 <= idx < len(classes):
-                label = AMBIGUOUS if idx == -1 else classes[idx]
-            else:
-                raise AnnotationError(f"{w}: label-idx: expected -1..{len(classes) - 1}, got {row[col['label-idx']]!r}")
-            if vid in videos and (videos[vid].duration, videos[vid].fps) != meta:
-                raise AnnotationError(f"{w}: video-duration/frame-rate: {meta} differ from an earlier row's "
-                                      f"{(videos[vid].duration, videos[vid].fps)}")
-            _add(videos, vid, meta, p, label, _times(row[1], row[2], f"{w}: t-init/t-end"))
-    else:
-        raise AnnotationError(f"{p}: header: unknown THUMOS14 CSV layout {','.join(header)!r} (expected "
-                              "video,type,type_idx,start,end,... or video-name,t-init,t-end,...,label-idx)")
-    labels = sorted({s.label for v in videos.values() for s in v.segments})
-    aset = AnnotationSet(videos, labels, str(p))
-    _apply_overrun(aset, overrun)
-    return aset
-
-
-def _add(videos: dict[str, Video], vid: str, meta: tuple[float | None, float | None], path: Path, label: str,
-         times: tuple[float, float]) -> None:
-    video = videos.get(vid)
-    if video is None:
-        video = videos[vid] = Video(vid, [], meta[0], meta[1], _subset_of(vid, path))
-    if label == AMBIGUOUS:
-        video.ambiguous.append(times)
-    else:
-        video.segments.append(Segment(times[0], times[1], label))
-
-
-def read_thumos_class_files(folder: str | os.PathLike[str], split: str, *, overrun: str = "warn") -> AnnotationSet:
-    """Read THUMOS14's official per-class files ``<Class>_<split>.txt`` (lines ``video start end``).
-
-    ``split`` is ``"val"`` or ``"test"`` (aliases as :func:`normalize_subset`).
-    ``Ambiguous_<split>.txt`` fills ``Video.ambiguous``. Videos sorted by id,
-    segments by (start, end, label); durations and fps from
-    ``*_video_info.csv`` in the folder when present. Labels: sorted class names.
-    """
-    root = Path(folder)
-    short = {"validation": "val", "testing": "test"}.get(normalize_subset(split) or "")
-    if short is None:
-        raise AnnotationError(f"{root}: split must be 'val' or 'test', got {split!r}")
-    files = sorted(root.glob(f"*_{short}.txt"))
-    if not files:
-        raise AnnotationError(f"{root}: no '<Class>_{short}.txt' files")
-    info = _read_video_info(root)
-    videos: dict[str, Video] = {}
-    for f in files:
-        label = f.name[: -len(f"_{short}.txt")]
-        for line, text in enumerate(_read_text(f).splitlines(), 1):
-            parts = text.split()
-            if not parts:
-                continue
-            if len(parts) != 3:
-                raise AnnotationError(f"{f}: line {line}: expected 'video start end', got {text.strip()!r}")
-            vid = safe_video_id(parts[0], f"{f}: line {line}")
-            _add(videos, vid, info.get(vid, (None, None)), f, label,
-                 _times(parts[1], parts[2], f"{f}: line {line}: video {vid!r}: start/end"))
-    for v in videos.values():
-        v.segments.sort(key=lambda s: (s.start, s.end, s.label))
-        v.ambiguous.sort()
-    ordered = {vid: videos[vid] for vid in sorted(videos)}
-    aset = AnnotationSet(ordered, sorted({s.label for v in ordered.values() for s in v.segments}), str(root))
-    _apply_overrun(aset, overrun)
-    return aset
-
-
 def read_ground_truth(path: str | os.PathLike[str], *, subset: str | None = None, variant: str | None = None,
                       overrun: str = "warn") -> AnnotationSet:
     """Read ground truth in any supported layout, detected from the path and content.
 
-    A folder: THUMOS14 per-class files (``subset`` picks val/test; needed
-    when both are there). ``.csv``: :func:`read_thumos_csv`. JSON with
-    ``database``: :func:`read_activitynet`; a bare ``{vid: {"duration_second",
-    ...}}`` object: :func:`read_bsn_anet`. ``variant`` (a
-    :data:`THUMOS14_VARIANTS` name) then shapes the set and checks its counts.
+    A folder: THUMOS14 per-class files
+    (:func:`~gaf.data.thumos14.read_thumos_class_files`; ``subset`` picks
+    val/test, needed when both are there). ``.csv``:
+    :func:`~gaf.data.thumos14.read_thumos_csv`. JSON with ``database``:
+    :func:`read_activitynet`; a bare ``{vid: {"duration_second", ...}}``
+    object: :func:`read_bsn_anet`. ``variant`` (a
+    :data:`~gaf.data.thumos14.THUMOS14_VARIANTS` name) then shapes the set
+    and checks its counts (:func:`~gaf.data.thumos14.apply_thumos14_variant`).
     """
+    from gaf.data.thumos14 import _variant_spec, apply_thumos14_variant, read_thumos_class_files, read_thumos_csv
+
     p = Path(path)
     if p.is_dir():
         splits = [s for s in ("val", "test") if any(p.glob(f"*_{s}.txt"))]
@@ -800,181 +684,29 @@ def read_ground_truth(path: str | os.PathLike[str], *, subset: str | None = None
     return apply_thumos14_variant(aset, variant) if variant is not None else aset
 
 
-def read_ucf101_split(folder: str | os.PathLike[str], split: int = 1
-                      ) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
-    """UCF101's official split lists: ``(classes, train, test)``.
+# ---------------------------------------------------------------- re-exports
+# The THUMOS14 and UCF101 readers live in their own modules, which import the types and helpers
+# above. Their public names are served from here on first access (PEP 562), so existing imports
+# keep working whichever module a program imports first.
+_MOVED = {name: "gaf.data.thumos14" for name in (
+    "read_thumos_csv", "read_thumos_class_files", "THUMOS14_CLASSES", "THUMOS14_VARIANTS", "thumos14_ground_truth",
+    "apply_thumos14_variant", "find_thumos14_dir")}
+_MOVED["read_ucf101_split"] = "gaf.data.ucf101"
 
-    ``classInd.txt`` (``<1-based id> <Class>``), ``trainlist0N.txt`` (``path
-    id``), ``testlist0N.txt`` (``path``; label from the class folder). Returns
-    0-based label ids; every path's folder must name its class.
-    """
-    root = Path(folder)
-
-    def lines(name: str) -> Iterable[tuple[str, int, list[str]]]:
-        f = root / name
-        for n, line in enumerate(_read_text(f).splitlines(), 1):
-            if line.strip():
-                yield f"{f}: line {n}", n, line.split()
-
-    classes: list[str] = []
-    for where, _, parts in lines("classInd.txt"):
-        if len(parts) != 2 or parts[0] != str(len(classes) + 1):
-            raise AnnotationError(f"{where}: expected '{len(classes) + 1} <ClassName>', got {' '.join(parts)!r}")
-        classes.append(parts[1])
-    index = {name: i for i, name in enumerate(classes)}
-
-    def clip(where: str, parts: list[str], with_label: bool) -> tuple[str, int]:
-        if len(parts) != (2 if with_label else 1):
-            raise AnnotationError(f"{where}: expected '<Class>/<clip>.avi{' <id>' if with_label else ''}', "
-                                  f"got {' '.join(parts)!r}")
-        path = parts[0]
-        folder_name = path.split("/")[0]
-        if path.startswith("/") or ".." in path.split("/") or folder_name not in index or "/" not in path:
-            raise AnnotationError(f"{where}: path: {path!r} is not '<Class>/<clip>' with a class of classInd.txt")
-        label = index[folder_name]
-        if with_label and _int(parts[1]) != label + 1:
-            raise AnnotationError(f"{where}: label: {parts[1]} but the folder {folder_name!r} is class {label + 1}")
-        return path, label
-
-    train = [clip(w, parts, True) for w, _, parts in lines(f"trainlist0{split}.txt")]
-    test = [clip(w, parts, False) for w, _, parts in lines(f"testlist0{split}.txt")]
-    return classes, train, test
+if TYPE_CHECKING:
+    from gaf.data.thumos14 import (THUMOS14_CLASSES, THUMOS14_VARIANTS, apply_thumos14_variant, find_thumos14_dir,
+                                   read_thumos_class_files, read_thumos_csv, thumos14_ground_truth)
+    from gaf.data.ucf101 import read_ucf101_split
 
 
-# ---------------------------------------------------------------- THUMOS14 ground-truth variants
-THUMOS14_CLASSES: tuple[str, ...] = (
-    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling", "CricketShot",
-    "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow", "LongJump", "PoleVault",
-    "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking")
-"""The 20 detection classes; this order (alphabetical = UCF101 id order) is the label-id order of every source."""
-
-_NODUP = "-nodup"
-
-
-@dataclass(frozen=True, slots=True)
-class _VariantSpec:
-    split: str  # "test" | "validation"
-    num_videos: int
-    source: str  # file in the THUMOS14 folder that thumos14_ground_truth builds it from
-    keep_ambiguous: bool
-    exclude: frozenset[str] = frozenset()
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-_VARIANT_SPECS = {
-    "thumos14-test-212": _VariantSpec("test", 212, "thumos14_test_groundtruth.csv", False),
-    "thumos14-test-213-ambiguous": _VariantSpec("test", 213, "thumos14_test_groundtruth.csv", True),
-    "thumos14-test-210": _VariantSpec("test", 210, "thumos14_test_groundtruth.csv", False,
-                                      frozenset({"video_test_0000270", "video_test_0001496"})),
-    "thumos14-val-200": _VariantSpec("validation", 200, "val_Annotation.csv", False),
-    "thumos14-val-200-ambiguous": _VariantSpec("validation", 200, "val_Annotation.csv", True),
-}
-_NODUP_NOTE = "; minus the Diving copy of each CliffDiving instance"
-THUMOS14_VARIANTS: dict[str, str] = {
-    "thumos14-test-212": "THUMOS14 test, Ambiguous dropped: 212 videos, 3358 instances (= test_Annotation_ours.csv, "
-                         "thumos14.json Test); each CliffDiving instance is also labelled Diving, as in every "
-                         "source file",
-    "thumos14-test-213-ambiguous": "THUMOS14 test, all 213 videos: 3358 instances + 99 Ambiguous intervals kept "
-                                   "apart in Video.ambiguous",
-    "thumos14-test-210": "THUMOS14 test without video_test_0000270 and video_test_0001496 (wrong annotations): "
-                         "210 videos, 3311 instances (= thumos_gt.json test)",
-    "thumos14-val-200": "THUMOS14 validation (the usual training set), Ambiguous dropped: 200 videos, 3007 "
-                        "instances (= val_Annotation_ours.csv, thumos14.json Validation)",
-    "thumos14-val-200-ambiguous": "THUMOS14 validation: 200 videos, 3007 instances + 89 Ambiguous intervals",
-    "thumos14-test-212-nodup": "as thumos14-test-212, 3141 instances" + _NODUP_NOTE,
-    "thumos14-test-213-ambiguous-nodup": "as thumos14-test-213-ambiguous, 3141 instances" + _NODUP_NOTE,
-    "thumos14-test-210-nodup": "as thumos14-test-210, 3094 instances" + _NODUP_NOTE,
-    "thumos14-val-200-nodup": "as thumos14-val-200, 2864 instances" + _NODUP_NOTE,
-    "thumos14-val-200-ambiguous-nodup": "as thumos14-val-200-ambiguous, 2864 instances" + _NODUP_NOTE,
-}
-"""Named THUMOS14 ground-truth versions (name → one line). Every source file labels each CliffDiving
-instance a second time as Diving (as the official THUMOS14 Diving lists do); ``-nodup`` removes the copies."""
-
-
-def _variant_spec(name: str) -> tuple[_VariantSpec, bool]:
-    if name not in THUMOS14_VARIANTS:
-        raise AnnotationError(f"unknown THUMOS14 ground-truth variant {name!r}; known: {', '.join(THUMOS14_VARIANTS)}")
-    nodup = name.endswith(_NODUP)
-    return _VARIANT_SPECS[name[: -len(_NODUP)] if nodup else name], nodup
-
-
-def _thumos14_class_names(folder: Path) -> list[str]:
-    """Class names in ``Class Index_Detection.txt`` order when the file is in ``folder``, else the built-in list."""
-    f = folder / "Class Index_Detection.txt"
-    if not f.is_file():
-        return list(THUMOS14_CLASSES)
-    names = []
-    for n, line in enumerate(_read_text(f).splitlines(), 1):
-        parts = line.split()
-        if parts and (len(parts) != 2 or not parts[0].isdigit()):
-            raise AnnotationError(f"{f}: line {n}: expected '<id> <ClassName>', got {line.strip()!r}")
-        names += parts[1:]
-    return names
-
-
-def apply_thumos14_variant(aset: AnnotationSet, variant: str) -> AnnotationSet:
-    """Shape THUMOS14 ground truth into ``variant`` and check it has the promised number of videos.
-
-    Keeps the variant's split, drops its excluded videos, keeps or clears
-    ``ambiguous``, drops videos left with nothing, removes Diving copies of
-    CliffDiving instances for ``-nodup``; labels become
-    :data:`THUMOS14_CLASSES`. Raises AnnotationError when the source cannot
-    give the variant (e.g. a file without Ambiguous rows for ``-213-ambiguous``).
-    """
-    spec, nodup = _variant_spec(variant)
-    unknown = sorted({s.label for v in aset.videos.values() for s in v.segments} - set(THUMOS14_CLASSES))
-    if unknown:
-        raise AnnotationError(f"{aset.source}: label: {unknown[0]!r} is not a THUMOS14 class (variant {variant!r})")
-    videos: dict[str, Video] = {}
-    for vid, v in aset.subset(spec.split).videos.items():
-        segments = list(v.segments)
-        if nodup:
-            cliff = {(s.start, s.end) for s in segments if s.label == "CliffDiving"}
-            segments = [s for s in segments if not (s.label == "Diving" and (s.start, s.end) in cliff)]
-        ambiguous = list(v.ambiguous) if spec.keep_ambiguous else []
-        if vid not in spec.exclude and (segments or ambiguous):
-            videos[vid] = Video(vid, segments, v.duration, v.fps, v.subset, ambiguous)
-    if len(videos) != spec.num_videos:
-        raise AnnotationError(f"{aset.source}: variant {variant!r} needs {spec.num_videos} videos, this source gives "
-                              f"{len(videos)} (build it with thumos14_ground_truth(), from {spec.source})")
-    return AnnotationSet(videos, list(THUMOS14_CLASSES), aset.source, variant)
-
-
-def find_thumos14_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The folder holding the THUMOS14 annotation files.
-
-    ``data_dir`` when given; else ``$GAF_THUMOS14_DIR``; else
-    ``../shared/data/thumos14`` from the working directory, then from the
-    repository that holds this package. Raises DataError if none has them.
-    """
-    marker = "thumos14_test_groundtruth.csv"
-    if data_dir is not None:
-        candidates = [Path(data_dir)]
-    elif os.environ.get("GAF_THUMOS14_DIR"):
-        candidates = [Path(os.environ["GAF_THUMOS14_DIR"])]
-    else:
-        candidates = [Path.cwd().parent / "shared" / "data" / "thumos14",
-                      Path(__file__).resolve().parents[3] / "shared" / "data" / "thumos14"]
-    for c in candidates:
-        if (c / marker).is_file():
-            return c
-    raise DataError(f"THUMOS14 annotation folder not found (looked for {marker} in "
-                    f"{', '.join(str(c) for c in candidates)}): pass data_dir or set GAF_THUMOS14_DIR")
-
-
-def thumos14_ground_truth(split: str | None = None, variant: str | None = None, *,
-                          data_dir: str | os.PathLike[str] | None = None, overrun: str = "warn") -> AnnotationSet:
-    """Build a named THUMOS14 ground-truth variant from the annotation folder (:func:`find_thumos14_dir`).
-
-    ``variant`` defaults to ``thumos14-test-212`` (``split="test"`` or None)
-    or ``thumos14-val-200`` (``split="val"``); ``split``, when given, must
-    agree with the variant. Test variants read
-    ``thumos14_test_groundtruth.csv`` (durations and fps for all 213 videos),
-    validation variants ``val_Annotation.csv`` with ``val_video_info.csv``.
-    """
-    if variant is None:
-        variant = "thumos14-val-200" if normalize_subset(split) == "validation" else "thumos14-test-212"
-    spec, _ = _variant_spec(variant)
-    if split is not None and normalize_subset(split) != normalize_subset(spec.split):
-        raise AnnotationError(f"variant {variant!r} is a {spec.split} variant, but split={split!r}")
-    folder = find_thumos14_dir(data_dir)
-    return apply_thumos14_variant(read_thumos_csv(folder / spec.source, overrun=overrun), variant)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MOVED))
