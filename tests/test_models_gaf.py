@@ -149,7 +149,8 @@ def test_eval_is_deterministic_and_reconstructs_from_the_prior_mean():
 
 
 def test_attention_only_fusion_is_features_times_lambda():
-    g = make(cfg=GAFConfig(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4, fusion="attention"))
+    g = make(cfg=GAFConfig(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4, fusion="attention",
+                           output="enhanced"))
     x, mask = batch()
     out = g(x, mask)
     assert out.latent is None
@@ -157,10 +158,19 @@ def test_attention_only_fusion_is_features_times_lambda():
 
 
 def test_generative_fusion_starts_as_features_times_lambda():
-    g = make()
+    g = make(cfg=GAFConfig(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4, output="enhanced"))
     x, mask = batch()
     out = g(x, mask)
     assert torch.allclose(out.features, x * mask[:, None, :] * out.attention[:, None, :])
+
+
+def test_average_output_feeds_the_mean_of_features_and_enhanced_features():
+    """Eq. 10's f_fpm averages the input layer and the enhanced layer (the default)."""
+    g = make(cfg=GAFConfig(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4, fusion="attention"))
+    x, mask = batch()
+    out = g(x, mask)
+    m = mask[:, None, :].float()
+    assert torch.allclose(out.features, 0.5 * (x * m + x * m * out.attention[:, None, :]))
 
 
 def test_classification_loss_requires_classes():

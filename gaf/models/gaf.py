@@ -29,6 +29,10 @@ Parts
   is C-dimensional, unlike the decoder's scalar ``lambda``), trained with the
   detector; the last one starts at zero so ``F'`` starts as ``F*lambda``.
   ``fusion="attention"`` gives ``F' = F*lambda`` alone.
+* Output (Eq. 10's ``f_fpm``, which "averages two layers as the input of the
+  detector"): with ``output="average"`` (default) the module returns
+  ``(F + F_enhanced) / 2``, keeping the background context a detector needs;
+  ``output="enhanced"`` returns the enhanced features alone.
 
 Losses (see :mod:`gaf.losses`): :meth:`GAF.cvae_loss` (Eq. 7, trains
 Frame-GAF with ``lambda`` detached), :meth:`GAF.representation_loss`
@@ -89,6 +93,9 @@ class GAFConfig:
     latent_dim: int = 16  # z_t dimensions
     fusion: Literal["generative", "attention"] = "generative"  # Eq. 16, or F' = F*lambda
     fusion_latent: Literal["posterior", "prior"] = "posterior"  # Z used by the fusion
+    # Eq. 10's f_fpm "averages two layers as the input of the detector": F' = (F + enhanced) / 2
+    # ("average"), or the enhanced features alone ("enhanced": F' = F*lambda [+ Eq. 16 term]).
+    output: Literal["average", "enhanced"] = "average"
     rep_sample_latent: bool = True  # L_R: z ~ prior N(lambda, I) in training (Eq. 15, L = 1)
     sample_latent_at_test: bool = False
 
@@ -350,6 +357,8 @@ class GAF(nn.Module):
             fused = self.fusion(weighted, latent, mask)
         else:
             fused = weighted
+        if self.cfg.output == "average":
+            fused = 0.5 * (features + fused)
         out = GAFOutput(fused, lam, f_ai, f_nai, logits_ai, logits_nai, latent)
         if reconstruct:
             out.recon, out.mu, out.logvar = self.frame(features, lam.detach())

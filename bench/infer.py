@@ -1,0 +1,114 @@
+"""Inference cost vs video length: model forward + decoding + Soft-NMS per video.
+
+Builds the THUMOS14 I3D model (bundled config ``thumos14_i3d``: 2048-d input,
+embed 512, 6 levels, GAF on) with random weights, feeds one video of T random
+feature steps, and times forward + candidate decoding + per-class Gaussian
+Soft-NMS for T = 576, 1152, 2304, 4608. Cost should grow about linearly with T:
+the table prints time ratios against the shortest T next to the T ratio.
+Peak memory: CUDA max allocated on GPU; on CPU the peak RSS growth of a fresh
+process running that T once.
+
+    OMP_WAIT_POLICY=PASSIVE python bench/infer.py [--device cpu|cuda] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+LENGTHS = (576, 1152, 2304, 4608)
+
+
+def build(config: str, T: int, device: torch.device):
+    from gaf.engine.experiment import load_experiment
+    from gaf.models.build import build_model
+
+    cfg = load_experiment(config)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, in_dim=cfg.dataset.input_dim, num_classes=20, max_seq_len=T).to(device).eval()
+    return model, cfg
+
+
+def run_once(model, cfg, x, mask):
+    from gaf.engine.evaluate import postprocess_video
+
+    with torch.no_grad():
+        pred = model.predict(x, mask, pre_nms_top_k=cfg.eval.pre_nms_top_k, score_threshold=cfg.eval.score_threshold)[0]
+        postprocess_video(pred["segments"], pred["scores"], pred["labels"], cfg.eval)
+
+
+def time_length(config: str, T: int, device: torch.device, repeats: int) -> float:
+    model, cfg = build(config, T, device)
+    x = torch.randn(1, cfg.dataset.input_dim, T, device=device)
+    mask = torch.ones(1, T, dtype=torch.bool, device=device)
+    run_once(model, cfg, x, mask)  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        run_once(model, cfg, x, mask)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times)
+
+
+def peak_memory_mb(config: str, T: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        model, cfg = build(config, T, device)
+        x = torch.randn(1, cfg.dataset.input_dim, T, device=device)
+        mask = torch.ones(1, T, dtype=torch.bool, device=device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        run_once(model, cfg, x, mask)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    out = subprocess.run([sys.executable, __file__, "--child", str(T), "--config", config],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def child(config: str, T: int) -> None:
+    torch.set_num_threads(2)
+    model, cfg = build(config, T, torch.device("cpu"))
+    x = torch.randn(1, cfg.dataset.input_dim, T)
+    mask = torch.ones(1, T, dtype=torch.bool)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run_once(model, cfg, x, mask)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mb": (after - before) / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", default="thumos14_i3d")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.config, args.child)
+        return
+    torch.set_num_threads(2)
+    device = torch.device(args.device)
+    print(f"inference per video, config {args.config}, device {device}, torch threads {torch.get_num_threads()}")
+    rows = []
+    for T in LENGTHS:
+        rows.append((T, time_length(args.config, T, device, args.repeats), peak_memory_mb(args.config, T, device)))
+    base_T, base_t, _ = rows[0]
+    print(f"{'T (steps)':>10} {'time (ms)':>10} {'T ratio':>8} {'time ratio':>11} {'ms/1k steps':>12} {'peak MB':>8}")
+    for T, t, mem in rows:
+        print(f"{T:>10} {t * 1e3:>10.1f} {T / base_T:>8.1f} {t / base_t:>11.2f} {t * 1e6 / T:>12.1f} {mem:>8.1f}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    main()
