@@ -7,8 +7,9 @@ import argparse
 from gaf.commands._common import add_progress_argument, add_set_argument
 
 HELP = """\
-Evaluate a checkpoint on the test split of its dataset: inference, Soft-NMS,
-mAP at eval.tious (ActivityNet rules), report. Writes ActivityNet results JSON.
+Evaluate a checkpoint on the test split of its dataset. Detection: inference,
+Soft-NMS, mAP at eval.tious (ActivityNet rules), report, ActivityNet results
+JSON. Recognition checkpoints: top-1 / top-5 with multi-clip averaging.
 
 CONFIG is optional: without it, the config stored in the checkpoint is used.
 With --fuse, a second checkpoint (e.g. the flow model next to an RGB model)
@@ -41,9 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gaf.engine.inference import load_detector
     from gaf.engine.evaluate import evaluate_run
+    from gaf.engine.inference import load_detector
+    from gaf.engine.recognition import is_recognition_checkpoint, is_recognition_config, run_eval_command
     from gaf.engine.runtime import select_device, setup_logging
+
+    if (args.config and is_recognition_config(args.config)) or is_recognition_checkpoint(args.ckpt):
+        return run_eval_command(args)
 
     device = select_device(args.device)
     model, cfg = load_detector(args.ckpt, config=args.config, overrides=args.overrides, device=device)

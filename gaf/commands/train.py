@@ -8,8 +8,11 @@ from gaf.commands._common import add_progress_argument, add_set_argument
 
 HELP = """\
 Train a GAF detector (or the plain detector, model.gaf.enabled=false) on
-pre-extracted features. CONFIG is a YAML file or the name of a bundled config
-(demo, thumos14_i3d, thumos14_i3d_rgb, thumos14_i3d_flow, anet_i3d, ablation_*).
+pre-extracted features, or an action recognizer when the config says
+`task: recognition` (top-1 / top-5). CONFIG is a YAML file or the name of a
+bundled config (demo, thumos14_i3d, thumos14_i3d_rgb, thumos14_i3d_flow,
+anet_i3d, ablation_ai, ablation_ai_nai, ablation_ai_nai_r, ucf101_features,
+ucf101_i3d).
 
 Everything is written to one work dir (default work_dirs/<name>): config.yaml,
 log.txt, latest.pt (every epoch, atomic), final.pt, history.json, and after the
@@ -40,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gaf.engine.experiment import load_experiment
+    from gaf.engine.recognition import is_recognition_config, run_train_command
+
+    if is_recognition_config(args.config):
+        return run_train_command(args)
     from gaf.engine.train import train
 
     cfg = load_experiment(args.config, args.overrides)

@@ -43,7 +43,8 @@ from gaf.engine.runtime import seed_everything, select_device, setup_logging
 from gaf.errors import ConfigError
 from gaf.models.build import build_model
 
-__all__ = ["train", "TrainResult", "prepare_benchmark", "STAGES"]
+__all__ = ["train", "TrainResult", "prepare_benchmark", "STAGES", "EMA", "lr_factor", "progress_bar", "prune",
+           "config_differences"]
 
 STAGES = ("frame", "segment")
 
@@ -78,7 +79,7 @@ class EMA:
         self.shadow = {k: v.clone() for k, v in state.items()}
 
 
-def _lr_factor(cfg: TrainConfig, iters_per_epoch: int):
+def lr_factor(cfg: TrainConfig, iters_per_epoch: int):
     warmup = max(0.0, cfg.warmup_epochs) * iters_per_epoch
     total = max(1, cfg.epochs * iters_per_epoch)
 
@@ -108,11 +109,11 @@ def prepare_benchmark(cfg: ExperimentConfig, logger=None) -> None:
     generate_benchmark(out, cfg.benchmark.synthetic)
 
 
-def _config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out: list[str] = []
         for key in sorted(set(a) | set(b)):
-            out += _config_differences(a.get(key), b.get(key), f"{prefix}{key}.")
+            out += config_differences(a.get(key), b.get(key), f"{prefix}{key}.")
         return out
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
@@ -148,7 +149,7 @@ def train(
         saved = dict(state["config"])
         diffs = [
             d
-            for d in _config_differences(saved, config_dict)
+            for d in config_differences(saved, config_dict)
             if not d.startswith(("train.epochs:", "work_dir:", "train.device:", "train.num_workers:"))
         ]
         if diffs:
@@ -176,7 +177,7 @@ def train(
     # Stage "frame" trains Frame-GAF's CVAE; without GAF or with L_CVAE off there is nothing to train.
     stages = [s for s in STAGES if s == "segment" or (cfg.model.gaf.enabled and cfg.model.loss.cvae > 0)]
     iters = max(1, math.ceil(len(train_set) / tcfg.batch_size))
-    factor = _lr_factor(tcfg, iters)
+    factor = lr_factor(tcfg, iters)
     optimizers: dict[str, torch.optim.Optimizer] = {}
     schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
     for stage in stages:
@@ -215,7 +216,7 @@ def train(
             model.train()
             sums: dict[str, float] = defaultdict(float)
             steps = 0
-            bar = _progress(loader, f"epoch {epoch + 1}/{tcfg.epochs} {stage}", progress)
+            bar = progress_bar(loader, f"epoch {epoch + 1}/{tcfg.epochs} {stage}", progress)
             for it, batch in enumerate(bar):
                 feats = batch["features"].to(device)
                 mask = batch["mask"].to(device)
@@ -270,7 +271,7 @@ def train(
         save_checkpoint(latest, ckpt)
         if tcfg.checkpoint_every > 0 and (epoch + 1) % tcfg.checkpoint_every == 0:
             save_checkpoint(work_dir / f"epoch_{epoch + 1:03d}.pt", ckpt)
-            _prune(work_dir, tcfg.keep_checkpoints)
+            prune(work_dir, tcfg.keep_checkpoints)
         atomic_write_text(work_dir / "history.json", json.dumps(history, indent=1))
 
     if writer is not None:
@@ -307,7 +308,7 @@ def _tensorboard(work_dir: Path, logger):
     return SummaryWriter(log_dir=str(work_dir / "tb"))
 
 
-def _prune(work_dir: Path, keep: int) -> None:
+def prune(work_dir: Path, keep: int) -> None:
     if keep <= 0:
         return
     numbered = sorted(work_dir.glob("epoch_*.pt"))
@@ -315,7 +316,7 @@ def _prune(work_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def _progress(iterable, desc: str, enabled: bool):
+def progress_bar(iterable, desc: str, enabled: bool):
     if not enabled:
         return iterable
     from tqdm import tqdm

@@ -1,0 +1,248 @@
+"""UCF101-style clip datasets for action recognition.
+
+A dataset is a folder of split files in UCF101's official format plus either
+cached features or the videos themselves::
+
+    split_dir/classInd.txt        "1 ApplyEyeMakeup" (1-based id, class name)
+    split_dir/trainlist01.txt     "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"
+    split_dir/testlist01.txt      "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"
+    feature_dir/<stem>.npy        T×C float32 per video (or feature_dir/<Class>/<stem>.npy)
+    video_dir/<Class>/<file>.avi  the videos as listed (or video_dir/<file>.avi, flat)
+
+* :class:`ClipFeatureDataset` (``source: features``): training items are a
+  random temporal crop of ``clip_len`` feature steps; test items are
+  ``num_clips`` evenly spaced crops of the same video, for multi-clip
+  averaging. Videos shorter than ``clip_len`` steps are zero-padded and
+  masked.
+* :class:`ClipVideoDataset` (``source: video``): ``clip_len`` frames taken
+  every ``frame_stride`` frames (looping short videos), shorter side resized
+  to ``resize``, cropped to ``crop_size`` (random + horizontal flip in
+  training, centre at test), scaled to [-1, 1]; test items hold
+  ``num_clips`` evenly spaced clips.
+
+Every item is a dict ``{"inputs": (n, C, L) features or (n, 3, L, H, W)
+frames, "mask": (n, L) bool, "label": int, "video": str}`` with ``n``
+clips (1 in training); :func:`collate_clips` concatenates items and records
+which clips belong to which video. Randomness comes from torch's RNG, so
+the engine's per-epoch seeding makes runs reproducible.
+
+Errors are :class:`gaf.errors.DataError` naming the file and, for entries of
+a split list, the list and its line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from gaf.data.annotations import read_ucf101_split
+from gaf.errors import AnnotationError, DataError
+
+__all__ = ["ClipDataConfig", "ClipFeatureDataset", "ClipVideoDataset", "build_clip_dataset", "collate_clips",
+           "clip_starts"]
+
+
+@dataclass
+class ClipDataConfig:
+    """Where the clips are and how they are cut (``clip_len`` in feature steps or frames)."""
+
+    source: Literal["features", "video"] = "features"
+    split_dir: str = "data/ucf101/splits"  # classInd.txt, trainlist0N.txt, testlist0N.txt
+    split: int = 1  # official split 1, 2 or 3
+    feature_dir: str = "data/ucf101/features"  # source=features: <stem>.npy, T×C float32
+    video_dir: str = "data/ucf101/videos"  # source=video: <Class>/<file>.avi (or flat)
+    input_dim: int | None = None  # source=features: expected C (None: taken from the first file)
+    clip_len: int = 16  # feature steps (features) or frames (video) per clip
+    frame_stride: int = 1  # video: keep every Nth decoded frame
+    resize: int = 256  # video: shorter side after resizing (pixels)
+    crop_size: int = 224  # video: square crop (pixels)
+    hflip: bool = True  # video: random horizontal flip in training
+
+
+def clip_starts(length: int, clip_len: int, num_clips: int) -> list[int]:
+    """``num_clips`` evenly spaced start indices of ``clip_len`` windows in ``length`` (duplicates removed)."""
+    last = max(0, length - clip_len)
+    if num_clips <= 1:
+        return [last // 2]
+    return sorted({int(round(v)) for v in np.linspace(0, last, num_clips)})
+
+
+def _split_entries(cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
+    """Classes and ``(path, label, "list:line")`` of the ``subset`` ("train" | "test") list."""
+    root = Path(cfg.split_dir)
+    if not root.is_dir():
+        raise DataError(f"{root}: split folder not found (expected classInd.txt, trainlist0N.txt, testlist0N.txt)")
+    try:
+        classes, train, test = read_ucf101_split(root, cfg.split)
+    except AnnotationError as exc:
+        raise DataError(str(exc)) from None
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    list_file = root / f"{subset}list0{cfg.split}.txt"
+    lines = [n for n, line in enumerate(list_file.read_text(encoding="utf-8-sig").splitlines(), 1) if line.strip()]
+    entries = train if subset == "train" else test
+    if not entries:
+        raise DataError(f"{list_file}: no videos listed")
+    return classes, [(p, lab, f"{list_file.name} line {n}") for (p, lab), n in zip(entries, lines)]
+
+
+class _ClipDataset(Dataset):
+    def __init__(self, cfg: ClipDataConfig, subset: str, *, training: bool, num_clips: int) -> None:
+        self.cfg = cfg
+        self.subset = subset
+        self.training = training
+        self.num_clips = 1 if training else max(1, int(num_clips))
+        self.classes, self.entries = _split_entries(cfg, subset)
+        if cfg.clip_len < 1:
+            raise DataError(f"data.clip_len: must be >= 1, got {cfg.clip_len}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def labels(self) -> list[int]:
+        return [lab for _, lab, _ in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Kept for the engine's interface; crops come from torch's (re-seeded) RNG."""
+
+    def _starts(self, length: int, span: int) -> list[int]:
+        if self.training:
+            return [int(torch.randint(0, max(0, length - span) + 1, ()).item())]
+        return clip_starts(length, span, self.num_clips)
+
+
+class ClipFeatureDataset(_ClipDataset):
+    """Cached features: ``feature_dir/<stem>.npy`` (T×C) per video of the split list."""
+
+    def __init__(self, cfg: ClipDataConfig, subset: str, *, training: bool | None = None, num_clips: int = 1) -> None:
+        super().__init__(cfg, subset, training=subset == "train" if training is None else training,
+                         num_clips=num_clips)
+        root = Path(cfg.feature_dir)
+        if not root.is_dir():
+            raise DataError(f"{root}: feature folder not found (data.feature_dir)")
+        self.files: list[Path] = []
+        for path, _, where in self.entries:
+            stem = Path(path).stem
+            candidates = (root / f"{stem}.npy", root / Path(path).parent / f"{stem}.npy")
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise DataError(f"{candidates[0]}: feature file missing for {path!r} ({where})")
+            self.files.append(found)
+        first = self._load(0)
+        self.input_dim = int(first.shape[1])
+        if cfg.input_dim is not None and cfg.input_dim != self.input_dim:
+            raise DataError(f"{self.files[0]}: {self.input_dim} channels but data.input_dim is {cfg.input_dim}")
+
+    def _load(self, index: int) -> np.ndarray:
+        f = self.files[index]
+        try:
+            x = np.load(f, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{f}: cannot read features ({exc})") from None
+        if x.ndim != 2 or x.shape[0] < 1 or not np.issubdtype(x.dtype, np.floating):
+            raise DataError(f"{f}: expected a T×C float array, got shape {x.shape} dtype {x.dtype}")
+        if hasattr(self, "input_dim") and x.shape[1] != self.input_dim:
+            raise DataError(f"{f}: {x.shape[1]} channels, but {self.files[0].name} has {self.input_dim}")
+        return x
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        x = self._load(index)
+        L = self.cfg.clip_len
+        clips, masks = [], []
+        for s in self._starts(x.shape[0], L):
+            crop = torch.from_numpy(np.array(x[s:s + L], dtype=np.float32)).T  # (C, n)
+            n = crop.shape[1]
+            clips.append(F.pad(crop, (0, L - n)))
+            masks.append(torch.arange(L) < n)
+        path, label, _ = self.entries[index]
+        return {"inputs": torch.stack(clips), "mask": torch.stack(masks), "label": label, "video": path}
+
+
+class ClipVideoDataset(_ClipDataset):
+    """Raw videos decoded with :mod:`gaf.data.video` (PyAV): frame clips in [-1, 1]."""
+
+    def __init__(self, cfg: ClipDataConfig, subset: str, *, training: bool | None = None, num_clips: int = 1) -> None:
+        super().__init__(cfg, subset, training=subset == "train" if training is None else training,
+                         num_clips=num_clips)
+        root = Path(cfg.video_dir)
+        if not root.is_dir():
+            raise DataError(f"{root}: video folder not found (data.video_dir)")
+        self.files = []
+        for path, _, where in self.entries:
+            candidates = (root / path, root / Path(path).name)
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise DataError(f"{candidates[0]}: video missing for {path!r} ({where})")
+            self.files.append(found)
+        self.input_dim = 3
+
+    def _frames(self, index: int) -> np.ndarray:
+        """All decoded frames ``(N, H, W, 3)`` uint8 RGB of video ``index`` (UCF101 clips are a few seconds)."""
+        from gaf.data.video import iter_frames  # PyAV decoding; yields (H, W, 3) uint8 RGB frames
+
+        frames = [np.asarray(f) for f in iter_frames(self.files[index])]
+        if not frames:
+            raise DataError(f"{self.files[index]}: no frames could be decoded")
+        return np.stack(frames)
+
+    def _transform(self, clip: torch.Tensor) -> torch.Tensor:
+        """``(L, H, W, 3)`` uint8 -> ``(3, L, S, S)`` float in [-1, 1] (resize, crop, flip)."""
+        cfg = self.cfg
+        x = clip.permute(0, 3, 1, 2).float()  # (L, 3, H, W)
+        H, W = x.shape[-2:]
+        scale = cfg.resize / min(H, W)
+        size = (max(cfg.crop_size, round(H * scale)), max(cfg.crop_size, round(W * scale)))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+        S = cfg.crop_size
+        if self.training:
+            top = int(torch.randint(0, size[0] - S + 1, ()).item())
+            left = int(torch.randint(0, size[1] - S + 1, ()).item())
+        else:
+            top, left = (size[0] - S) // 2, (size[1] - S) // 2
+        x = x[..., top:top + S, left:left + S]
+        if self.training and self.cfg.hflip and bool(torch.rand(()) < 0.5):
+            x = x.flip(-1)
+        return (x / 127.5 - 1.0).clamp(-1.0, 1.0).permute(1, 0, 2, 3).contiguous()
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        frames = torch.from_numpy(np.asarray(self._frames(index)))
+        L, stride = self.cfg.clip_len, max(1, self.cfg.frame_stride)
+        span = (L - 1) * stride + 1
+        clips = []
+        for s in self._starts(frames.shape[0], span):
+            idx = (s + torch.arange(L) * stride) % frames.shape[0]  # loops videos shorter than the span
+            clips.append(self._transform(frames[idx]))
+        path, label, _ = self.entries[index]
+        return {"inputs": torch.stack(clips), "mask": torch.ones(len(clips), L, dtype=torch.bool),
+                "label": label, "video": path}
+
+
+def build_clip_dataset(cfg: ClipDataConfig, subset: str, *, training: bool | None = None,
+                       num_clips: int = 1) -> ClipFeatureDataset | ClipVideoDataset:
+    """The dataset for ``cfg.source`` over the ``subset`` ("train" | "test") list."""
+    cls = ClipFeatureDataset if cfg.source == "features" else ClipVideoDataset
+    return cls(cfg, subset, training=training, num_clips=num_clips)
+
+
+def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch items: ``inputs (N, ...)`` and ``mask (N, L)`` over all clips, ``labels (B,)``,
+    ``clip_video (N,)`` (index of each clip's video in the batch), ``videos`` (B names)."""
+    counts = [it["inputs"].shape[0] for it in items]
+    return {
+        "inputs": torch.cat([it["inputs"] for it in items]),
+        "mask": torch.cat([it["mask"] for it in items]),
+        "labels": torch.tensor([it["label"] for it in items], dtype=torch.long),
+        "clip_video": torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts)),
+        "videos": [it["video"] for it in items],
+    }
