@@ -74,28 +74,35 @@ from its public copies:
   by the number of ground-truth instances. A class without detections has AP
   0; mAP is the mean over the classes with ground truth.
 
-Both rule sets are vectorised (about 10 ms for THUMOS14 test with 200
-predictions per video, see ``bench/eval.py``): the candidate (prediction,
-ground truth) pairs of the same (class, video) whose tIoU reaches the
-smallest threshold are found by binary search; a proposer (prediction, or
+Both rule sets are vectorised (about 7 ms for THUMOS14 test with 200
+predictions per video, 3 of them turning the 42,400 Segment objects into
+arrays; see ``bench/eval.py``): predictions are ranked by one sort of packed
+(class, score, file position) words; the candidate (prediction, ground
+truth) pairs of the same (class, video) whose tIoU may reach the smallest
+threshold are found by binary search (such a prediction starts within
+``len(gt) / threshold`` before the ground truth); a proposer (prediction, or
 ground truth under ``thumos14``) with a single candidate is resolved for all
-thresholds at once, and only proposers with several candidates are walked in
-rank order, one per connected group of competing pairs per step
-(:func:`_greedy`). Predictions without a candidate are false positives at
-every threshold and are never visited.
+thresholds at once by integer "levels" (how many thresholds a pair passes),
+and only proposers with several candidates are walked in rank order, one per
+connected group of competing pairs per step
+(:func:`gaf.metrics._matching.greedy`). Predictions without a candidate are
+false positives at every threshold and are never visited.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Sequence
 
 import numpy as np
 
 from gaf.data.annotations import AnnotationSet
 from gaf.errors import AnnotationError, ConfigError
+from gaf.metrics._matching import candidate_pairs, greedy, iou, rank_order, same_key_pairs, suffix_max
 
 __all__ = ["DEFAULT_TIOUS", "RULES", "DetectionResult", "EvaluationWarning", "evaluate_detections",
            "segment_iou_matrix"]
@@ -110,15 +117,6 @@ class EvaluationWarning(UserWarning):
 
 
 # ---------------------------------------------------------------- tIoU
-def _iou(ps: np.ndarray, pe: np.ndarray, gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
-    """Elementwise tIoU with the official operation order; 0 where the union is 0."""
-    inter = (np.minimum(pe, ge) - np.maximum(ps, gs)).clip(0)
-    union = (ge - gs) + (pe - ps) - inter
-    out = np.zeros(np.broadcast(inter, union).shape)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
-
-
 def segment_iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """tIoU of every predicted segment with every ground-truth segment.
 
@@ -128,7 +126,7 @@ def segment_iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """
     p = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
     g = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
-    return _iou(p[:, :1], p[:, 1:], g[None, :, 0], g[None, :, 1])
+    return iou(p[:, :1], p[:, 1:], g[None, :, 0], g[None, :, 1])
 
 
 # ---------------------------------------------------------------- result
@@ -220,8 +218,8 @@ class _Flat:
     unknown_labels: dict[str, int]
 
 
-def _flatten(aset: AnnotationSet, video_index: dict[str, int], class_index: dict[str, int], *,
-             scored: bool) -> _Flat:
+def _gather(aset: AnnotationSet) -> tuple[list[Any], list[int], list[str]]:
+    """Every segment in file order, the number per video with segments, and those videos' ids."""
     segs: list[Any] = []
     counts: list[int] = []
     names: list[str] = []
@@ -230,10 +228,30 @@ def _flatten(aset: AnnotationSet, video_index: dict[str, int], class_index: dict
             segs += video.segments
             counts.append(len(video.segments))
             names.append(vid)
+    return segs, counts, names
+
+
+def _float64(values: list[Any]) -> np.ndarray:
+    """``values`` as float64 (non-numbers raise TypeError / ValueError); ``struct`` converts a list fastest."""
     try:
-        start = np.array([s.start for s in segs], dtype=np.float64)
-        end = np.array([s.end for s in segs], dtype=np.float64)
-        score = np.array([s.score for s in segs], dtype=np.float64) if scored else np.zeros(len(segs))
+        return np.frombuffer(struct.pack(f"{len(values)}d", *values), dtype=np.float64)
+    except struct.error:  # e.g. None or a numeric string: NumPy's conversion decides (None -> NaN, rejected later)
+        return np.array(values, dtype=np.float64)
+
+
+def _flatten(aset: AnnotationSet, gathered: tuple[list[Any], list[int], list[str]], labels: list[Any],
+             video_index: dict[str, int], class_index: dict[str, int], *, scored: bool) -> _Flat:
+    """Arrays of the segments ``gathered`` by :func:`_gather`, whose labels are ``labels``.
+
+    One Python-level pass per field (attribute reads, then one C call to
+    convert), as the 40,000-odd segments of a predictions file make this
+    the evaluator's largest cost.
+    """
+    segs, counts, names = gathered
+    try:
+        start = _float64([s.start for s in segs])
+        end = _float64([s.end for s in segs])
+        score = _float64([s.score for s in segs]) if scored else np.zeros(len(segs))
         bad = not (np.isfinite(start).all() and np.isfinite(end).all() and np.isfinite(score).all()
                    and (end >= start).all())
     except (TypeError, ValueError):
@@ -241,10 +259,14 @@ def _flatten(aset: AnnotationSet, video_index: dict[str, int], class_index: dict
     if bad:
         _raise_bad_segment(aset, scored)
     vmap = np.array([video_index.get(n, -1) for n in names], dtype=np.int64)
-    labels = [s.label for s in segs]
     unknown: dict[str, int] = {}
     try:
-        label = np.fromiter(map(class_index.__getitem__, labels), dtype=np.int64, count=len(labels))
+        # itemgetter looks every label up in one C loop; small class ids convert fastest through bytes.
+        ids = itemgetter(*labels)(class_index) if len(labels) > 1 else tuple(class_index[x] for x in labels)
+        if len(class_index) <= 256:
+            label = np.frombuffer(bytes(ids), dtype=np.uint8).astype(np.int64)
+        else:
+            label = np.array(ids, dtype=np.int64)
     except KeyError:
         label = np.array([class_index.get(name, -1) for name in labels], dtype=np.int64)
         for name in labels:
@@ -276,169 +298,12 @@ def _raise_bad_segment(aset: AnnotationSet, scored: bool) -> None:
     raise AnnotationError(f"{aset.source}: malformed segments")  # pragma: no cover - defensive
 
 
-# ---------------------------------------------------------------- candidate pairs
-def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(i, j)`` for every ``lo[i] <= j < hi[i]``, i ascending."""
-    counts = np.maximum(hi - lo, 0)
-    i = np.repeat(np.arange(len(lo)), counts)
-    starts = np.cumsum(counts) - counts
-    return i, lo[i] + (np.arange(len(i)) - starts[i])
-
-
-def _same_key_pairs(key_a: np.ndarray, key_b_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All ``(i, j)`` with ``key_a[i] == key_b_sorted[j]`` (``key_b_sorted`` ascending)."""
-    return _expand(np.searchsorted(key_b_sorted, key_a, "left"), np.searchsorted(key_b_sorted, key_a, "right"))
-
-
-def _overlapping_pairs(a_block: np.ndarray, a_start: np.ndarray, a_end: np.ndarray, b_block: np.ndarray,
-                       b_start: np.ndarray, b_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A superset of the pairs ``(i, j)`` in the same block (block ids >= 0) whose intervals overlap.
-
-    Block and time go into one float key ``block * W + time`` (W more than
-    twice the time span, so blocks never mix); with the ``b`` intervals sorted
-    by start key and a running maximum of their end keys, the ``b`` that may
-    overlap ``a[i]`` form one index range, found by binary search. The ranges
-    are widened by a few ulps of the largest key, so rounding can only add
-    pairs (the caller filters by the exact tIoU), never drop one.
-    """
-    if len(a_block) == 0 or len(b_block) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    t0 = min(float(a_start.min()), float(b_start.min()))
-    span = max(float(a_end.max()), float(b_end.max())) - t0
-    width = 2.0 * span + 1.0
-    # |key| <= top; 16 ulps of it stay far below the gap between blocks (width - span > span + 1) for any
-    # number of blocks that fits in memory.
-    eps = 16.0 * np.spacing((max(int(a_block.max()), int(b_block.max())) + 1) * width)
-    b_key = b_block * width + (b_start - t0)
-    order = np.argsort(b_key, kind="stable")
-    b_key = b_key[order]
-    b_end_max = np.maximum.accumulate((b_block * width + (b_end - t0))[order])
-    a_key = a_block * width + (a_start - t0)
-    by_key = np.argsort(a_key)  # sorted queries make the binary searches cache-friendly
-    lo = np.searchsorted(b_end_max, a_key[by_key] - eps, "right")
-    hi = np.searchsorted(b_key, (a_block * width + (a_end - t0))[by_key] + eps, "left")
-    i, j = _expand(lo, hi)
-    return by_key[i], order[j]
-
-
-# ---------------------------------------------------------------- greedy matching
-def _components(prop: np.ndarray, targ: np.ndarray) -> np.ndarray:
-    """Connected component of each pair in the bipartite graph of the pairs (a label per pair)."""
-    up, pinv = np.unique(prop, return_inverse=True)
-    _, tinv = np.unique(targ, return_inverse=True)
-    by_t = np.argsort(tinv, kind="stable")
-    t_starts = np.flatnonzero(np.r_[True, tinv[by_t][1:] != tinv[by_t][:-1]])
-    by_p = np.argsort(pinv, kind="stable")
-    p_starts = np.flatnonzero(np.r_[True, pinv[by_p][1:] != pinv[by_p][:-1]])
-    label = np.arange(len(up))
-    while True:
-        lab_t = np.minimum.reduceat(label[pinv][by_t], t_starts)
-        new = np.minimum.reduceat(lab_t[tinv][by_p], p_starts)
-        if np.array_equal(new, label):
-            return label[pinv]
-        label = new[new]  # pointer jumping: a label names a proposer of the same component
-
-
-def _greedy(prop: np.ndarray, targ: np.ndarray, value: np.ndarray, prop_rank: np.ndarray, targ_pref: np.ndarray,
-            num_prop: int, num_targ: int, tious: np.ndarray, strict: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Sequential greedy matching at every threshold, vectorised over independent groups and thresholds.
-
-    Candidate pairs ``(prop[k], targ[k])`` have overlap ``value[k]``.
-    Proposers act in ascending ``prop_rank``; each takes the first target, by
-    descending ``value`` then ascending ``targ_pref``, that is still free at
-    that threshold and whose value is ``>= t`` (``> t`` when ``strict``).
-
-    The same result without walking every proposer: a proposer with a single
-    candidate target gets it iff it is the first such proposer of that target
-    passing the threshold and no proposer with several candidates took the
-    target before it. Those with several candidates only compete inside a
-    connected component of their pair graph, so the components run side by
-    side, one proposer per component per step, each seeing a target as free
-    if no earlier single-candidate proposer passing the threshold wants it.
-    Returns ``(matched proposers (T, num_prop), matched targets (T, num_targ))``.
-    """
-    T = len(tious)
-    got = np.zeros((T, num_prop), dtype=bool)
-    taken = np.zeros((T, num_targ), dtype=bool)
-    if len(prop) == 0:
-        return got, taken
-    thr = tious[:, None]
-    degree = np.bincount(prop, minlength=num_prop)
-    one = degree[prop] == 1
-    # Single-candidate proposers: the first passing one of each target, by rank.
-    never = np.iinfo(np.int64).max
-    first_single = np.full((T, num_targ), never, dtype=np.int64)
-    sp, st, sv = prop[one], targ[one], value[one]
-    if len(sp):
-        order = np.lexsort((prop_rank[sp], st))
-        sp, st, sv = sp[order], st[order], sv[order]
-        passing = (sv > thr) if strict else (sv >= thr)
-        starts = np.flatnonzero(np.r_[True, st[1:] != st[:-1]])
-        first_single[:, st[starts]] = np.minimum.reduceat(np.where(passing, prop_rank[sp], never), starts, axis=1)
-    # Multi-candidate proposers, component by component, one rank step at a time.
-    multi = ~one
-    if multi.any():
-        mp, mt, mv = prop[multi], targ[multi], value[multi]
-        comp = _components(mp, mt)
-        order = np.lexsort((targ_pref[mt], -mv, prop_rank[mp], comp))
-        mp, mt, mv, comp = mp[order], mt[order], mv[order], comp[order]
-        new_prop = np.r_[True, mp[1:] != mp[:-1]]
-        new_comp = np.r_[True, comp[1:] != comp[:-1]]
-        count = np.cumsum(new_prop)
-        step = count - count[np.flatnonzero(new_comp)][np.cumsum(new_comp) - 1]
-        order = np.argsort(step, kind="stable")
-        mp, mt, mv, step, new_prop = mp[order], mt[order], mv[order], step[order], new_prop[order]
-        mr = prop_rank[mp]
-        seg_start = np.flatnonzero(new_prop)
-        bounds = np.searchsorted(step, np.arange(int(step[-1]) + 2))
-        seg_bounds = np.searchsorted(seg_start, bounds)
-        for k in range(len(bounds) - 1):
-            a, b = bounds[k], bounds[k + 1]
-            g = mt[a:b]
-            ok = (mv[a:b] > thr) if strict else (mv[a:b] >= thr)
-            ok &= ~taken[:, g] & (first_single[:, g] > mr[a:b])
-            n = b - a
-            first = np.minimum.reduceat(np.where(ok, np.arange(n), n), seg_start[seg_bounds[k]:seg_bounds[k + 1]] - a,
-                                        axis=1)
-            ti, si = np.nonzero(first < n)
-            taken[ti, g[first[ti, si]]] = True
-            got[ti, mp[a + first[ti, si]]] = True
-    if len(sp):
-        # A single-candidate proposer wins unless a multi-candidate one took its target first.
-        win = (prop_rank[sp] == first_single[:, st]) & ~taken[:, st]
-        ti, k = np.nonzero(win)
-        got[ti, sp[k]] = True
-        taken[ti, st[k]] = True
-    return got, taken
-
-
 # ---------------------------------------------------------------- AP
-def _rank(score: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
-    """Indices ordering predictions by class, then score descending, then file position."""
-    by_score = np.argsort(-score)
-    ranked = score[by_score]
-    if (ranked[1:] == ranked[:-1]).any():  # ties: only a stable sort keeps file order
-        by_score = np.argsort(-score, kind="stable")
-    key = label.astype(np.int16) if num_classes < 2 ** 15 else label  # small ints sort stably by radix
-    return by_score[np.argsort(key[by_score], kind="stable")]
-
-
-def _suffix_max(values: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """``max(values[j] for j >= i in i's group)`` for each i; ``group`` ascending. Exact (works on ranks)."""
-    n = len(values)
-    order = np.argsort(values)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    # Reversed, earlier groups get larger offsets, so a running max never crosses into another group.
-    offset = (int(group[-1]) - group + 1) * n
-    running = np.maximum.accumulate((offset + rank)[::-1])[::-1]
-    return values[order[running - offset]]
-
-
-def _true_positives(got: np.ndarray, p_class: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The true positives of ``got`` (T, P), predictions indexed by rank: threshold, rank, class, count within
-    (threshold, class), and where a (threshold, class) group starts; sorted by (threshold, rank)."""
-    ti, rank = np.nonzero(got)
+def _true_positives(rows: list[np.ndarray], p_class: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The true positives, ``rows[i]`` the ranks matched at threshold i (ascending): threshold, rank, class,
+    count within (threshold, class), and where a (threshold, class) group starts; sorted by (threshold, rank)."""
+    ti = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+    rank = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
     cls = p_class[rank]
     new = np.r_[True, (ti[1:] != ti[:-1]) | (cls[1:] != cls[:-1])]
     idx = np.arange(len(ti))
@@ -446,18 +311,18 @@ def _true_positives(got: np.ndarray, p_class: np.ndarray) -> tuple[np.ndarray, .
     return ti, rank, cls, count, new
 
 
-def _activitynet_ap(got: np.ndarray, p_class: np.ndarray, class_bounds: np.ndarray, npos: np.ndarray) -> np.ndarray:
+def _activitynet_ap(got: list[np.ndarray], p_class: np.ndarray, class_bounds: np.ndarray,
+                    npos: np.ndarray) -> np.ndarray:
     """Official ``interpolated_prec_rec`` for every class and threshold; returns (T, C).
 
-    ``got`` (T, P) marks the true positives among the predictions in rank
-    order (classes contiguous, ``class_bounds``; ``p_class`` their class). Recall
-    changes exactly at the true positives, so only they enter the sum (the
+    ``got[i]`` lists the true positives at threshold i, ascending, among
+    the predictions indexed by rank (classes contiguous, ``class_bounds``;
+    ``p_class`` their class). Recall changes exactly at the true positives, so only they enter the sum (the
     appended end point adds ``(1 - r) * 0``); there ``tp + fp`` is the
     position within the class and the precision envelope is the largest
     precision at this or a later true positive of the class.
     """
-    T = got.shape[0]
-    ap = np.zeros((T, len(npos)))
+    ap = np.zeros((len(got), len(npos)))
     ti, rank, cls, count, new = _true_positives(got, p_class)
     if len(ti) == 0:
         return ap
@@ -465,9 +330,8 @@ def _activitynet_ap(got: np.ndarray, p_class: np.ndarray, class_bounds: np.ndarr
     prec = ctp / (rank - class_bounds[cls] + 1).astype(np.float64)
     rec = ctp / npos[cls]
     prev = (ctp - 1.0) / npos[cls]
-    group = np.cumsum(new) - 1
-    contrib = (rec - prev) * _suffix_max(prec, group)
     starts = np.flatnonzero(new)
+    contrib = (rec - prev) * suffix_max(prec, starts)
     ap[ti[starts], cls[starts]] = np.add.reduceat(contrib, starts)
     return ap
 
@@ -482,7 +346,7 @@ def _thumos_ap(got: np.ndarray, removed: np.ndarray, p_class: np.ndarray, class_
     """
     T, P = got.shape
     ap = np.zeros((T, len(npos)))
-    ti, rank, cls, count, new = _true_positives(got, p_class)
+    ti, rank, cls, count, new = _true_positives([np.flatnonzero(row) for row in got], p_class)
     if len(ti) == 0:
         return ap
     rt, rp = np.nonzero(removed)
@@ -519,17 +383,19 @@ def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
     if rules not in RULES:
         raise ConfigError(f"rules: expected one of {', '.join(RULES)}, got {rules!r}")
     thr = _check_tious(tious)
-    counts: dict[str, int] = {}
-    for v in ground_truth.videos.values():
-        for s in v.segments:
-            counts[s.label] = counts.get(s.label, 0) + 1
-    classes = [c for c in ground_truth.labels if c in counts] + [c for c in counts if c not in ground_truth.labels]
+    gt_segments = _gather(ground_truth)
+    gt_labels = [s.label for s in gt_segments[0]]
+    present = dict.fromkeys(gt_labels)  # first-appearance order
+    declared = set(ground_truth.labels)
+    classes = [c for c in ground_truth.labels if c in present] + [c for c in present if c not in declared]
     if not classes:
         raise AnnotationError(f"{ground_truth.source}: the ground truth has no action instance to score against")
     class_index = {c: i for i, c in enumerate(classes)}
     video_index = {vid: i for i, vid in enumerate(ground_truth.videos)}
-    gt = _flatten(ground_truth, video_index, class_index, scored=False)
-    pr = _flatten(predictions, video_index, class_index, scored=True)
+    gt = _flatten(ground_truth, gt_segments, gt_labels, video_index, class_index, scored=False)
+    pr_segments = _gather(predictions)
+    pr = _flatten(predictions, pr_segments, [s.label for s in pr_segments[0]], video_index, class_index,
+                  scored=True)
     num_predictions = len(pr.label)
     if pr.unknown_labels:
         shown = ", ".join(f"{k!r} ({n})" for k, n in sorted(pr.unknown_labels.items())[:5])
@@ -549,32 +415,40 @@ def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
     P = int(keep.sum())
     C, V = len(classes), len(video_index)
 
-    # From here on a prediction's index is its rank: by class, score descending, ties in file order.
-    kept = np.flatnonzero(keep)
-    kept = kept[_rank(pr.score[kept], pr.label[kept], C)]
-    p_video, p_label, p_start, p_end = pr.video[kept], pr.label[kept], pr.start[kept], pr.end[kept]
-    p_rank = np.arange(P)
+    # A kept prediction's rank: by class, score descending, ties in file order. Matching and AP index
+    # predictions by rank; the arrays stay in file order (`rank` maps one to the other).
+    if P == num_predictions:
+        p_video, p_label, p_start, p_end, p_score = pr.video, pr.label, pr.start, pr.end, pr.score
+    else:
+        p_video, p_label, p_start, p_end, p_score = (x[keep] for x in (pr.video, pr.label, pr.start, pr.end,
+                                                                        pr.score))
+    rank = np.empty(P, dtype=np.int64)
+    rank[rank_order(p_score, p_label, C)] = np.arange(P)
+    per_class = np.bincount(p_label, minlength=C)
+    class_bounds = np.r_[0, np.cumsum(per_class)]
+    rank_class = np.repeat(np.arange(C), per_class)  # class of each rank
     p_block = np.where(p_video >= 0, p_label * V + p_video, -1)
     g_block = gt.label * V + gt.video
-    pi, gj = _overlapping_pairs(p_block, p_start, p_end, g_block, gt.start, gt.end)
-    iou = _iou(p_start[pi], p_end[pi], gt.start[gj], gt.end[gj])
     tmin = float(thr.min())
+    pi, gj = candidate_pairs(p_block, p_start, p_end, g_block, gt.start, gt.end, tmin)
+    overlap = iou(p_start[pi], p_end[pi], gt.start[gj], gt.end[gj])
     strict = rules == "thumos14"
-    cand = (iou > tmin) if strict else (iou >= tmin)
+    cand = (overlap > tmin) if strict else (overlap >= tmin)
     cand &= p_block[pi] == g_block[gj]
-    pi, gj, iou = pi[cand], gj[cand], iou[cand]
+    pr_rank, gj, overlap = rank[pi[cand]], gj[cand], overlap[cand]
     G = len(g_block)
     npos = np.bincount(gt.label, minlength=C)
-    class_bounds = np.searchsorted(p_label, np.arange(C + 1))
     removed_counts = None
     if rules == "activitynet":
-        tp, _ = _greedy(pi, gj, iou, p_rank, np.arange(G), P, G, thr, strict=False)
-        ap = _activitynet_ap(tp, p_label, class_bounds, npos)
+        tp, _ = greedy(pr_rank, gj, overlap, np.arange(G), P, G, thr, strict=False, want_targets=False)
+        ap = _activitynet_ap(tp, rank_class, class_bounds, npos)
     else:
-        _, tp = _greedy(gj, pi, iou, np.arange(G), p_rank, G, P, thr, strict=True)
-        removed = ~tp & _touches_ambiguous(ground_truth, video_index, p_video, p_start, p_end)[None, :]
+        _, tp = greedy(gj, pr_rank, overlap, np.arange(P), G, P, thr, strict=True)
+        touches = np.zeros(P, dtype=bool)
+        touches[rank] = _touches_ambiguous(ground_truth, video_index, p_video, p_start, p_end)
+        removed = ~tp & touches[None, :]
         removed_counts = [int(x) for x in removed.sum(axis=1)]
-        ap = _thumos_ap(tp, removed, p_label, class_bounds, npos)
+        ap = _thumos_ap(tp, removed, rank_class, class_bounds, npos)
     maps = ap.mean(axis=1)
     return DetectionResult(
         tious=[float(t) for t in thr], mAP=[float(m) for m in maps], average_mAP=float(maps.mean()),
@@ -593,7 +467,7 @@ def _touches_ambiguous(ground_truth: AnnotationSet, video_index: dict[str, int],
         return np.zeros(len(p_video), dtype=bool)
     amb = np.asarray(rows, dtype=np.float64)
     amb = amb[np.argsort(amb[:, 0], kind="stable")]
-    i, j = _same_key_pairs(p_video, amb[:, 0].astype(np.int64))
+    i, j = same_key_pairs(p_video, amb[:, 0].astype(np.int64))
     hit = np.minimum(p_end[i], amb[j, 2]) - np.maximum(p_start[i], amb[j, 1]) > 0
     out = np.zeros(len(p_video), dtype=bool)
     out[i[hit]] = True
