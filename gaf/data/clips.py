@@ -191,7 +191,7 @@ class ClipVideoDataset(_ClipDataset):
         """All decoded frames ``(N, H, W, 3)`` uint8 RGB of video ``index`` (UCF101 clips are a few seconds)."""
         from gaf.data.video import iter_frames  # PyAV decoding; yields (H, W, 3) uint8 RGB frames
 
-        frames = [np.asarray(f) for f in iter_frames(self.files[index])]
+        frames = [np.asarray(f) for f in iter_frames(self.files[index], short_side=None, crop=None)]
         if not frames:
             raise DataError(f"{self.files[index]}: no frames could be decoded")
         return np.stack(frames)
