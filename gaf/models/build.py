@@ -58,7 +58,7 @@ class LossConfig:
     saliency_pos_weight: float = 5.0
     refine: float = 1.0  # refined class + offsets
     ai: float = 1.0  # L_ai: detector on F'
-    nai: float = 0.2  # L_nai: detector on F*(1-lambda) vs the complement intervals (1.0 cost ~3 mAP on the embedded benchmark)
+    nai: float = 0.5  # L_nai: detector on F*(1-lambda) vs the complement intervals (see docs/method.md)
     clf: float = 0.1  # alpha of Eq. 14 (L_clf)
     cvae: float = 1.0  # L_CVAE (stage "frame")
     cvae_beta: float = 1.0  # beta of Eq. 7
