@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GAF    := $(VENV)/bin/gaf
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-ablation clean
 
 install: $(STAMP)
 
@@ -15,13 +15,18 @@ $(STAMP): pyproject.toml constraints-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(GAF) demo
+	OMP_WAIT_POLICY=PASSIVE $(GAF) demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/eval.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) bench/infer.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) bench/extract.py
+
+bench-ablation: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(PY) bench/ablation.py
 
 clean:
 	rm -rf $(VENV) work_dirs demo_data

@@ -5,8 +5,8 @@ embed 512, 6 levels, GAF on) with random weights, feeds one video of T random
 feature steps, and times forward + candidate decoding + per-class Gaussian
 Soft-NMS for T = 576, 1152, 2304, 4608. Cost should grow about linearly with T:
 the table prints time ratios against the shortest T next to the T ratio.
-Peak memory: CUDA max allocated on GPU; on CPU the peak RSS growth of a fresh
-process running that T once.
+Peak memory: CUDA max allocated on GPU; on CPU the peak resident-memory growth
+over the resting process during one run of that T (a fresh process per T, Linux).
 
     OMP_WAIT_POLICY=PASSIVE python bench/infer.py [--device cpu|cuda] [--repeats 5]
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -81,10 +80,21 @@ def child(config: str, T: int) -> None:
     model, cfg = build(config, T, torch.device("cpu"))
     x = torch.randn(1, cfg.dataset.input_dim, T)
     mask = torch.ones(1, T, dtype=torch.bool)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run_once(model, cfg, x, mask)  # allocator warm-up
+    # Reset the peak-RSS mark (Linux: writing 5 to clear_refs), then peak growth over the current RSS.
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _status_kb("VmRSS")
     run_once(model, cfg, x, mask)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mb": (after - before) / 1024}))
+    print(json.dumps({"peak_mb": (_status_kb("VmHWM") - before) / 1024}))
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def main() -> None:
