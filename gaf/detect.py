@@ -1,0 +1,226 @@
+"""One raw video → detected actions (the ``gaf detect`` library function).
+
+:func:`detect_video` chains the three parts gaf already has, so nothing is
+computed differently from ``gaf extract`` + ``gaf eval``:
+
+1. **extraction** (:func:`gaf.extract.extract_features`) with the settings
+   the checkpoint's model was trained on: ``fps = dataset.fps`` (30 when the
+   config has none), ``stride = dataset.feature_stride``, ``window =
+   dataset.num_frames``, and the I3D stream(s) implied by the model's input
+   width (1024 → RGB, or flow when ``dataset.channels`` is ``[1024, 2048]``;
+   2048 → RGB ⊕ flow). Features go to ``<out_dir>/features/`` and are
+   reused by a later run with the same settings;
+2. **inference** (:func:`gaf.engine.evaluate.run_inference`) on a one-video
+   dataset: a minimal annotation JSON (subset ``test``, the probed duration,
+   the extraction fps, no instances) is written next to the features, so
+   sliding eval windows, steps → seconds and Soft-NMS are those of
+   ``gaf eval`` with the checkpoint's ``eval`` settings;
+3. **output**: the detections with ``score >= score_threshold`` (at most
+   ``top``, highest first) as an ActivityNet results JSON
+   ``<out_dir>/<video_id>.json`` and a timeline PNG
+   ``<out_dir>/<video_id>_timeline.png`` with the attention λ(t) under it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from gaf.data.annotations import AnnotationSet, Segment, Video, write_activitynet, write_predictions
+from gaf.errors import CheckpointError, ConfigError, DataError
+
+__all__ = ["DetectResult", "detect_video", "stream_for_model", "DEFAULT_FPS"]
+
+DEFAULT_FPS = 30.0  # extraction rate when the checkpoint's dataset.fps is None
+_I3D = 1024  # channels per I3D stream
+
+
+@dataclass
+class DetectResult:
+    """What :func:`detect_video` found and wrote.
+
+    ``detections``: segments in seconds with scores, highest score first
+    (after ``score_threshold`` and ``top``). ``attention_times`` /
+    ``attention``: shape (T,) each, seconds and λ in [0, 1] (None when the
+    model has no attention branch). ``num_candidates``: detections after
+    Soft-NMS, before the threshold and ``top``.
+    """
+
+    video_id: str
+    duration: float  # seconds
+    stream: str  # rgb | flow | both
+    detections: list[Segment]
+    num_candidates: int
+    attention_times: np.ndarray | None
+    attention: np.ndarray | None
+    json_path: Path
+    timeline_path: Path
+    feature_path: Path
+    labels: list[str]
+
+
+def stream_for_model(in_dim: int, input_dim: int, channels: Sequence[int] | None, *, where: str,
+                     stream: str | None = None) -> str:
+    """The I3D stream(s) whose features a model of input width ``in_dim`` expects.
+
+    ``in_dim`` 2048 → ``both`` (RGB ⊕ flow); 1024 → ``rgb``, or ``flow`` when
+    the training features were sliced with ``channels == [1024, 2048]``.
+    ``stream`` overrides the choice for a 1024-wide model (e.g. one trained
+    on flow-only files). Any other width raises ConfigError (``where`` names
+    the checkpoint).
+    """
+    if in_dim not in (_I3D, 2 * _I3D):
+        sliced = f", dataset.channels={list(channels)}" if channels is not None else ""
+        raise ConfigError(
+            f"{where}: the model takes {in_dim}-channel features (dataset.input_dim={input_dim}{sliced}), "
+            f"but gaf detect feeds it I3D features extracted from the video: 1024 (RGB), 1024 (flow) or "
+            f"2048 (RGB ⊕ flow). Use a checkpoint trained on I3D features, e.g. "
+            f"`gaf extract VIDEOS --out FEATS --stream both` + an annotation JSON, then "
+            f"`gaf train thumos14_i3d --set dataset.feature_dir=FEATS --set dataset.annotation_file=ANN.json`")
+    if in_dim == 2 * _I3D:
+        if stream not in (None, "both"):
+            raise ConfigError(f"{where}: the model takes 2048 channels (RGB ⊕ flow); stream {stream!r} gives 1024")
+        return "both"
+    if stream == "both":
+        raise ConfigError(f"{where}: the model takes 1024 channels (one I3D stream); stream 'both' gives 2048")
+    if stream is not None:
+        if stream not in ("rgb", "flow"):
+            raise ConfigError(f"stream: expected rgb, flow or both, got {stream!r}")
+        return stream
+    return "flow" if channels is not None and list(channels) == [_I3D, 2 * _I3D] else "rgb"
+
+
+def _select(segments: Sequence[Segment], threshold: float, top: int | None) -> list[Segment]:
+    kept = sorted((s for s in segments if s.score is not None and s.score >= threshold),
+                  key=lambda s: (-float(s.score), s.start, s.end))
+    return kept if top is None else kept[:top]
+
+
+def detect_video(
+    video: str | os.PathLike[str],
+    ckpt: str | os.PathLike[str],
+    *,
+    out_dir: str | os.PathLike[str],
+    backbone_weights: Sequence[str] = (),
+    score_threshold: float = 0.2,
+    top: int | None = None,
+    short_side: int | None = 256,
+    crop: int | None = 224,
+    stream: str | None = None,
+    flow_method: str = "auto",
+    batch_size: int = 8,
+    device: str = "auto",
+    progress: bool = True,
+) -> DetectResult:
+    """Detect the actions in one raw ``video`` with the detector checkpoint ``ckpt``.
+
+    ``backbone_weights``: I3D state dicts, one per extracted stream (RGB.pt,
+    FLOW.pt, or RGB.pt FLOW.pt for ``both``); none → an untrained backbone,
+    with a warning. ``short_side`` / ``crop``: pixels, as in ``gaf extract``
+    (the checkpoint does not record them). ``score_threshold`` / ``top``
+    filter the final detections (after Soft-NMS) that are returned, written
+    to the JSON and drawn. Writes ``<out_dir>/features/``,
+    ``<out_dir>/<video_id>.json`` and ``<out_dir>/<video_id>_timeline.png``.
+
+    Raises DataError (missing or undecodable video), CheckpointError
+    (unreadable checkpoint), ConfigError (a model not trained on I3D
+    features, a recognition checkpoint, bad options).
+    """
+    from gaf import viz
+    from gaf.data.features import FeatureDataset
+    from gaf.data.video import probe
+    from gaf.engine.checkpoint import load_checkpoint
+    from gaf.engine.evaluate import run_inference
+    from gaf.engine.experiment import experiment_from_dict
+    from gaf.engine.inference import load_detector
+    from gaf.engine.runtime import select_device
+    from gaf.extract import ExtractConfig, extract_features, video_id_of
+
+    if not (isinstance(score_threshold, (int, float)) and 0.0 <= score_threshold <= 1.0):
+        raise ConfigError(f"score_threshold: must be in [0, 1], got {score_threshold!r}")
+    if top is not None and top < 1:
+        raise ConfigError(f"top: must be >= 1, got {top}")
+    video = Path(video)
+    if not video.is_file():
+        raise DataError(f"{video}: video file not found" if not video.exists() else f"{video}: not a video file")
+    video_id = video_id_of(video)
+    info = probe(video)  # DataError naming the file when it cannot be decoded
+
+    state = load_checkpoint(ckpt)
+    stored = dict(state.get("config") or {})
+    if stored.get("task") == "recognition":
+        raise ConfigError(f"{ckpt}: a recognition checkpoint (whole-clip labels); gaf detect needs a "
+                          "temporal detection checkpoint (from `gaf train` on a detection config)")
+    if not stored:
+        raise CheckpointError(f"{ckpt}: the checkpoint holds no config")
+    cfg = experiment_from_dict(stored, where=f"{ckpt} config")
+    meta = state.get("meta") or {}
+    try:
+        in_dim = int(meta["in_dim"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{ckpt}: checkpoint meta lacks in_dim") from None
+    labels = [str(x) for x in (meta.get("labels") or [])]
+    if not labels:
+        raise CheckpointError(f"{ckpt}: checkpoint meta lacks the class labels")
+    del state
+    ds = cfg.dataset
+    chosen = stream_for_model(in_dim, ds.input_dim, ds.channels, where=str(ckpt), stream=stream)
+    streams = ["rgb", "flow"] if chosen == "both" else [chosen]
+    weights = list(backbone_weights or [])
+    if weights and len(weights) != len(streams):
+        raise ConfigError(f"backbone weights: the model needs stream {chosen!r}, which takes {len(streams)} "
+                          f"file(s) ({' '.join(s.upper() + '.pt' for s in streams)}), got {len(weights)}")
+    named = dict(zip(streams, weights))
+    for path in weights:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: backbone weights file not found")
+
+    fps = float(ds.fps) if ds.fps is not None else DEFAULT_FPS
+    out = Path(out_dir)
+    feat_dir = out / "features"
+    ecfg = ExtractConfig(stream=chosen, fps=fps, window=ds.num_frames, stride=ds.feature_stride,
+                         short_side=short_side, crop=crop, batch_size=batch_size, rgb_weights=named.get("rgb"),
+                         flow_weights=named.get("flow"), flow_method=flow_method, device=device,
+                         progress=progress)
+    try:
+        report = extract_features([video], feat_dir, ecfg)
+    except ConfigError as exc:  # an earlier run with other settings left features there
+        raise ConfigError(f"{exc} (gaf detect keeps features in <--out>/features/; use another --out "
+                          "or delete that folder)") from None
+    if report.failures:
+        raise DataError(report.failures[0][1])
+
+    # A one-video dataset: the same windows, seconds and post-processing as gaf eval.
+    ann_path = feat_dir / f"{video_id}.annotation.json"
+    aset = AnnotationSet(videos={video_id: Video(video_id, [], duration=float(info.duration), fps=fps,
+                                                 subset="test")}, labels=labels, source=str(video))
+    write_activitynet(aset, ann_path)
+    dcfg = dataclasses.replace(ds, annotation_file=str(ann_path), feature_dir=str(feat_dir), file_prefix="",
+                               file_suffix="", file_ext=".npy", test_subset="test", fps=fps, force_fps=False,
+                               input_dim=_I3D * len(streams), channels=None, labels=labels)
+    dataset = FeatureDataset(dcfg, "test", training=False)
+
+    dev = select_device(device)
+    model, _ = load_detector(ckpt, device=dev)
+    inference = run_inference([model], [dataset], cfg.eval, labels, device=dev, progress=progress)
+    found = inference.predictions.videos[video_id]
+    detections = _select(found.segments, float(score_threshold), top)
+    times, lam = inference.attention.get(video_id, (None, None))
+
+    out.mkdir(parents=True, exist_ok=True)
+    result_set = AnnotationSet(videos={video_id: Video(video_id, detections, duration=found.duration, fps=fps)},
+                               labels=labels, source=f"gaf detect {video.name} with {Path(ckpt).name}")
+    json_path = write_predictions(result_set, out / f"{video_id}.json")
+    timeline = viz.plot_timeline(out / f"{video_id}_timeline.png", video_id=video_id,
+                                 duration=float(found.duration or info.duration), ground_truth=[],
+                                 detections=detections, attention=lam, attention_times=times,
+                                 max_detections=top or 20)
+    return DetectResult(video_id=video_id, duration=float(found.duration or info.duration), stream=chosen,
+                        detections=detections, num_candidates=len(found.segments), attention_times=times,
+                        attention=lam, json_path=json_path, timeline_path=timeline,
+                        feature_path=feat_dir / f"{video_id}.npy", labels=labels)

@@ -1,0 +1,165 @@
+"""gaf detect: a raw video → detections table, ActivityNet JSON and timeline, end to end on a real clip.
+
+The detector is trained in the test on features `gaf extract` took from the
+same clip (copied under several video ids, all with the same made-up
+instances), so it has learnt where the instances of this clip are; `gaf
+detect` must then extract with the checkpoint's settings, find them, and
+write the results.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("av")
+
+from gaf.cli import main  # noqa: E402
+from gaf.config import from_dict  # noqa: E402
+from gaf.data.video import probe  # noqa: E402
+from gaf.detect import stream_for_model  # noqa: E402
+from gaf.engine.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from gaf.engine.experiment import ExperimentConfig  # noqa: E402
+from gaf.engine.train import train  # noqa: E402
+from gaf.errors import ConfigError  # noqa: E402
+
+CLIP = Path("/work/shared/data/videos/v_Basketball_g01_c01.avi")  # 4.7 s, 320×240
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CLIP.exists(), reason="real clip not available")]
+
+PIXELS = ["--short-side", "64", "--crop", "64"]
+FPS, STRIDE, WINDOW = 10, 2, 8
+CLASSES = ["Dribble", "Shoot"]
+INSTANCES = [("Dribble", 0.6, 2.2), ("Shoot", 2.9, 4.2)]  # made up, seconds
+TINY_MODEL = {
+    "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
+    "detector": {"embed_dim": 32, "num_levels": 4, "head_layers": 1, "stem_layers": 1},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, features of CLIP) — a tiny detector trained on this clip's features."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_on_clip(tmp_path_factory.mktemp("detect_train"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_on_clip(root: Path) -> tuple[Path, Path]:
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        code = main(["extract", str(CLIP), "--out", str(root / "extracted"), "--fps", str(FPS), "--stride",
+                     str(STRIDE), "--window", str(WINDOW), "--stream", "rgb", *PIXELS, "--no-progress"])
+    assert code == 0
+    feats = root / "extracted" / f"{CLIP.stem}.npy"
+    duration = probe(CLIP).duration
+    feat_dir = root / "features"
+    feat_dir.mkdir()
+    database = {}
+    anns = [{"label": lab, "label_id": CLASSES.index(lab), "segment": [s, e]} for lab, s, e in INSTANCES]
+    for split, count in (("validation", 6), ("test", 1)):
+        for i in range(count):
+            vid = f"clip_{split}_{i}"
+            shutil.copy(feats, feat_dir / f"{vid}.npy")
+            database[vid] = {"subset": split, "duration": duration, "fps": FPS, "annotations": anns}
+    ann = root / "annotations.json"
+    ann.write_text(json.dumps({"version": "test", "labels": CLASSES, "database": database}))
+    cfg = from_dict(ExperimentConfig, {
+        "name": "detect_tiny",
+        "dataset": {"annotation_file": str(ann), "feature_dir": str(feat_dir), "fps": FPS,
+                    "feature_stride": STRIDE, "num_frames": WINDOW, "input_dim": 1024, "max_seq_len": 32},
+        "model": TINY_MODEL,
+        "train": {"epochs": 30, "batch_size": 6, "lr": 3e-3, "warmup_epochs": 1, "seed": 1, "eval_at_end": False,
+                  "device": "cpu"},
+        "work_dir": str(root / "run"),
+    })
+    result = train(cfg, progress=False)
+    assert result.final_checkpoint is not None
+    return result.final_checkpoint, feats
+
+
+def test_detect_finds_the_trained_instances_and_writes_json_and_timeline(trained, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    ckpt, extracted = trained
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="UNTRAINED"):  # seeded, untrained I3D: the same one `gaf extract` used
+        code = main(["detect", str(CLIP), "--ckpt", str(ckpt), "--out", str(out), *PIXELS,
+                     "--score-threshold", "0.05", "--device", "cpu", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "start (s)" in printed and "label" in printed and "score" in printed
+    rows = [r for r in (line.split() for line in printed.splitlines()) if len(r) == 5 and r[3] in CLASSES]
+    assert len(rows) >= 1, printed
+
+    # The features were extracted with the checkpoint's fps / stride / window, into out/features.
+    index = json.loads((out / "features" / "features.json").read_text())
+    assert (index["fps"], index["stride"], index["window"], index["streams"]) == (FPS, STRIDE, WINDOW, ["rgb"])
+    np.testing.assert_allclose(np.load(out / "features" / f"{CLIP.stem}.npy"), np.load(extracted), atol=1e-5)
+
+    doc = json.loads((out / f"{CLIP.stem}.json").read_text())
+    assert set(doc) == {"version", "results", "external_data"}
+    dets = doc["results"][CLIP.stem]
+    duration = probe(CLIP).duration
+    assert len(dets) == len(rows)
+    for d in dets:
+        s, e = d["segment"]
+        assert 0.0 <= s < e <= duration + 1e-6
+        assert d["label"] in CLASSES and 0.05 <= d["score"] <= 1.0
+    # It learnt this clip: the best detection of each class lies on that class's instance.
+    for label, s, e in INSTANCES:
+        best = max((d for d in dets if d["label"] == label), key=lambda d: d["score"])
+        ps, pe = best["segment"]
+        tiou = max(0.0, min(e, pe) - max(s, ps)) / (max(e, pe) - min(s, ps))
+        assert tiou > 0.5, (label, best)
+
+    png = (out / f"{CLIP.stem}_timeline.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+    # --top and a re-run that reuses the extracted features (no backbone built: no warning).
+    code = main(["detect", str(CLIP), "--ckpt", str(ckpt), "--out", str(out), *PIXELS, "--top", "1",
+                 "--score-threshold", "0.05", "--device", "cpu", "--no-progress"])
+    assert code == 0
+    assert len(json.loads((out / f"{CLIP.stem}.json").read_text())["results"][CLIP.stem]) == 1
+
+
+def test_non_i3d_checkpoint_and_missing_video_exit_2_with_the_reason(trained, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    ckpt, _ = trained
+    state = load_checkpoint(ckpt)
+    state["meta"] = {**state["meta"], "in_dim": 64}
+    state["config"]["dataset"]["input_dim"] = 64
+    small = save_checkpoint(tmp_path / "dim64.pt", state)
+    assert main(["detect", str(CLIP), "--ckpt", str(small), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "dim64.pt" in err and "64-channel" in err and "I3D" in err and "2048" in err
+    assert not (tmp_path / "o" / "features").exists()  # refused before any extraction
+
+    missing = tmp_path / "no_such_video.mp4"
+    assert main(["detect", str(missing), "--ckpt", str(ckpt), "--out", str(tmp_path / "o")]) == 2
+    assert "no_such_video.mp4" in capsys.readouterr().err
+
+
+def test_stream_follows_the_model_input_width() -> None:
+    assert stream_for_model(2048, 2048, None, where="m.pt") == "both"
+    assert stream_for_model(1024, 2048, [0, 1024], where="m.pt") == "rgb"
+    assert stream_for_model(1024, 2048, [1024, 2048], where="m.pt") == "flow"
+    assert stream_for_model(1024, 1024, None, where="m.pt") == "rgb"
+    assert stream_for_model(1024, 1024, None, where="m.pt", stream="flow") == "flow"
+    with pytest.raises(ConfigError, match="m.pt.*512-channel"):
+        stream_for_model(512, 512, None, where="m.pt")
+    with pytest.raises(ConfigError, match="2048"):
+        stream_for_model(1024, 1024, None, where="m.pt", stream="both")
