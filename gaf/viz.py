@@ -14,14 +14,12 @@ tIoU) and optionally ``ground_truth_variant``.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import io
 import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
@@ -30,6 +28,7 @@ import numpy as np
 
 from gaf.data.annotations import Segment
 from gaf.errors import DataError
+from gaf.io import atomic_write_bytes
 
 __all__ = ["plot_timeline", "plot_per_class_ap", "write_report", "format_detections_table", "format_metrics_table"]
 
@@ -42,21 +41,6 @@ _GROUPED_MAX_CLASSES = 40  # above this, plot_per_class_ap shows only the mean p
 
 
 # ----------------------------------------------------------------------------- helpers
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def _mpl() -> tuple[Any, Any, Any]:
     """Import matplotlib with the Agg backend; return ``(Figure, colormaps, Patch)``."""
     import matplotlib
@@ -72,7 +56,7 @@ def _mpl() -> tuple[Any, Any, Any]:
 def _save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
-    return _atomic_write_bytes(Path(path), buf.getvalue())
+    return atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def _class_colors(labels: Sequence[str], colormaps: Any) -> dict[str, tuple[float, ...]]:
@@ -528,6 +512,6 @@ def write_report(
                                                      None, False))]
     if config_text is not None:
         blocks += [("h2", "Config"), ("pre", config_text)]
-    html_path = _atomic_write_bytes(out / "report.html", _html(blocks).encode("utf-8"))
-    _atomic_write_bytes(out / "report.md", _markdown(blocks).encode("utf-8"))
+    html_path = atomic_write_bytes(out / "report.html", _html(blocks).encode("utf-8"))
+    atomic_write_bytes(out / "report.md", _markdown(blocks).encode("utf-8"))
     return html_path

@@ -5,7 +5,6 @@ and clear errors for bad split files and missing features."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -18,8 +17,7 @@ from gaf.cli import main
 from gaf.data.clips import ClipDataConfig, ClipFeatureDataset, collate_clips
 from gaf.engine.checkpoint import load_checkpoint
 from gaf.engine.recognition import (RecognitionExperiment, evaluate_recognizer, is_recognition_checkpoint,
-                                    is_recognition_config, load_recognition_experiment, load_recognizer, run_eval_command,
-                                    run_train_command, train_recognizer)
+                                    is_recognition_config, load_recognition_experiment, load_recognizer, train_recognizer)
 from gaf.errors import DataError
 
 CLASSES = ("ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling")

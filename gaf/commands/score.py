@@ -87,25 +87,14 @@ def parse_tious(text: str) -> list[float]:
 
 
 def _write_json_atomic(path: str, doc: dict) -> None:
-    import json
-    import os
-    import tempfile
     from pathlib import Path
 
     from gaf.errors import DataError
+    from gaf.io import atomic_write_json
 
     target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=1, allow_nan=False)
-                f.write("\n")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_json(target, doc)
     except OSError as e:
         raise DataError(f"{target}: cannot write the scores: {e.strerror or e}") from None
 
