@@ -46,7 +46,7 @@ from gaf.data.clips import ClipDataConfig, build_clip_dataset, collate_clips
 from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, load_model_state, save_checkpoint
 from gaf.engine.experiment import TrainConfig, resolve_config_path
 from gaf.engine.runtime import seed_everything, select_device, setup_logging
-from gaf.engine.train import EMA, config_differences, lr_factor, progress_bar, prune
+from gaf.engine.train import EMA, lr_factor, open_run, progress_bar, prune
 from gaf.errors import ConfigError
 from gaf.metrics.recognition import mean_class_accuracy, topk_accuracy
 from gaf.models.recognizer import STAGES, Recognizer, RecognizerConfig
@@ -246,19 +246,7 @@ def train_recognizer(cfg: RecognitionExperiment, *, work_dir: Path | None = None
     device = select_device(tcfg.device)
     config_dict = to_dict(cfg)
     latest = work_dir / "latest.pt"
-    state = None
-    if resume:
-        if not latest.exists():
-            raise ConfigError(f"{work_dir}: --resume given but there is no latest.pt to resume from")
-        state = load_checkpoint(latest)
-        ignored = ("train.epochs:", "work_dir:", "train.device:", "train.num_workers:")
-        diffs = [d for d in config_differences(dict(state["config"]), config_dict) if not d.startswith(ignored)]
-        if diffs:
-            raise ConfigError(f"{latest}: cannot resume with a different config ({'; '.join(diffs[:6])}); "
-                              "use a new --work-dir for a new run")
-    elif latest.exists():
-        raise ConfigError(f"{work_dir}: already holds a run (latest.pt); pass --resume to continue it "
-                          "or choose another --work-dir")
+    state = open_run(work_dir, config_dict, resume=resume)
     _check_pairing(cfg)
     atomic_write_text(work_dir / "config.yaml", cfg.to_yaml())
 

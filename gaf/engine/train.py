@@ -43,7 +43,7 @@ from gaf.engine.runtime import seed_everything, select_device, setup_logging
 from gaf.errors import ConfigError
 from gaf.models.build import build_model
 
-__all__ = ["train", "TrainResult", "prepare_benchmark", "STAGES", "EMA", "lr_factor", "progress_bar", "prune",
+__all__ = ["train", "TrainResult", "prepare_benchmark", "STAGES", "EMA", "lr_factor", "progress_bar", "prune", "open_run",
            "config_differences"]
 
 STAGES = ("frame", "segment")
@@ -118,6 +118,31 @@ def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
 
+RESUME_MAY_CHANGE = ("train.epochs:", "work_dir:", "train.device:", "train.num_workers:")
+
+
+def open_run(work_dir: Path, config_dict: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
+    """The ``latest.pt`` state to resume from (``resume``), or None for a new run.
+
+    A new run refuses a work dir that already holds one; a resumed run must
+    have the same config except the keys in :data:`RESUME_MAY_CHANGE`.
+    """
+    latest = work_dir / "latest.pt"
+    if not resume:
+        if latest.exists():
+            raise ConfigError(f"{work_dir}: already holds a run (latest.pt); pass --resume to continue it "
+                              "or choose another --work-dir")
+        return None
+    if not latest.exists():
+        raise ConfigError(f"{work_dir}: --resume given but there is no latest.pt to resume from")
+    state = load_checkpoint(latest)
+    diffs = [d for d in config_differences(dict(state["config"]), config_dict) if not d.startswith(RESUME_MAY_CHANGE)]
+    if diffs:
+        raise ConfigError(f"{latest}: cannot resume with a different config ({'; '.join(diffs[:6])}); "
+                          "use a new --work-dir for a new run")
+    return state
+
+
 def train(
     cfg: ExperimentConfig,
     *,
@@ -141,26 +166,7 @@ def train(
     config_dict = to_dict(cfg)
 
     latest = work_dir / "latest.pt"
-    state = None
-    if resume:
-        if not latest.exists():
-            raise ConfigError(f"{work_dir}: --resume given but there is no latest.pt to resume from")
-        state = load_checkpoint(latest)
-        saved = dict(state["config"])
-        diffs = [
-            d
-            for d in config_differences(saved, config_dict)
-            if not d.startswith(("train.epochs:", "work_dir:", "train.device:", "train.num_workers:"))
-        ]
-        if diffs:
-            raise ConfigError(
-                f"{latest}: cannot resume with a different config ({'; '.join(diffs[:6])}); "
-                "use a new --work-dir for a new run"
-            )
-    elif latest.exists():
-        raise ConfigError(
-            f"{work_dir}: already holds a run (latest.pt); pass --resume to continue it or choose another --work-dir"
-        )
+    state = open_run(work_dir, config_dict, resume=resume)
     atomic_write_text(work_dir / "config.yaml", cfg.to_yaml())
 
     prepare_benchmark(cfg, logger)
