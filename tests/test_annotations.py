@@ -214,6 +214,18 @@ def test_missing_duration_is_an_error_only_when_required(tmp_path):
         read_activitynet(write(path, gt_doc([], vid="v3", duration=0)))
 
 
+def test_duplicate_ids_are_found_even_when_strings_hold_colons(tmp_path):
+    """read_predictions proves 'no duplicate keys' by counting ':' outside strings; colons and
+    escaped colons inside labels, ids and the version must not fool it."""
+    det = '{"segment": [0.5, 1.5], "label": "a:b\\u003a", "score": 0.9}'
+    dup = '{"version": "v:1 \\u003a", "results": {"x:1": [' + det + '], "x:1": [' + det + ']}}'
+    with raises_naming("p.json", "duplicate video id 'x:1'"):
+        read_predictions(write(tmp_path / "p.json", dup))
+    fine = '{"version": "v:1", "results": {"x:1": [' + det + '], "y\\u003a2": [' + det + ']}}'
+    got = read_predictions(write(tmp_path / "q.json", fine))
+    assert list(got.videos) == ["x:1", "y:2"] and got.videos["x:1"].segments[0].label == "a:b:"
+
+
 def test_duplicate_keys_are_errors_naming_the_duplicate(tmp_path):
     dup_video = '{"database": {"v1": {"annotations": []}, "v1": {"annotations": []}}}'
     with raises_naming("gt.json", "duplicate video id 'v1'"):
