@@ -153,3 +153,18 @@ def test_bad_inputs_and_settings_are_reported():
         E2EDetector(E2EConfig(), num_classes=2, clip_len=2)
     with pytest.raises(ConfigError, match="merge"):
         from_dict(E2EConfig, {"merge": "sum"})
+
+
+@pytest.mark.parametrize("freeze_bn", [True, False])
+def test_freeze_bn_keeps_backbone_statistics_fixed_in_training(freeze_bn):
+    from gaf.models.e2e import E2EConfig, build_e2e_detector
+
+    torch.manual_seed(0)
+    model = build_e2e_detector(E2EConfig(freeze_bn=freeze_bn), num_classes=2, clip_len=32)
+    model.train()
+    bn = model.backbone.Conv3d_1a_7x7.bn
+    assert bn.training is (not freeze_bn)
+    before = bn.running_mean.clone()
+    with torch.no_grad():
+        model.backbone.forward_features(torch.randn(1, 3, 32, 32, 32))
+    assert torch.equal(bn.running_mean, before) is freeze_bn

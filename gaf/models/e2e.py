@@ -94,6 +94,7 @@ class E2EConfig:
     stream: Literal["rgb", "flow"] = "rgb"  # I3D input: 3 (RGB) or 2 (flow) channels
     backbone_weights: str | None = None  # I3D state dict (.pt); None = random init
     freeze_backbone: bool = False  # True: the backbone is a fixed feature extractor
+    freeze_bn: bool = True  # keep the backbone's BatchNorm statistics fixed while fine-tuning
     merge: Literal["concat", "average"] = "concat"  # how Mixed_4f and Mixed_5c become F
     proj_dim: int = 512  # merge "average": width of the two 1×1 projections
     detector: ModelConfig = field(default_factory=ModelConfig)
@@ -131,6 +132,15 @@ class E2EDetector(nn.Module):
             self.feature_dim = sum(ENDPOINT_CHANNELS.values())
         self.max_seq_len = math.ceil(clip_len / FRAMES_PER_STEP)
         self.detector: GAFDetector = build_model(cfg.detector, self.feature_dim, num_classes, self.max_seq_len)
+
+    def train(self, mode: bool = True) -> "E2EDetector":
+        """``nn.Module.train``; with ``cfg.freeze_bn`` the backbone's BatchNorm stays in eval mode."""
+        super().train(mode)
+        if mode and self.backbone is not None and self.cfg.freeze_bn:
+            from gaf.models.backbones.i3d import freeze_batchnorm
+
+            freeze_batchnorm(self.backbone)
+        return self
 
     # ------------------------------------------------------------------ features
     @staticmethod

@@ -81,6 +81,7 @@ class RecognizerConfig:
     backbone_weights: str | None = None  # I3D state-dict path (.pt / .pth); None = random init
     stream: Literal["rgb", "flow"] = "rgb"  # I3D input: 3 (RGB) or 2 (flow) channels
     freeze_backbone: bool = False  # True: the backbone is a fixed feature extractor
+    freeze_bn: bool = True  # keep the backbone's BatchNorm statistics fixed while fine-tuning
     dropout: float = 0.5  # on the pooled feature, before the classifier
     gaf: GAFConfig = field(default_factory=GAFConfig)  # set fusion: attention (F' is not used here)
     loss: RecognitionLossConfig = field(default_factory=RecognitionLossConfig)
@@ -113,6 +114,15 @@ class Recognizer(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.gaf = GAF(self.in_dim, cfg.gaf, num_classes) if cfg.gaf.enabled else None
         self.classifier = nn.Linear(self.in_dim, num_classes) if self.gaf is None else None
+
+    def train(self, mode: bool = True) -> "Recognizer":
+        """``nn.Module.train``; with ``cfg.freeze_bn`` the backbone's BatchNorm stays in eval mode."""
+        super().train(mode)
+        if mode and self.backbone is not None and self.cfg.freeze_bn:
+            from gaf.models.backbones.i3d import freeze_batchnorm
+
+            freeze_batchnorm(self.backbone)
+        return self
 
     # ------------------------------------------------------------------ features
     def temporal_features(self, x: torch.Tensor, mask: torch.Tensor | None = None

@@ -321,3 +321,14 @@ def build_i3d(stream: str = "rgb", weights: str | os.PathLike[str] | None = None
         _warn(f"I3D {stream}: no backbone weights given: features come from an UNTRAINED, randomly "
               "initialised network (pass pretrained I3D weights, e.g. rgb_imagenet.pt / flow_imagenet.pt)")
     return model
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics fixed, affine
+    parameters still trainable). Fine-tuning I3D with the small batches of video training
+    otherwise drifts its statistics away from what eval mode uses. Call after ``.train()``."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return module
+
