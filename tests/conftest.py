@@ -16,6 +16,14 @@ if not SHARED.is_dir():  # CI clones next to shared/ too; allow an override
 THUMOS_DIR = SHARED / "thumos14"
 VIDEOS_DIR = SHARED / "videos"
 
+# The real fixtures are part of the test suite: without them many capability tests would only
+# skip, so a missing shared/data is an error (set GAF_SHARED_DATA to point at it).
+if not (THUMOS_DIR / "thumos14.json").is_file() or not (VIDEOS_DIR / "clips.csv").is_file():
+    raise pytest.UsageError(
+        f"gaf tests need the real fixtures in shared/data (looked in {SHARED}); "
+        "clone next to shared/ or set GAF_SHARED_DATA=/path/to/shared/data"
+    )
+
 
 def write_pulse_features(root: Path, *, num_train: int = 12, num_test: int = 6, dim: int = 16,
                          classes: tuple[str, ...] = ("Jump", "Throw"), steps: int = 96, fps: float = 10.0,

@@ -28,7 +28,9 @@ from gaf.engine.experiment import ExperimentConfig  # noqa: E402
 from gaf.engine.train import train  # noqa: E402
 from gaf.errors import ConfigError  # noqa: E402
 
-CLIP = Path("/work/shared/data/videos/v_Basketball_g01_c01.avi")  # 4.7 s, 320×240
+from conftest import VIDEOS_DIR  # noqa: E402
+
+CLIP = VIDEOS_DIR / "v_Basketball_g01_c01.avi"  # 4.7 s, 320×240
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CLIP.exists(), reason="real clip not available")]
 
 PIXELS = ["--short-side", "64", "--crop", "64"]

@@ -18,7 +18,7 @@ from gaf.errors import ConfigError, DataError  # noqa: E402
 from gaf.extract import ExtractConfig, collect_videos, extract_features, video_id_of  # noqa: E402
 from gaf.models.backbones.i3d import InceptionI3d  # noqa: E402
 
-VIDEOS = Path("/work/shared/data/videos")
+from conftest import VIDEOS_DIR as VIDEOS  # noqa: E402
 A = VIDEOS / "v_Basketball_g01_c01.avi"  # 4.7 s
 B = VIDEOS / "archery_paddlevideo_example.avi"  # 5.24 s
 pytestmark = pytest.mark.skipif(not (A.exists() and B.exists()), reason="real clips not available")

@@ -48,7 +48,6 @@ import importlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gaf.errors import AnnotationError
+from gaf.io import atomic_write_bytes
 
 __all__ = [
     "Segment", "Video", "AnnotationSet", "AnnotationError", "AnnotationWarning", "DURATION_TOLERANCE_S",
@@ -691,18 +691,7 @@ def _atomic_write_json(path: str | os.PathLike[str], doc: Any, indent: int | Non
         data = json.dumps(doc, indent=indent, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except ValueError as e:  # NaN / inf, or a lone surrogate in a string
         raise AnnotationError(f"{p}: cannot write: {e}") from None
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write_bytes(p, data)
 
 
 def _checked(seg: Segment, where: str) -> tuple[float, float]:
