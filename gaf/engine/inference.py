@@ -41,5 +41,9 @@ def load_detector(ckpt: str | os.PathLike[str], *, config: str | None = None, ov
     model = build_model(cfg.model, in_dim=in_dim, num_classes=num_classes, max_seq_len=cfg.dataset.max_seq_len)
     load_model_state(model, state["model"], str(ckpt))
     model.to(device).eval()
-    model.gaf_labels = list(meta.get("labels") or [])  # class names in training order
+    labels = list(meta.get("labels") or [])
+    if labels and not cfg.dataset.labels:
+        # The model's class k is the k-th label it was trained with: evaluate in that order,
+        # whatever order another annotation file would give.
+        cfg.dataset.labels = labels
     return model, cfg
