@@ -25,7 +25,7 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a checkpoint (mAP, report)", description=HELP,
+    p = sub.add_parser("eval", help="evaluate a checkpoint (mAP + report, or top-1/top-5)", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="config YAML path or bundled name (default: the checkpoint's)")
     p.add_argument("--ckpt", required=True, help="checkpoint (final.pt, latest.pt or epoch_N.pt)")

@@ -27,7 +27,7 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a detector on features", description=HELP,
+    p = sub.add_parser("train", help="train a detector (features) or a recognizer (task: recognition)", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="config YAML path or bundled config name")
     add_set_argument(p)
