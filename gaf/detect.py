@@ -101,6 +101,67 @@ def _select(segments: Sequence[Segment], threshold: float, top: int | None) -> l
     return kept if top is None else kept[:top]
 
 
+def _write_one_video_annotation(path: Path, video: Path, video_id: str, duration: float, fps: float,
+                                labels: list[str]) -> Path:
+    """A minimal ground-truth file (subset ``test``, no instances) so one video is a dataset."""
+    aset = AnnotationSet(videos={video_id: Video(video_id, [], duration=duration, fps=fps, subset="test")},
+                         labels=labels, source=str(video))
+    return write_activitynet(aset, path)
+
+
+def _frame_dataset(cfg, video: Path, video_id: str, info, labels: list[str], out: Path):
+    """End-to-end checkpoint: the model runs I3D itself, so the dataset is the video's frame clips."""
+    from gaf.data.frames import FrameClipDataset
+
+    fr = cfg.frames
+    ann_path = _write_one_video_annotation(out / f"{video_id}.annotation.json", video, video_id,
+                                           float(info.duration), float(fr.fps), labels)
+    fcfg = dataclasses.replace(fr, annotation_file=str(ann_path), video_dir=str(video.parent),
+                               video_ext=video.suffix, test_subset="test", cache_dir=None, labels=labels)
+    return FrameClipDataset(fcfg, "test", training=False), cfg.e2e.stream, float(fr.fps), video
+
+
+def _feature_dataset(cfg, ckpt, video: Path, video_id: str, info, labels: list[str], out: Path, *, in_dim: int,
+                     stream, backbone_weights, short_side, crop, flow_method, batch_size, device, progress):
+    """Feature checkpoint: extract I3D features as the model was trained on, then a one-video feature dataset."""
+    from gaf.data.features import FeatureDataset
+    from gaf.extract import ExtractConfig, extract_features
+
+    ds = cfg.dataset
+    chosen = stream_for_model(in_dim, ds.input_dim, ds.channels, where=str(ckpt), stream=stream)
+    streams = ["rgb", "flow"] if chosen == "both" else [chosen]
+    weights = list(backbone_weights or [])
+    if weights and len(weights) != len(streams):
+        raise ConfigError(f"backbone weights: the model needs stream {chosen!r}, which takes {len(streams)} "
+                          f"file(s) ({' '.join(s.upper() + '.pt' for s in streams)}), got {len(weights)}")
+    named = dict(zip(streams, weights))
+    for path in weights:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: backbone weights file not found")
+
+    fps = float(ds.fps) if ds.fps is not None else DEFAULT_FPS
+    feat_dir = out / "features"
+    ecfg = ExtractConfig(stream=chosen, fps=fps, window=ds.num_frames, stride=ds.feature_stride,
+                         short_side=short_side, crop=crop, batch_size=batch_size, rgb_weights=named.get("rgb"),
+                         flow_weights=named.get("flow"), flow_method=flow_method, device=device,
+                         progress=progress)
+    try:
+        report = extract_features([video], feat_dir, ecfg)
+    except ConfigError as exc:  # an earlier run with other settings left features there
+        raise ConfigError(f"{exc} (gaf detect keeps features in <--out>/features/; use another --out "
+                          "or delete that folder)") from None
+    if report.failures:
+        raise DataError(report.failures[0][1])
+
+    # A one-video dataset: the same windows, seconds and post-processing as gaf eval.
+    ann_path = _write_one_video_annotation(feat_dir / f"{video_id}.annotation.json", video, video_id,
+                                           float(info.duration), fps, labels)
+    dcfg = dataclasses.replace(ds, annotation_file=str(ann_path), feature_dir=str(feat_dir), file_prefix="",
+                               file_suffix="", file_ext=".npy", test_subset="test", fps=fps, force_fps=False,
+                               input_dim=_I3D * len(streams), channels=None, labels=labels)
+    return FeatureDataset(dcfg, "test", training=False), chosen, fps, feat_dir / f"{video_id}.npy"
+
+
 def detect_video(
     video: str | os.PathLike[str],
     ckpt: str | os.PathLike[str],
@@ -132,14 +193,13 @@ def detect_video(
     features, a recognition checkpoint, bad options).
     """
     from gaf import viz
-    from gaf.data.features import FeatureDataset
     from gaf.data.video import probe
     from gaf.engine.checkpoint import load_checkpoint
     from gaf.engine.evaluate import run_inference
     from gaf.engine.experiment import experiment_from_dict
     from gaf.engine.inference import load_detector
     from gaf.engine.runtime import select_device
-    from gaf.extract import ExtractConfig, extract_features, video_id_of
+    from gaf.extract import video_id_of
 
     if not (isinstance(score_threshold, (int, float)) and 0.0 <= score_threshold <= 1.0):
         raise ConfigError(f"score_threshold: must be in [0, 1], got {score_threshold!r}")
@@ -168,42 +228,14 @@ def detect_video(
     if not labels:
         raise CheckpointError(f"{ckpt}: checkpoint meta lacks the class labels")
     del state
-    ds = cfg.dataset
-    chosen = stream_for_model(in_dim, ds.input_dim, ds.channels, where=str(ckpt), stream=stream)
-    streams = ["rgb", "flow"] if chosen == "both" else [chosen]
-    weights = list(backbone_weights or [])
-    if weights and len(weights) != len(streams):
-        raise ConfigError(f"backbone weights: the model needs stream {chosen!r}, which takes {len(streams)} "
-                          f"file(s) ({' '.join(s.upper() + '.pt' for s in streams)}), got {len(weights)}")
-    named = dict(zip(streams, weights))
-    for path in weights:
-        if not Path(path).is_file():
-            raise DataError(f"{path}: backbone weights file not found")
-
-    fps = float(ds.fps) if ds.fps is not None else DEFAULT_FPS
     out = Path(out_dir)
-    feat_dir = out / "features"
-    ecfg = ExtractConfig(stream=chosen, fps=fps, window=ds.num_frames, stride=ds.feature_stride,
-                         short_side=short_side, crop=crop, batch_size=batch_size, rgb_weights=named.get("rgb"),
-                         flow_weights=named.get("flow"), flow_method=flow_method, device=device,
-                         progress=progress)
-    try:
-        report = extract_features([video], feat_dir, ecfg)
-    except ConfigError as exc:  # an earlier run with other settings left features there
-        raise ConfigError(f"{exc} (gaf detect keeps features in <--out>/features/; use another --out "
-                          "or delete that folder)") from None
-    if report.failures:
-        raise DataError(report.failures[0][1])
-
-    # A one-video dataset: the same windows, seconds and post-processing as gaf eval.
-    ann_path = feat_dir / f"{video_id}.annotation.json"
-    aset = AnnotationSet(videos={video_id: Video(video_id, [], duration=float(info.duration), fps=fps,
-                                                 subset="test")}, labels=labels, source=str(video))
-    write_activitynet(aset, ann_path)
-    dcfg = dataclasses.replace(ds, annotation_file=str(ann_path), feature_dir=str(feat_dir), file_prefix="",
-                               file_suffix="", file_ext=".npy", test_subset="test", fps=fps, force_fps=False,
-                               input_dim=_I3D * len(streams), channels=None, labels=labels)
-    dataset = FeatureDataset(dcfg, "test", training=False)
+    if cfg.e2e is not None:
+        dataset, chosen, fps, feature_path = _frame_dataset(cfg, video, video_id, info, labels, out)
+    else:
+        dataset, chosen, fps, feature_path = _feature_dataset(
+            cfg, ckpt, video, video_id, info, labels, out, in_dim=in_dim, stream=stream,
+            backbone_weights=backbone_weights, short_side=short_side, crop=crop, flow_method=flow_method,
+            batch_size=batch_size, device=device, progress=progress)
 
     dev = select_device(device)
     model, _ = load_detector(ckpt, device=dev)
@@ -223,4 +255,4 @@ def detect_video(
     return DetectResult(video_id=video_id, duration=float(found.duration or info.duration), stream=chosen,
                         detections=detections, num_candidates=len(found.segments), attention_times=times,
                         attention=lam, json_path=json_path, timeline_path=timeline,
-                        feature_path=feat_dir / f"{video_id}.npy", labels=labels)
+                        feature_path=feature_path, labels=labels)

@@ -27,7 +27,6 @@ flow 1024 (2048 channels, RGB first).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -41,7 +40,7 @@ import torch
 
 from gaf.data.flow import compute_flow, flow_to_input, resolve_method
 from gaf.data.video import WindowBuffer, iter_frames, num_resampled_frames, num_windows, probe
-from gaf.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from gaf.io import atomic_save_npy, atomic_write_text
 from gaf.errors import ConfigError, DataError
 
 __all__ = ["ExtractConfig", "ExtractReport", "extract_features", "collect_videos", "video_id_of",
@@ -193,9 +192,7 @@ def _write_index(path: Path, index: dict[str, Any]) -> None:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array, dtype=np.float32))
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_npy(path, np.asarray(array, dtype=np.float32))
 
 
 # ------------------------------------------------------------------- extraction

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy"]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -44,3 +44,14 @@ def atomic_write_json(path: str | os.PathLike[str], doc: Any, *, indent: int | N
     """Write ``doc`` as strict JSON (no NaN / Infinity; ValueError otherwise) atomically."""
     data = json.dumps(doc, indent=indent, allow_nan=False, ensure_ascii=False)
     return atomic_write_text(path, data + "\n")
+
+
+def atomic_save_npy(path: str | os.PathLike[str], array: Any) -> Path:
+    """Write ``array`` (a NumPy array, dtype kept) as a ``.npy`` file atomically."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buf.getvalue())

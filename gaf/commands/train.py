@@ -1,4 +1,4 @@
-"""gaf train CONFIG: train a GAF detector on pre-extracted features."""
+"""gaf train CONFIG: train a GAF detector (features or end to end on frames) or a recognizer."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from gaf.commands._common import add_progress_argument, add_set_argument
 
 HELP = """\
 Train a GAF detector (or the plain detector, model.gaf.enabled=false) on
-pre-extracted features, or an action recognizer when the config says
-`task: recognition` (top-1 / top-5). CONFIG is a YAML file or the name of a
-bundled config (demo, thumos14_i3d, thumos14_i3d_rgb, thumos14_i3d_flow,
-anet_i3d, ablation_ai, ablation_ai_nai, ablation_ai_nai_r, ucf101_features,
-ucf101_i3d).
+pre-extracted features; end to end on video frames (I3D + GAF, the paper's
+THUMOS14 setting) when the config has `e2e` and `frames` sections; or an
+action recognizer when the config says `task: recognition` (top-1 / top-5).
+CONFIG is a YAML file or the name of a bundled config (demo, thumos14_i3d,
+thumos14_i3d_rgb, thumos14_i3d_flow, thumos14_e2e, anet_i3d, ablation_ai,
+ablation_ai_nai, ablation_ai_nai_r, ucf101_features, ucf101_i3d).
 
 Everything is written to one work dir (default work_dirs/<name>): config.yaml,
 log.txt, latest.pt (every epoch, atomic), final.pt, history.json, and after the
@@ -21,13 +22,15 @@ final evaluation predictions.json, metrics.json and report/report.html.
 examples:
   gaf train thumos14_i3d --set dataset.feature_dir=/data/thumos/i3d_features \\
       --set dataset.annotation_file=/data/thumos/annotations/thumos14.json
+  gaf train thumos14_e2e --set frames.video_dir=/data/thumos/videos \
+      --set e2e.backbone_weights=/weights/rgb_imagenet.pt     # end to end (GPU)
   gaf train demo --set train.epochs=3 --work-dir work_dirs/try
   gaf train demo --work-dir work_dirs/try --resume     # continue a killed run
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a detector (features) or a recognizer (task: recognition)", description=HELP,
+    p = sub.add_parser("train", help="train a detector (features or end to end) or a recognizer (task: recognition)", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="config YAML path or bundled config name")
     add_set_argument(p)

@@ -34,21 +34,18 @@ it has them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gaf.data.split import SplitDataset, window_starts
 from gaf.errors import ConfigError, DataError
 
-if TYPE_CHECKING:
-    from gaf.data.annotations import AnnotationSet
-
-__all__ = ["DatasetConfig", "FeatureDataset", "collate"]
+__all__ = ["DatasetConfig", "FeatureDataset", "collate", "window_starts"]
 
 
 @dataclass
@@ -141,7 +138,7 @@ def _open_npy(path: Path, video_id: str, cfg: DatasetConfig) -> np.ndarray:
                         f"(empty, truncated or corrupt file: {exc})") from None
 
 
-class FeatureDataset(torch.utils.data.Dataset):
+class FeatureDataset(SplitDataset):
     """Per-video features + ground truth of one split, as model-ready items.
 
     ``split="train"`` reads ``cfg.train_subset``, ``"test"`` reads
@@ -168,56 +165,16 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     def __init__(self, cfg: DatasetConfig, split: Literal["train", "test"], *, training: bool,
                  seed: int = 0) -> None:
-        if split not in ("train", "test"):
-            raise ConfigError(f"dataset split must be 'train' or 'test', got {split!r}")
-        self.cfg = cfg
-        self.split = split
-        self.training = training
-        self.seed = int(seed)
-        self.epoch = 0
-        self._aset = self._read_annotation()
-        subset = cfg.train_subset if split == "train" else cfg.test_subset
-        from gaf.data.annotations import normalize_subset
-
-        ids = sorted(v for v, video in self._aset.videos.items()
-                     if normalize_subset(video.subset) == normalize_subset(subset))
-        if not ids:
-            found = sorted({str(v.subset) for v in self._aset.videos.values()})
-            key = "train_subset" if split == "train" else "test_subset"
-            raise DataError(f"{cfg.annotation_file}: no video has subset {subset!r} "
-                            f"(dataset.{key}); subsets in the file: {', '.join(found)}")
-        self.labels: list[str] = list(cfg.labels) if cfg.labels is not None else list(self._aset.labels)
-        self._label_ids = {name: i for i, name in enumerate(self.labels)}
-        self._videos = [self._video_info(vid) for vid in ids]
+        super().__init__(cfg, split, training=training, seed=seed)
+        self._videos = [self._video_info(vid) for vid in self._ids]
         self._items = self._build_items()
 
     # ----------------------------------------------------------------- public
-    @property
-    def num_classes(self) -> int:
-        return len(self.labels)
-
     @property
     def input_dim(self) -> int:
         """Channels per item (after the ``channels`` slice): the model's input width."""
         c = self.cfg.channels
         return self.cfg.input_dim if c is None else c[1] - c[0]
-
-    @property
-    def video_ids(self) -> list[str]:
-        return [v.video_id for v in self._videos]
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the random crops of ``epoch`` (training mode)."""
-        self.epoch = int(epoch)
-
-    def ground_truth(self) -> AnnotationSet:
-        """The split's annotation (seconds), for evaluation."""
-        from gaf.data.annotations import AnnotationSet
-
-        ids = set(self.video_ids)
-        videos = {v: video for v, video in self._aset.videos.items() if v in ids}
-        return AnnotationSet(videos=videos, labels=list(self.labels), source=self._aset.source,
-                             variant=self._aset.variant)
 
     def check(self, *, progress: bool = True) -> None:
         """Read every feature file in full and check its values (NaN/Inf), with a progress bar."""
@@ -228,9 +185,6 @@ class FeatureDataset(torch.utils.data.Dataset):
             arr = _open_npy(info.path, info.video_id, self.cfg)
             for start in range(0, arr.shape[0], 4096):
                 self._check_finite(np.asarray(arr[start:start + 4096]), info, start)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         vi, start, length = self._items[index]
@@ -250,14 +204,6 @@ class FeatureDataset(torch.utils.data.Dataset):
                 "segments": torch.from_numpy(segs), "labels": torch.from_numpy(labels), "meta": meta}
 
     # --------------------------------------------------------------- building
-    def _read_annotation(self) -> AnnotationSet:
-        from gaf.data.annotations import read_ground_truth
-
-        path = Path(self.cfg.annotation_file)
-        if not path.exists():
-            raise DataError(f"{path}: annotation file not found (dataset.annotation_file)")
-        return read_ground_truth(path)
-
     def _video_info(self, vid: str) -> _VideoInfo:
         cfg = self.cfg
         video = self._aset.videos[vid]
@@ -294,20 +240,12 @@ class FeatureDataset(torch.utils.data.Dataset):
             time_offset = 0.5 * cfg.num_frames / fps
             if duration is None:  # end of the last feature window
                 duration = ((raw_steps - 1) * cfg.feature_stride + cfg.num_frames) / fps
-        segs, labels = [], []
-        for seg in video.segments:
-            if seg.label not in self._label_ids:
-                raise DataError(f"{where}: label {seg.label!r} is not in the class list "
-                                f"(dataset.labels or the annotation's labels)")
-            s, e = (seg.start - time_offset) / step_seconds, (seg.end - time_offset) / step_seconds
-            if s > num_steps - 0.5 or e < -0.5:  # wholly outside the features (THUMOS14 has such)
-                continue
-            segs.append((s, e))
-            labels.append(self._label_ids[seg.label])
+        segs, labels = self._instances_in_steps(video, time_offset=time_offset, step_seconds=step_seconds,
+                                                num_steps=num_steps)
         if fps is None:  # resize mode without fps: the rate the raw steps imply
             fps = raw_steps * cfg.feature_stride / duration
         return _VideoInfo(vid, path, float(fps), float(duration), raw_steps, num_steps, time_offset, step_seconds,
-                          np.asarray(segs, dtype=np.float64).reshape(-1, 2), np.asarray(labels, dtype=np.int64))
+                          segs, labels)
 
     def _build_items(self) -> list[tuple[int, int, int | None]]:
         """(video index, start step, length) per item; length None = random training crop."""
@@ -326,29 +264,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     # ---------------------------------------------------------------- loading
     def _crop(self, info: _VideoInfo, index: int) -> tuple[int, int]:
         L = self.cfg.max_seq_len
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        start = 0
-        for _ in range(10):  # prefer a crop that keeps at least one instance
-            start = int(rng.integers(0, info.num_steps - L + 1))
-            if len(info.segments) == 0 or len(self._item_segments(info, start, L)[1]) > 0:
-                break
-        return start, L
-
-    def _item_segments(self, info: _VideoInfo, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-        """Instances of the item [start, start+length) in item steps (float32 (N,2), int64 (N,))."""
-        if len(info.segments) == 0:
-            return np.zeros((0, 2), np.float32), np.zeros((0,), np.int64)
-        lo = -math.inf if start == 0 else float(start)
-        hi = math.inf if start + length >= info.num_steps else float(start + length)
-        s, e = info.segments[:, 0], info.segments[:, 1]
-        cs, ce = np.clip(s, lo, hi), np.clip(e, lo, hi)
-        length_in = np.maximum(ce - cs, 0.0)
-        full = np.maximum(e - s, 0.0)
-        inside_point = (s >= lo) & (s <= hi)
-        frac = np.where(full > 0, length_in / np.where(full > 0, full, 1.0), inside_point.astype(np.float64))
-        keep = (frac >= self.cfg.trunc_min_overlap) & (frac > 0)
-        segs = np.stack([cs[keep], ce[keep]], axis=1) - start
-        return segs.astype(np.float32), info.labels[keep].copy()
+        return self._crop_start(info, index, L), L
 
     def _load(self, info: _VideoInfo, start: int, length: int) -> np.ndarray:
         """Features of steps [start, start+length) as float32 (length, C_item)."""
@@ -374,20 +290,6 @@ class FeatureDataset(torch.utils.data.Dataset):
             step = start + int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
             raise DataError(f"{info.path}: video {info.video_id!r}: NaN or Inf feature values, "
                             f"first at step {step}")
-
-
-def window_starts(num_steps: int, window: int, overlap: float) -> list[int]:
-    """Start steps of sliding windows of ``window`` steps covering ``[0, num_steps)``.
-
-    Consecutive windows overlap by at least ``overlap * window`` steps; the
-    last one ends exactly at ``num_steps``.
-    """
-    if num_steps <= window:
-        return [0]
-    hop = max(1, int(window * (1.0 - overlap)))
-    starts = list(range(0, num_steps - window, hop))
-    starts.append(num_steps - window)
-    return starts
 
 
 def collate(items: list[dict[str, Any]], *, pad_to: int | None = None, size_divisor: int = 1) -> dict[str, Any]:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from gaf.data.annotations import AnnotationSet, Segment, Video, write_predictions
-from gaf.data.features import FeatureDataset, collate
 from gaf.engine.checkpoint import atomic_write_text
 from gaf.engine.experiment import EvalConfig, ExperimentConfig
+from gaf.engine.factory import build_dataset, collate_for
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
 from gaf.postprocess import nms, soft_nms
@@ -59,12 +59,14 @@ def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torc
 
 
 @torch.no_grad()
-def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[FeatureDataset], cfg: EvalConfig,
+def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.utils.data.Dataset], cfg: EvalConfig,
                   labels: Sequence[str], *, device: torch.device, progress: bool = True) -> Inference:
     """Detect actions in every video of ``datasets`` (one dataset per model/stream).
 
     The datasets must hold the same videos cut into the same windows (same
     annotation and ``max_seq_len``); each may slice different channels.
+    Feature datasets and frame-clip datasets (end-to-end runs) both work:
+    items of either carry the same ``meta`` (see :mod:`gaf.engine.factory`).
     """
     if len(models) != len(datasets) or not models:
         raise ConfigError("run_inference: give one dataset per model")
@@ -93,7 +95,7 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[FeatureD
     for idx in iterator:
         outputs, mask, metas = [], None, None
         for model, ds in zip(models, datasets):
-            batch = collate([ds[i] for i in idx])
+            batch = collate_for(ds)([ds[i] for i in idx])
             mask = batch["mask"].to(device)
             metas = batch["meta"]
             outputs.append(model(batch["features"].to(device), mask))
@@ -150,7 +152,7 @@ def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentCon
                  predictions_path: Path | None = None, report: bool = True) -> DetectionResult:
     """Infer on the test split, score, and write predictions / metrics / report into ``work_dir``."""
     cfg = cfgs[0]
-    datasets = [FeatureDataset(c.dataset, "test", training=False) for c in cfgs]
+    datasets = [build_dataset(c, "test", training=False) for c in cfgs]
     subset_gt = datasets[0].ground_truth()
     labels = list(datasets[0].labels)
     inference = run_inference(models, datasets, cfg.eval, labels, device=device, progress=progress)

@@ -5,6 +5,8 @@ Sections (fixed names, each a dataclass defined next to its code)::
     name:       run name (work dir default: work_dirs/<name>)
     dataset:    gaf.data.features.DatasetConfig   (paths, fps, stride, window, dims, lengths)
     model:      gaf.models.build.ModelConfig      (gaf / detector / loss)
+    e2e:        gaf.models.e2e.E2EConfig | null   (end-to-end run: I3D on frames + GAF; needs ``frames``)
+    frames:     gaf.data.frames.FrameDatasetConfig | null  (videos and clips of an e2e run, instead of ``dataset``)
     train:      TrainConfig                       (optimiser, schedule, epochs, EMA, seed)
     eval:       EvalConfig                        (tIoUs, NMS, caps, report)
     benchmark:  EmbeddedBenchmark | null          (generate gaf's embedded benchmark first)
@@ -13,6 +15,10 @@ Sections (fixed names, each a dataclass defined next to its code)::
 ``load_experiment(path, overrides)`` reads a YAML file (or the name of a
 config bundled with gaf, e.g. ``demo`` or ``thumos14_i3d``), applies
 ``--set key=value`` overrides and checks every key and type.
+
+A feature run has ``dataset`` (+ ``model``); an end-to-end run has ``e2e``
+and ``frames`` instead (its detector settings are ``e2e.detector``).
+:mod:`gaf.engine.factory` builds the datasets and model of either.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from typing import Literal, Sequence
 
 from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from gaf.data.features import DatasetConfig
+from gaf.data.frames import FrameDatasetConfig
 from gaf.data.synthetic import SyntheticConfig
 from gaf.errors import ConfigError
 from gaf.models.build import ModelConfig
+from gaf.models.e2e import E2EConfig
 
 __all__ = [
     "TrainConfig",
@@ -92,13 +100,27 @@ class EmbeddedBenchmark:
 
 @dataclass
 class ExperimentConfig:
-    dataset: DatasetConfig
+    dataset: DatasetConfig | None = None
     name: str = "gaf"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     benchmark: EmbeddedBenchmark | None = None
     work_dir: str | None = None
+    e2e: E2EConfig | None = None
+    frames: FrameDatasetConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.e2e is not None:
+            if self.frames is None:
+                raise ConfigError("e2e: an end-to-end run needs a 'frames' section (videos and clips)")
+            if self.dataset is not None:
+                raise ConfigError("dataset: an end-to-end run (e2e) reads 'frames', not a feature 'dataset'; "
+                                  "remove one of the two")
+        elif self.frames is not None:
+            raise ConfigError("frames: frame clips are read only by an end-to-end run; add an 'e2e' section")
+        elif self.dataset is None:
+            raise ConfigError("missing the 'dataset' section")
 
     def resolved_work_dir(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path("work_dirs") / self.name
@@ -133,8 +155,8 @@ def load_experiment(path: str | os.PathLike[str], overrides: Sequence[str] = ())
     resolved = resolve_config_path(path)
     data = load_yaml(resolved)
     apply_overrides(data, overrides)
-    if "dataset" not in data:
-        raise ConfigError(f"{resolved}: missing the 'dataset' section")
+    if "dataset" not in data and "e2e" not in data:
+        raise ConfigError(f"{resolved}: missing the 'dataset' section (or 'e2e' + 'frames' for an end-to-end run)")
     return from_dict(ExperimentConfig, data, where=resolved.name)
 
 

@@ -10,8 +10,8 @@ import torch
 from gaf.config import apply_overrides
 from gaf.engine.checkpoint import load_checkpoint, load_model_state
 from gaf.engine.experiment import ExperimentConfig, experiment_from_dict, load_experiment
+from gaf.engine.factory import build_detector, data_labels, set_data_labels
 from gaf.errors import CheckpointError
-from gaf.models.build import build_model
 
 __all__ = ["load_detector"]
 
@@ -38,12 +38,12 @@ def load_detector(ckpt: str | os.PathLike[str], *, config: str | None = None, ov
         in_dim, num_classes = int(meta["in_dim"]), int(meta["num_classes"])
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{ckpt}: checkpoint meta lacks in_dim / num_classes") from None
-    model = build_model(cfg.model, in_dim=in_dim, num_classes=num_classes, max_seq_len=cfg.dataset.max_seq_len)
+    model = build_detector(cfg, {"in_dim": in_dim, "num_classes": num_classes}, pretrained=False)
     load_model_state(model, state["model"], str(ckpt))
     model.to(device).eval()
     labels = list(meta.get("labels") or [])
-    if labels and not cfg.dataset.labels:
+    if labels and not data_labels(cfg):
         # The model's class k is the k-th label it was trained with: evaluate in that order,
         # whatever order another annotation file would give.
-        cfg.dataset.labels = labels
+        set_data_labels(cfg, labels)
     return model, cfg

@@ -36,12 +36,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from gaf.config import to_dict
-from gaf.data.features import FeatureDataset, collate
 from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, load_model_state, save_checkpoint
 from gaf.engine.experiment import ExperimentConfig, TrainConfig
+from gaf.engine.factory import build_dataset, build_detector, collate_for, detector_config
 from gaf.engine.runtime import seed_everything, select_device, setup_logging
 from gaf.errors import ConfigError
-from gaf.models.build import build_model
 
 __all__ = ["train", "TrainResult", "prepare_benchmark", "STAGES", "EMA", "lr_factor", "progress_bar", "prune", "open_run",
            "config_differences"]
@@ -171,17 +170,18 @@ def train(
 
     prepare_benchmark(cfg, logger)
     seed_everything(tcfg.seed, deterministic=tcfg.deterministic)
-    train_set = FeatureDataset(cfg.dataset, "train", training=True)
+    train_set = build_dataset(cfg, "train", training=True)
     train_set.check(progress=progress)
-    model = build_model(cfg.model, in_dim=train_set.input_dim, num_classes=train_set.num_classes,
-                        max_seq_len=cfg.dataset.max_seq_len).to(device)
     meta = {"in_dim": train_set.input_dim, "num_classes": train_set.num_classes, "labels": list(train_set.labels)}
+    model = build_detector(cfg, meta).to(device)
+    collate = collate_for(train_set)
+    mcfg = detector_config(cfg)
     logger.info("train: %d videos, %d classes, input dim %d, device %s, %d parameters",
                 len(train_set), train_set.num_classes, train_set.input_dim, device,
                 sum(p.numel() for p in model.parameters()))
 
     # Stage "frame" trains Frame-GAF's CVAE; without GAF or with L_CVAE off there is nothing to train.
-    stages = [s for s in STAGES if s == "segment" or (cfg.model.gaf.enabled and cfg.model.loss.cvae > 0)]
+    stages = [s for s in STAGES if s == "segment" or (mcfg.gaf.enabled and mcfg.loss.cvae > 0)]
     iters = max(1, math.ceil(len(train_set) / tcfg.batch_size))
     factor = lr_factor(tcfg, iters)
     optimizers: dict[str, torch.optim.Optimizer] = {}

@@ -31,32 +31,17 @@ Stages (Fig. 2):
   gradients flow through the merge into the backbone, which belongs to this
   stage (trained end to end) unless ``freeze_backbone``.
 
-What works and what does not yet
---------------------------------
-Works: the model, both stages' losses and their gradients, inference, and a
-training step with one Adam per stage (``tests/test_models_e2e.py``).
-
-Not yet: the detection engine (:mod:`gaf.engine.train` with
-:class:`gaf.data.features.FeatureDataset`) reads cached feature sequences
-only; THUMOS14 end-to-end training needs a frame-clip dataset (256-frame
-windows of decoded video, 96×96 crops, segments converted to the window's
-4-frame steps) and an engine path that builds :class:`E2EDetector` instead of
-``build_model``. Hence no ``gaf/configs/thumos14_e2e.yaml`` ships yet. Its
-intended ``model`` section (loadable now with
-``gaf.config.from_dict(E2EConfig, section)``) is::
-
-    model:
-      stream: rgb
-      backbone_weights: data/weights/i3d_rgb_imagenet_kinetics.pt
-      freeze_backbone: false
-      merge: concat            # F = [Mixed_4f ; up(Mixed_5c)], 1856 channels
-      detector:                # a gaf.models.build.ModelConfig
-        gaf: {enabled: true, attention_dim: 256, reduce_dim: 256, hidden_dim: 256, latent_dim: 32}
-        detector: {embed_dim: 512, num_levels: 6, head_layers: 2}
-        loss: {nai: 0.5, rep: 0.5, clf: 0.1}
-
-with data clips of ``clip_len: 256`` frames, ``crop_size: 96`` (§IV-B) and
-``max_seq_len: 64`` steps.
+Training and evaluation
+-----------------------
+``gaf train configs/thumos14_e2e.yaml`` trains it with the usual two-stage
+engine on frame clips (:class:`gaf.data.frames.FrameClipDataset`: 256-frame
+clips decoded at 25 fps, 96×96 crops, instances in the clip's 4-frame
+steps); :mod:`gaf.engine.factory` picks this model and that dataset when the
+config has ``e2e`` and ``frames`` sections instead of ``model`` and
+``dataset``. ``gaf eval`` and ``gaf detect`` take its checkpoints (``gaf
+detect`` then decodes frames itself; no feature extraction). Tested at tiny
+sizes in ``tests/test_models_e2e.py`` and ``tests/test_engine_e2e.py``; on
+a CPU it is slow (use a GPU for THUMOS14).
 
 Example
 -------
@@ -108,7 +93,7 @@ class E2EDetector(nn.Module):
     steps.
     """
 
-    def __init__(self, cfg: E2EConfig, num_classes: int, clip_len: int) -> None:
+    def __init__(self, cfg: E2EConfig, num_classes: int, clip_len: int, *, pretrained: bool = True) -> None:
         super().__init__()
         from gaf.models.backbones.i3d import build_i3d
 
@@ -119,7 +104,9 @@ class E2EDetector(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         self.clip_len = clip_len
-        self.backbone = build_i3d(cfg.stream, cfg.backbone_weights, final_endpoint="Mixed_5c")
+        # pretrained=False: the caller loads a whole checkpoint next (no backbone file needed).
+        self.backbone = build_i3d(cfg.stream, cfg.backbone_weights if pretrained else None,
+                                  final_endpoint="Mixed_5c", warn_untrained=pretrained)
         if cfg.freeze_backbone:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
@@ -240,8 +227,11 @@ class E2EDetector(nn.Module):
                                          score_threshold=score_threshold)
 
 
-def build_e2e_detector(cfg: E2EConfig, num_classes: int, clip_len: int) -> E2EDetector:
-    """The end-to-end detector of ``cfg`` for ``num_classes`` classes and clips of ``clip_len`` frames."""
+def build_e2e_detector(cfg: E2EConfig, num_classes: int, clip_len: int, *, pretrained: bool = True) -> E2EDetector:
+    """The end-to-end detector of ``cfg`` for ``num_classes`` classes and clips of ``clip_len`` frames.
+
+    ``pretrained=False`` skips ``cfg.backbone_weights`` (for loading a trained checkpoint).
+    """
     if num_classes < 1:
         raise ConfigError(f"build_e2e_detector: need num_classes >= 1, got {num_classes}")
-    return E2EDetector(cfg, num_classes, clip_len)
+    return E2EDetector(cfg, num_classes, clip_len, pretrained=pretrained)

@@ -302,12 +302,14 @@ def load_i3d_weights(model: InceptionI3d, path: str | os.PathLike[str]) -> Incep
 
 
 def build_i3d(stream: str = "rgb", weights: str | os.PathLike[str] | None = None, *,
-              num_classes: int | None = None, final_endpoint: str = "Mixed_5c") -> InceptionI3d:
+              num_classes: int | None = None, final_endpoint: str = "Mixed_5c",
+              warn_untrained: bool = True) -> InceptionI3d:
     """An I3D for ``stream`` ``"rgb"`` (3 channels) or ``"flow"`` (2), with ``weights`` loaded.
 
     No head by default (a feature extractor; a checkpoint's logits are then
     ignored). Without ``weights`` the network is randomly initialised and a
-    loud warning says its features are those of an untrained network. The
+    loud warning says its features are those of an untrained network (unless
+    ``warn_untrained=False``: the caller loads trained weights next). The
     model is returned in train mode; call ``.eval()`` to extract features.
     """
     if stream not in ("rgb", "flow"):
@@ -317,7 +319,7 @@ def build_i3d(stream: str = "rgb", weights: str | os.PathLike[str] | None = None
     if weights:
         load_i3d_weights(model, weights)
         log.info("I3D %s: loaded weights from %s", stream, weights)
-    else:
+    elif warn_untrained:
         _warn(f"I3D {stream}: no backbone weights given: features come from an UNTRAINED, randomly "
               "initialised network (pass pretrained I3D weights, e.g. rgb_imagenet.pt / flow_imagenet.pt)")
     return model
