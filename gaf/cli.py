@@ -48,14 +48,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    ok = False
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        ok = True
+        return code
     except GafError as exc:
         print(f"gaf {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"gaf {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # leave a torchrun process group cleanly (all ranks done)
+            from gaf.engine.distributed import shutdown_distributed
+
+            shutdown_distributed(wait=ok)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,23 @@ GAF terms
     :func:`clf_loss`                Eq. 12 on the pooled f_ai / f_nai logits
     :func:`cvae_loss`               Eq. 7 (reconstruction + beta * KL to the prior N(lambda, I))
     :func:`representation_loss`     Eq. 15 (reconstruction through the frozen decoder)
-Helper
+Helpers
     :func:`tiou_1d`                 element-wise tIoU of aligned segments
+    :func:`loss_normalizer`         the count a mean divides by (summed over ranks in distributed training)
+    :func:`masked_mean`             mean over valid entries, through :func:`loss_normalizer`
+
+Every batch-dependent mean (over positives, valid steps or samples) divides
+by :func:`loss_normalizer`. Alone, that is the count itself. Inside
+:func:`synchronized_normalizers` (what the training loop uses with several
+processes) it is the count summed over all ranks divided by the number of
+ranks, so that after ``DistributedDataParallel`` averages the gradients, N
+processes take exactly the step one process takes on the whole batch.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +43,52 @@ __all__ = [
     "cvae_loss",
     "representation_loss",
     "masked_mean",
+    "loss_normalizer",
+    "synchronized_normalizers",
 ]
+
+_SYNC_WORLD = 0  # > 0 inside synchronized_normalizers: the number of ranks
+
+
+@contextmanager
+def synchronized_normalizers(enabled: bool = True) -> Iterator[None]:
+    """Within this block :func:`loss_normalizer` sums counts over the ranks of the process group.
+
+    Every rank must then compute the same losses in the same order (each
+    normaliser is one collective all-reduce); gaf's loss code calls
+    :func:`loss_normalizer` unconditionally for that reason.
+    """
+    global _SYNC_WORLD
+    previous = _SYNC_WORLD
+    if enabled:
+        import torch.distributed as dist
+
+        _SYNC_WORLD = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 0
+    try:
+        yield
+    finally:
+        _SYNC_WORLD = previous
+
+
+def loss_normalizer(count: torch.Tensor | float, *, like: torch.Tensor | None = None,
+                    minimum: float = 1.0) -> torch.Tensor:
+    """The divisor of a batch mean: ``max(count, minimum)``, detached.
+
+    Under :func:`synchronized_normalizers` with W ranks: ``max(sum over
+    ranks of count, minimum) / W`` (see the module docstring). ``like``
+    gives dtype and device when ``count`` is a Python number.
+    """
+    if not isinstance(count, torch.Tensor):
+        ref = like if like is not None else torch.zeros(())
+        count = torch.tensor(float(count), dtype=ref.dtype, device=ref.device)
+    count = count.detach()
+    if _SYNC_WORLD > 1:
+        import torch.distributed as dist
+
+        total = count.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total.clamp(min=minimum) / _SYNC_WORLD
+    return count.clamp(min=minimum)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -42,9 +97,9 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     ``mask`` broadcasts against ``values``.
     """
     if mask is None:
-        return values.mean() if values.numel() else values.sum()
+        return values.sum() / loss_normalizer(values.numel(), like=values)
     m = mask.to(values.dtype).expand_as(values)
-    return (values * m).sum() / m.sum().clamp(min=1.0)
+    return (values * m).sum() / loss_normalizer(m.sum())
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, *, alpha: float = 0.25,
@@ -67,7 +122,7 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, *, alpha: fl
     if reduction == "sum":
         return loss.sum()
     if reduction == "mean":
-        return loss.mean() if loss.numel() else loss.sum()
+        return loss.sum() / loss_normalizer(loss.numel(), like=loss)
     return loss
 
 
@@ -118,7 +173,7 @@ def giou_loss_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["dis
     if reduction == "sum":
         return loss.sum()
     if reduction == "mean":
-        return loss.mean() if loss.numel() else loss.sum()
+        return loss.sum() / loss_normalizer(loss.numel(), like=loss)
     return loss
 
 
@@ -164,8 +219,9 @@ def clf_loss(logits_ai: torch.Tensor, logits_nai: torch.Tensor, present: torch.T
     bg_ai = torch.zeros_like(present[:, :1])
     t_ai = torch.cat([present, bg_ai], dim=1)
     t_nai = torch.cat([torch.zeros_like(present), torch.ones_like(bg_ai)], dim=1)
-    l_ai = F.binary_cross_entropy_with_logits(logits_ai, t_ai, reduction="none").sum(1).mean()
-    l_nai = F.binary_cross_entropy_with_logits(logits_nai, t_nai, reduction="none").sum(1).mean()
+    n = loss_normalizer(logits_ai.shape[0], like=logits_ai)
+    l_ai = F.binary_cross_entropy_with_logits(logits_ai, t_ai, reduction="none").sum() / n
+    l_nai = F.binary_cross_entropy_with_logits(logits_nai, t_nai, reduction="none").sum() / n
     return l_ai + l_nai
 
 

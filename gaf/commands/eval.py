@@ -21,6 +21,7 @@ overrides applied.
 examples:
   gaf eval --ckpt work_dirs/demo/final.pt
   gaf eval thumos14_i3d_rgb --ckpt rgb/final.pt --fuse flow/final.pt --out fused.json
+  torchrun --nproc_per_node 4 -m gaf eval --ckpt final.pt   # videos shared over 4 processes
 """
 
 
@@ -45,12 +46,14 @@ def run(args: argparse.Namespace) -> int:
     from gaf.engine.evaluate import evaluate_run
     from gaf.engine.inference import load_detector
     from gaf.engine.recognition import is_recognition_checkpoint, is_recognition_config, run_eval_command
-    from gaf.engine.runtime import select_device, setup_logging
+    from gaf.engine.distributed import init_distributed
+    from gaf.engine.runtime import setup_logging
 
     if (args.config and is_recognition_config(args.config)) or is_recognition_checkpoint(args.ckpt):
         return run_eval_command(args)
 
-    device = select_device(args.device)
+    ctx = init_distributed(args.device)
+    device = ctx.device
     model, cfg = load_detector(args.ckpt, config=args.config, overrides=args.overrides, device=device)
     models, cfgs = [model], [cfg]
     if args.fuse:
@@ -59,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
         cfgs.append(cfg2)
     ckpt = Path(args.ckpt)
     work_dir = Path(args.work_dir) if args.work_dir else ckpt.parent / f"eval_{ckpt.stem}{'_fused' if args.fuse else ''}"
-    logger = setup_logging(work_dir, filename="eval_log.txt")
+    logger = setup_logging(work_dir if ctx.is_main else None, filename="eval_log.txt", console=ctx.is_main)
     result = evaluate_run(models, cfgs, work_dir=work_dir, device=device, progress=args.progress, logger=logger,
-                          predictions_path=Path(args.out) if args.out else None, report=args.report)
+                          predictions_path=Path(args.out) if args.out else None, report=args.report, ctx=ctx)
+    if result is None:  # not rank 0: rank 0 scores and prints
+        return 0
     print(result.format_table())
     print(f"predictions: {args.out or work_dir / 'predictions.json'}")
     if args.report:

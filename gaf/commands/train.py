@@ -26,6 +26,11 @@ examples:
       --set e2e.backbone_weights=/weights/rgb_imagenet.pt     # end to end (GPU)
   gaf train demo --set train.epochs=3 --work-dir work_dirs/try
   gaf train demo --work-dir work_dirs/try --resume     # continue a killed run
+  torchrun --nproc_per_node 4 -m gaf train thumos14_i3d ...   # 4 GPUs (DDP)
+
+Under torchrun (one node or many) train.batch_size is the global batch, split
+over the processes; NCCL on GPUs, gloo on CPUs; rank 0 writes the work dir,
+which must be on a filesystem every node sees for --resume.
 """
 
 
@@ -57,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         cfg.work_dir = args.work_dir
     result = train(cfg, work_dir=Path(cfg.resolved_work_dir()), resume=args.resume,
                    stop_after_epochs=args.stop_after, progress=args.progress)
+    from gaf.engine.distributed import init_distributed
+
+    if not init_distributed(cfg.train.device).is_main:
+        return 0
     if result.metrics is not None:
         from gaf.viz import format_metrics_table
 

@@ -100,6 +100,10 @@ class SplitDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self._items)
 
+    def item_videos(self) -> list[int]:
+        """For each item, the index of its video in :attr:`video_ids` (windows of one video are adjacent)."""
+        return [item[0] for item in self._items]
+
     # --------------------------------------------------------------- building
     def _read_annotation(self) -> AnnotationSet:
         from gaf.data.annotations import read_ground_truth

@@ -21,13 +21,14 @@ import torch
 
 from gaf.data.annotations import AnnotationSet, Segment, Video, write_predictions
 from gaf.engine.checkpoint import atomic_write_text
+from gaf.engine.distributed import DistContext
 from gaf.engine.experiment import EvalConfig, ExperimentConfig
 from gaf.engine.factory import build_dataset, collate_for
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
 from gaf.postprocess import nms, soft_nms
 
-__all__ = ["Inference", "run_inference", "postprocess_video", "evaluate_run"]
+__all__ = ["Inference", "run_inference", "gather_inference", "postprocess_video", "evaluate_run"]
 
 
 @dataclass
@@ -60,13 +61,18 @@ def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torc
 
 @torch.no_grad()
 def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.utils.data.Dataset], cfg: EvalConfig,
-                  labels: Sequence[str], *, device: torch.device, progress: bool = True) -> Inference:
+                  labels: Sequence[str], *, device: torch.device, progress: bool = True,
+                  ctx: DistContext | None = None) -> Inference:
     """Detect actions in every video of ``datasets`` (one dataset per model/stream).
 
     The datasets must hold the same videos cut into the same windows (same
     annotation and ``max_seq_len``); each may slice different channels.
     Feature datasets and frame-clip datasets (end-to-end runs) both work:
     items of either carry the same ``meta`` (see :mod:`gaf.engine.factory`).
+
+    With ``ctx`` of several processes, each rank infers every
+    ``world_size``-th video (all windows of a video stay on one rank) and
+    returns only those; :func:`gather_inference` joins them on rank 0.
     """
     if len(models) != len(datasets) or not models:
         raise ConfigError("run_inference: give one dataset per model")
@@ -86,6 +92,9 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
     info: dict[str, dict[str, Any]] = {}
 
     indices = list(range(len(ref)))
+    if ctx is not None and ctx.enabled:
+        mine = set(ctx.shard(range(len(ref.video_ids))))
+        indices = [i for i, v in zip(indices, ref.item_videos()) if v in mine]
     batches = [indices[i: i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
     iterator = batches
     if progress:
@@ -147,15 +156,42 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
     return Inference(preds, attention)
 
 
+def gather_inference(inference: Inference, video_order: Sequence[str], ctx: DistContext) -> Inference | None:
+    """Every rank's :class:`Inference` joined on rank 0 in ``video_order``; None on the other ranks."""
+    parts = ctx.gather(inference)
+    if parts is None:
+        return None
+    videos: dict[str, Video] = {}
+    attention: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for part in parts:
+        videos.update(part.predictions.videos)
+        attention.update(part.attention)
+    ordered = {v: videos[v] for v in video_order if v in videos}
+    preds = AnnotationSet(videos=ordered, labels=list(inference.predictions.labels), source="<gaf inference>")
+    return Inference(preds, attention)
+
+
 def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentConfig], *, work_dir: Path | None,
                  device: torch.device, progress: bool = True, logger=None,
-                 predictions_path: Path | None = None, report: bool = True) -> DetectionResult:
-    """Infer on the test split, score, and write predictions / metrics / report into ``work_dir``."""
+                 predictions_path: Path | None = None, report: bool = True,
+                 ctx: DistContext | None = None) -> DetectionResult | None:
+    """Infer on the test split, score, and write predictions / metrics / report into ``work_dir``.
+
+    With ``ctx`` of several processes the videos are shared out, the
+    detections gathered, and rank 0 scores and writes; the other ranks
+    return None.
+    """
     cfg = cfgs[0]
     datasets = [build_dataset(c, "test", training=False) for c in cfgs]
     subset_gt = datasets[0].ground_truth()
     labels = list(datasets[0].labels)
-    inference = run_inference(models, datasets, cfg.eval, labels, device=device, progress=progress)
+    distributed = ctx is not None and ctx.enabled
+    inference = run_inference(models, datasets, cfg.eval, labels, device=device,
+                              progress=progress and (ctx is None or ctx.is_main), ctx=ctx)
+    if distributed:
+        inference = gather_inference(inference, datasets[0].video_ids, ctx)
+        if inference is None:
+            return None
     result = evaluate_detections(subset_gt, inference.predictions, tious=tuple(cfg.eval.tious))
     if logger is not None:
         logger.info("evaluation on %d videos (%s):\n%s", len(subset_gt.videos), subset_gt.source, result.format_table())

@@ -9,7 +9,7 @@ A recognition YAML has ``task: recognition`` and the sections ``data``
 dispatch here for such files (:func:`run_train_command`,
 :func:`run_eval_command`).
 
-Training is the detector's loop (:mod:`gaf.engine.train`) on clips: each
+Training is the detector's loop (:func:`gaf.engine.loop.fit`) on clips: each
 epoch runs stage "frame" (Frame-GAF, ``L_CVAE``) then stage "segment"
 (everything else, ``L_clf (+ L_R)``), each with its own Adam optimiser and
 warm-up + schedule; RNGs are re-seeded from ``(seed, epoch)`` every epoch and
@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import time
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -45,11 +42,13 @@ from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from gaf.data.clips import ClipDataConfig, build_clip_dataset, collate_clips
 from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, load_model_state, save_checkpoint
 from gaf.engine.experiment import TrainConfig, resolve_config_path
-from gaf.engine.runtime import seed_everything, select_device, setup_logging
-from gaf.engine.train import EMA, lr_factor, open_run, progress_bar, prune
+from gaf.engine.runtime import seed_everything, setup_logging
+from gaf.engine.distributed import DistContext, init_distributed
+from gaf.engine.loop import fit, progress_bar
+from gaf.engine.train import open_run
 from gaf.errors import ConfigError
 from gaf.metrics.recognition import mean_class_accuracy, topk_accuracy
-from gaf.models.recognizer import STAGES, Recognizer, RecognizerConfig
+from gaf.models.recognizer import Recognizer, RecognizerConfig
 
 __all__ = ["RecognitionEvalConfig", "RecognitionExperiment", "RecognitionResult", "RecognitionTrainResult",
            "format_recognition_metrics", "is_recognition_config", "load_recognition_experiment",
@@ -235,120 +234,62 @@ def load_recognizer(ckpt: str | os.PathLike[str], *, config: str | None = None, 
 
 # ---------------------------------------------------------------------- training
 def train_recognizer(cfg: RecognitionExperiment, *, work_dir: Path | None = None, resume: bool = False,
-                     stop_after_epochs: int | None = None, progress: bool = True) -> RecognitionTrainResult:
+                     stop_after_epochs: int | None = None, progress: bool = True,
+                     ctx: DistContext | None = None) -> RecognitionTrainResult:
     """Train ``cfg`` in ``work_dir`` (default ``cfg.resolved_work_dir()``); same contract as
     :func:`gaf.engine.train.train`: ``resume`` from ``latest.pt`` (same config but ``train.epochs``),
-    ``stop_after_epochs`` epochs in this call, evaluation at the end when ``train.eval_at_end``."""
+    ``stop_after_epochs`` epochs in this call, evaluation at the end when ``train.eval_at_end``,
+    several processes under ``torchrun`` (rank 0 writes; it evaluates on its own)."""
     work_dir = Path(work_dir) if work_dir is not None else cfg.resolved_work_dir()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    logger = setup_logging(work_dir)
     tcfg = cfg.train
-    device = select_device(tcfg.device)
+    ctx = ctx if ctx is not None else init_distributed(tcfg.device)
+    if ctx.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    logger = setup_logging(work_dir if ctx.is_main else None, console=ctx.is_main)
+    device = ctx.device
     config_dict = to_dict(cfg)
-    latest = work_dir / "latest.pt"
     state = open_run(work_dir, config_dict, resume=resume)
     _check_pairing(cfg)
-    atomic_write_text(work_dir / "config.yaml", cfg.to_yaml())
+    ctx.barrier()
+    if ctx.is_main:
+        atomic_write_text(work_dir / "config.yaml", cfg.to_yaml())
 
     seed_everything(tcfg.seed, deterministic=tcfg.deterministic)
     train_set = build_clip_dataset(cfg.data, "train", training=True)
     meta = {"task": "recognition", "in_dim": train_set.input_dim, "num_classes": train_set.num_classes,
             "labels": list(train_set.classes)}
     model = _build(cfg, meta).to(device)
-    logger.info("train: %d videos, %d classes, input %s, device %s, %d parameters", len(train_set),
-                train_set.num_classes, cfg.data.source, device, sum(p.numel() for p in model.parameters()))
-
-    stages = model.active_stages()
-    iters = max(1, math.ceil(len(train_set) / tcfg.batch_size))
-    factor = lr_factor(tcfg, iters)
-    optimizers, schedulers = {}, {}
-    for stage in stages:
-        lr = tcfg.frame_lr if (stage == "frame" and tcfg.frame_lr is not None) else tcfg.lr
-        optimizers[stage] = torch.optim.Adam(model.stage_parameters(stage), lr=lr, weight_decay=tcfg.weight_decay)
-        schedulers[stage] = torch.optim.lr_scheduler.LambdaLR(optimizers[stage], factor)
-    ema = EMA(model, tcfg.ema_decay) if tcfg.ema else None
-    start_epoch, history = 0, []
-    if state is not None:
-        load_model_state(model, state["model"], str(latest))
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-            schedulers[name].load_state_dict(state["schedulers"][name])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, history = int(state["epoch"]), list(state.get("history", []))
-        logger.info("resumed from %s after epoch %d", latest, start_epoch)
-
-    stop_at = tcfg.epochs if stop_after_epochs is None else min(tcfg.epochs, start_epoch + stop_after_epochs)
-    all_params = [p for p in model.parameters()]
-    fixed = {id(p) for p in all_params if not p.requires_grad}  # e.g. a frozen backbone
-    for epoch in range(start_epoch, stop_at):
-        seed_everything(tcfg.seed * 1000 + epoch, deterministic=tcfg.deterministic)
-        record: dict[str, Any] = {"epoch": epoch + 1}
-        tic = time.perf_counter()
-        for stage in stages:
-            generator = torch.Generator().manual_seed(tcfg.seed * 1000 + epoch * 2 + STAGES.index(stage))
-            loader = DataLoader(train_set, batch_size=tcfg.batch_size, shuffle=True, generator=generator,
-                                collate_fn=collate_clips, num_workers=tcfg.num_workers)
-            trainable = {id(p) for p in model.stage_parameters(stage)}
-            for p in all_params:
-                p.requires_grad_(id(p) in trainable)
-            model.train()
-            sums: dict[str, float] = defaultdict(float)
-            steps = 0
-            for it, batch in enumerate(progress_bar(loader, f"epoch {epoch + 1}/{tcfg.epochs} {stage}", progress)):
-                frac = (epoch + it / iters) / max(1, tcfg.epochs)
-                losses = model.losses(batch["inputs"].to(device), batch["labels"].to(device), stage=stage,
-                                      mask=batch["mask"].to(device), progress=frac)
-                total = losses["total"]
-                if not torch.isfinite(total):
-                    raise FloatingPointError(f"epoch {epoch + 1} stage {stage}: loss is {total.item()}; "
-                                             "lower train.lr")
-                optimizers[stage].zero_grad(set_to_none=True)
-                total.backward()
-                if tcfg.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.stage_parameters(stage), tcfg.clip_grad)
-                optimizers[stage].step()
-                schedulers[stage].step()
-                if ema is not None:
-                    ema.update(model)
-                steps += 1
-                for key, value in losses.items():
-                    sums[key] += float(value.detach())
-            for key, value in sums.items():
-                record[f"{stage}/{key}"] = value / max(1, steps)
-            record[f"{stage}/lr"] = optimizers[stage].param_groups[0]["lr"]
-        for p in all_params:
-            p.requires_grad_(id(p) not in fixed)
-        record["seconds"] = round(time.perf_counter() - tic, 2)
-        history.append(record)
-        logger.info("epoch %d/%d %s", epoch + 1, tcfg.epochs,
-                    " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
-        ckpt = {"epoch": epoch + 1, "model": model.state_dict(), "ema": ema.state_dict() if ema else None,
-                "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
-                "schedulers": {k: v.state_dict() for k, v in schedulers.items()},
-                "config": config_dict, "meta": meta, "history": history}
-        save_checkpoint(latest, ckpt)
-        if tcfg.checkpoint_every > 0 and (epoch + 1) % tcfg.checkpoint_every == 0:
-            save_checkpoint(work_dir / f"epoch_{epoch + 1:03d}.pt", ckpt)
-            prune(work_dir, tcfg.keep_checkpoints)
-        atomic_write_text(work_dir / "history.json", json.dumps(history, indent=1))
-
-    epochs_done = history[-1]["epoch"] if history else start_epoch
-    if epochs_done < tcfg.epochs:
-        logger.info("stopped after epoch %d of %d; continue with --resume", epochs_done, tcfg.epochs)
-        return RecognitionTrainResult(work_dir, epochs_done, None, None)
-    if ema is not None:
-        model.load_state_dict(ema.state_dict())
-    final_state = {"epoch": epochs_done, "model": model.state_dict(), "config": config_dict, "meta": meta,
-                   "history": history, "metrics": None}
+    logger.info("train: %d videos, %d classes, input %s, device %s%s, %d parameters", len(train_set),
+                train_set.num_classes, cfg.data.source, device,
+                f" x {ctx.world_size} processes" if ctx.enabled else "", sum(p.numel() for p in model.parameters()))
+    result = fit(model, train_set, stages=model.active_stages(), collate=collate_clips,
+                 step_losses=recognition_step_losses, tcfg=tcfg, work_dir=work_dir, config_dict=config_dict,
+                 meta=meta, state=state, ctx=ctx, logger=logger, progress=progress,
+                 stop_after_epochs=stop_after_epochs)
+    if result.epochs_done < tcfg.epochs:
+        return RecognitionTrainResult(work_dir, result.epochs_done, None, None)
+    if result.ema is not None:
+        model.load_state_dict(result.ema.state_dict())
+    final_state = {"epoch": result.epochs_done, "model": model.state_dict(), "config": config_dict, "meta": meta,
+                   "history": result.history, "metrics": None}
+    final = work_dir / "final.pt"
     metrics = None
-    if tcfg.eval_at_end:
-        metrics = evaluate_recognizer(model, cfg, device=device, progress=progress, logger=logger,
-                                      work_dir=work_dir).metrics
-        final_state["metrics"] = metrics
-    final = save_checkpoint(work_dir / "final.pt", final_state)
-    logger.info("final checkpoint: %s", final)
-    return RecognitionTrainResult(work_dir, epochs_done, final, metrics)
+    if ctx.is_main:
+        if tcfg.eval_at_end:
+            metrics = evaluate_recognizer(model, cfg, device=device, progress=progress, logger=logger,
+                                          work_dir=work_dir).metrics
+            final_state["metrics"] = metrics
+        save_checkpoint(final, final_state)
+        logger.info("final checkpoint: %s", final)
+    ctx.barrier()
+    return RecognitionTrainResult(work_dir, result.epochs_done, final, metrics)
+
+
+def recognition_step_losses(model: torch.nn.Module, batch: dict[str, Any], stage: str, progress: float,
+                            device: torch.device) -> dict[str, torch.Tensor]:
+    """One batch of a recognition stage: ``model.losses`` on the clips moved to ``device``."""
+    return model.losses(batch["inputs"].to(device), batch["labels"].to(device), stage=stage,
+                        mask=batch["mask"].to(device), progress=progress)
 
 
 # ---------------------------------------------------------------------- CLI entry points
@@ -360,6 +301,8 @@ def run_train_command(args: argparse.Namespace) -> int:
     result = train_recognizer(cfg, work_dir=cfg.resolved_work_dir(), resume=bool(getattr(args, "resume", False)),
                               stop_after_epochs=getattr(args, "stop_after", None),
                               progress=bool(getattr(args, "progress", True)))
+    if not init_distributed(cfg.train.device).is_main:
+        return 0
     if result.metrics is not None:
         print(format_recognition_metrics(result.metrics))
     print(f"work dir: {result.work_dir}")
@@ -368,7 +311,10 @@ def run_train_command(args: argparse.Namespace) -> int:
 
 def run_eval_command(args: argparse.Namespace) -> int:
     """``gaf eval [CONFIG] --ckpt CKPT`` for a recognition checkpoint (namespace of :mod:`gaf.commands.eval`)."""
-    device = select_device(getattr(args, "device", "auto") or "auto")
+    ctx = init_distributed(getattr(args, "device", "auto") or "auto")
+    if not ctx.is_main:  # recognition is scored on rank 0 alone (test sets are small)
+        return 0
+    device = ctx.device
     model, cfg = load_recognizer(args.ckpt, config=getattr(args, "config", None),
                                  overrides=getattr(args, "overrides", ()) or (), device=device)
     ckpt = Path(args.ckpt)

@@ -352,7 +352,7 @@ def detection_losses(out: dict[str, torch.Tensor], mask: torch.Tensor, segments:
         reg_t.append(r)
         pos.append(p)
     cls_t, reg_t, pos = torch.stack(cls_t), torch.stack(reg_t), torch.stack(pos)
-    num_pos = pos.sum().clamp(min=1).to(reg_t.dtype)
+    num_pos = L.loss_normalizer(pos.sum().to(reg_t.dtype))  # summed over ranks in distributed training
     valid = out["point_mask"]
     focal = dict(alpha=weights.focal_alpha, gamma=weights.focal_gamma)
 
@@ -373,7 +373,9 @@ def detection_losses(out: dict[str, torch.Tensor], mask: torch.Tensor, segments:
         else:
             rt = reg_t[pos]
             q_t = rt.min(-1).values / rt.max(-1).values.clamp(min=1e-6)
-        q = L.quality_bce(out["quality"][pos], q_t) if pos.any() else out["quality"].sum() * 0.0
+        # Unconditional (every rank must reach the same normalisers); the zero term keeps the head in the
+        # graph when no point is positive.
+        q = L.quality_bce(out["quality"][pos], q_t) + out["quality"].sum() * 0.0
         terms["quality"] = weights.quality * q
     if use_saliency and "saliency" in out and weights.saliency > 0:
         target = saliency_targets(clean, mask.shape[1], saliency_sigma, mask.device)

@@ -66,6 +66,7 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from gaf import losses as L
+from gaf.models.noise import randn_like
 
 __all__ = [
     "GAFConfig",
@@ -273,7 +274,7 @@ class FrameGAF(nn.Module):
     def prior_latent(self, attention: torch.Tensor, sample: bool) -> torch.Tensor:
         """``z`` from the prior ``N(lambda * 1, I)``: its mean, or a reparameterised sample."""
         z = attention[:, None, :].expand(-1, self.cfg.latent_dim, -1)
-        return z + torch.randn_like(z) if sample else z
+        return z + randn_like(z) if sample else z
 
     def forward(self, features: torch.Tensor, attention: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -284,7 +285,7 @@ class FrameGAF(nn.Module):
         """
         mu, logvar = self.encode(features, attention)
         if self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            z = mu + randn_like(mu) * torch.exp(0.5 * logvar)
         else:
             z = self.prior_latent(attention, self.cfg.sample_latent_at_test)
         return self.decode(z, attention), mu, logvar
@@ -376,7 +377,7 @@ class GAF(nn.Module):
                 attention = self.segment.attention(features, mask)
         lam = attention.detach()
         mu, logvar = self.frame.encode(features, lam)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        z = mu + randn_like(mu) * torch.exp(0.5 * logvar)
         recon = self.frame.decode(z, lam)
         total, rec, kl = L.cvae_loss(recon, features, mu, logvar, lam, mask, beta=beta)
         return {"total": total, "recon": rec, "kl": kl}

@@ -231,7 +231,7 @@ class Recognizer(nn.Module):
         feats, mask = self.temporal_features(x, mask)
         if self.gaf is None:
             logits = self.classifier(self.dropout(self._baseline_pool(feats, mask)))
-            ce = F.cross_entropy(logits, labels, label_smoothing=lc.label_smoothing)
+            ce = _batch_ce(logits, labels, lc.label_smoothing)
             return {"total": lc.clf * ce, "clf": ce}
         lam, f_ai, f_nai = self._attend(feats, mask)
         head = self.gaf.segment.classifier
@@ -243,9 +243,9 @@ class Recognizer(nn.Module):
             l_clf = clf_loss(logits_ai, logits_nai, F.one_hot(labels, K).to(logits_ai.dtype))
             l_ai = l_clf.detach()
         else:
-            l_ai = F.cross_entropy(logits_ai, labels, label_smoothing=lc.label_smoothing)
+            l_ai = _batch_ce(logits_ai, labels, lc.label_smoothing)
             background = torch.full_like(labels, K)
-            l_clf = l_ai + F.cross_entropy(logits_nai, background, label_smoothing=lc.label_smoothing)
+            l_clf = l_ai + _batch_ce(logits_nai, background, lc.label_smoothing)
         total = lc.clf * l_clf
         result = {"clf": l_clf, "clf_ai": l_ai}
         if lc.rep > 0:
@@ -257,3 +257,11 @@ class Recognizer(nn.Module):
 def build_recognizer(cfg: RecognizerConfig, num_classes: int, in_dim: int | None = None) -> Recognizer:
     """The recognizer of ``cfg`` for ``num_classes`` classes (``in_dim`` feature channels without backbone)."""
     return Recognizer(cfg, num_classes, in_dim)
+
+
+def _batch_ce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Cross-entropy averaged over the batch through :func:`gaf.losses.loss_normalizer` (exact under DDP)."""
+    from gaf.losses import loss_normalizer
+
+    ce = F.cross_entropy(logits, labels, label_smoothing=smoothing, reduction="sum")
+    return ce / loss_normalizer(logits.shape[0], like=logits)

@@ -1,0 +1,322 @@
+"""The epoch loop shared by detection and recognition training: two stages, one process or many.
+
+Each epoch runs the model's stages in turn (GAF: ``"frame"`` trains the
+CVAE, then ``"segment"`` trains everything else; the plain models only
+``"segment"``). A stage freezes every parameter outside
+``model.stage_parameters(stage)``, steps its own Adam optimiser and
+warm-up + schedule, and makes one pass over the training set.
+
+Determinism (what makes resume and multi-process runs exact)
+------------------------------------------------------------
+* the order of a stage's pass is a permutation drawn from ``(seed, epoch,
+  stage)``; training crops come from ``(seed, epoch, index)`` (the datasets'
+  ``set_epoch``);
+* the CVAE noise of an item comes from ``(seed, epoch, stage, index)``
+  (:mod:`gaf.models.noise`), not from the global RNG;
+* the global RNGs (dropout) are re-seeded from ``(seed, epoch, rank)`` at
+  the start of every epoch.
+
+So a run resumed from ``latest.pt`` (written atomically after every epoch)
+redoes an interrupted epoch exactly as the uninterrupted run did it.
+
+Several processes (``torchrun``, see :mod:`gaf.engine.distributed`)
+----------------------------------------------------------------
+``train.batch_size`` is the *global* batch: each global batch is split into
+contiguous parts, one per rank (sizes differ by at most one). Each stage's
+loss runs through its own ``DistributedDataParallel`` wrapper, built while
+only that stage's parameters require gradients (``find_unused_parameters``
+covers terms a config switches off), and loss normalisers are summed over
+ranks (:func:`gaf.losses.synchronized_normalizers`). N processes therefore
+take the step one process takes on the whole global batch, up to float
+summation order. When the epoch's last global batch has fewer items than
+there are ranks, it is skipped (another permutation next epoch). Rank 0
+logs, shows progress and writes checkpoints, history and TensorBoard
+scalars.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from gaf.engine.checkpoint import atomic_write_text, load_model_state, save_checkpoint
+from gaf.engine.distributed import DistContext
+from gaf.engine.experiment import TrainConfig
+from gaf.engine.runtime import seed_everything
+from gaf.errors import ConfigError
+from gaf.losses import synchronized_normalizers
+from gaf.models.noise import item_seed, sample_seeds
+
+__all__ = ["EMA", "FitResult", "fit", "lr_factor", "progress_bar", "prune", "epoch_batches", "STAGES"]
+
+STAGES = ("frame", "segment")
+
+#: ``step_losses(model, batch, stage, progress, device)`` -> loss dict with ``"total"``
+StepLosses = Callable[[nn.Module, dict[str, Any], str, float, torch.device], dict[str, torch.Tensor]]
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point state."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
+            else:
+                self.shadow[key].copy_(value)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.shadow = {k: v.clone() for k, v in state.items()}
+
+
+def lr_factor(cfg: TrainConfig, iters_per_epoch: int) -> Callable[[int], float]:
+    """Learning-rate multiplier per iteration: linear warm-up, then cosine / step / constant."""
+    warmup = max(0.0, cfg.warmup_epochs) * iters_per_epoch
+    total = max(1, cfg.epochs * iters_per_epoch)
+
+    def factor(it: int) -> float:
+        if warmup > 0 and it < warmup:
+            return (it + 1) / warmup
+        if cfg.schedule == "constant":
+            return 1.0
+        if cfg.schedule == "step":
+            epoch = it // max(1, iters_per_epoch)
+            return 0.1 ** sum(epoch >= s for s in cfg.step_epochs)
+        progress = min(1.0, (it - warmup) / max(1.0, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def progress_bar(iterable, desc: str, enabled: bool, total: int | None = None):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, total=total)
+
+
+def prune(work_dir: Path, keep: int) -> None:
+    """Keep the newest ``keep`` numbered checkpoints (``epoch_NNN.pt``); 0 keeps all."""
+    if keep <= 0:
+        return
+    numbered = sorted(work_dir.glob("epoch_*.pt"))
+    for old in numbered[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def epoch_batches(num_items: int, batch_size: int, *, seed: int, epoch: int, stage: str,
+                  world_size: int = 1) -> list[list[int]]:
+    """The global batches (dataset indices) of one stage's pass: a permutation of ``(seed, epoch, stage)``.
+
+    With ``world_size > 1`` a last batch smaller than ``world_size`` is dropped.
+    """
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch * 2 + STAGES.index(stage))
+    order = torch.randperm(num_items, generator=generator).tolist()
+    batches = [order[i:i + batch_size] for i in range(0, num_items, batch_size)]
+    if world_size > 1 and batches and len(batches[-1]) < world_size:
+        batches.pop()
+    return batches
+
+
+class _StageLoss(nn.Module):
+    """``forward(batch, progress)`` = the stage's loss dict: what DistributedDataParallel wraps."""
+
+    def __init__(self, model: nn.Module, stage: str, step_losses: StepLosses, device: torch.device) -> None:
+        super().__init__()
+        self.model = model
+        self.stage = stage
+        self._step_losses = step_losses
+        self._device = device
+
+    def forward(self, batch: dict[str, Any], progress: float) -> dict[str, torch.Tensor]:
+        return self._step_losses(self.model, batch, self.stage, progress, self._device)
+
+
+@dataclass
+class FitResult:
+    epochs_done: int
+    history: list[dict[str, Any]]
+    ema: EMA | None
+
+
+def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequence[str],
+        collate: Callable[[list[dict[str, Any]]], dict[str, Any]], step_losses: StepLosses, tcfg: TrainConfig,
+        work_dir: Path, config_dict: dict[str, Any], meta: dict[str, Any], state: dict[str, Any] | None,
+        ctx: DistContext, logger, progress: bool = True, stop_after_epochs: int | None = None) -> FitResult:
+    """Train ``model`` (already on ``ctx.device``) for the epochs left; see the module docstring.
+
+    ``state``: a ``latest.pt`` payload to resume from (model, optimisers,
+    schedulers, EMA, epoch, history) or None. Writes ``latest.pt`` (and
+    ``epoch_NNN.pt`` every ``tcfg.checkpoint_every`` epochs) and
+    ``history.json`` into ``work_dir`` on rank 0. Returns the epochs done,
+    the history and the EMA (None when off); the model holds the last
+    weights.
+    """
+    world = ctx.world_size
+    if tcfg.batch_size < world:
+        raise ConfigError(f"train.batch_size: {tcfg.batch_size} is the global batch and must be at least the "
+                          f"number of processes ({world})")
+    n_items = len(train_set)
+    iters = max(1, len(epoch_batches(n_items, tcfg.batch_size, seed=tcfg.seed, epoch=0, stage=stages[-1],
+                                     world_size=world)))
+    factor = lr_factor(tcfg, iters)
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
+    for stage in stages:
+        lr = tcfg.frame_lr if (stage == "frame" and tcfg.frame_lr is not None) else tcfg.lr
+        optimizers[stage] = torch.optim.Adam(model.stage_parameters(stage), lr=lr, weight_decay=tcfg.weight_decay)
+        schedulers[stage] = torch.optim.lr_scheduler.LambdaLR(optimizers[stage], factor)
+    ema = EMA(model, tcfg.ema_decay) if tcfg.ema else None
+
+    latest = work_dir / "latest.pt"
+    start_epoch, history = 0, []
+    if state is not None:
+        load_model_state(model, state["model"], str(latest))
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+            schedulers[name].load_state_dict(state["schedulers"][name])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+        logger.info("resumed from %s after epoch %d", latest, start_epoch)
+
+    writer = _tensorboard(work_dir, logger) if ctx.is_main else None
+    show = progress and ctx.is_main
+    stop_at = tcfg.epochs if stop_after_epochs is None else min(tcfg.epochs, start_epoch + stop_after_epochs)
+    all_params = list(model.parameters())
+    fixed = {id(p) for p in all_params if not p.requires_grad}  # e.g. a frozen backbone
+    runners: dict[str, nn.Module] = {}
+    for epoch in range(start_epoch, stop_at):
+        seed_everything(tcfg.seed * 1000 + epoch + 7919 * ctx.rank, deterministic=tcfg.deterministic)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        record: dict[str, Any] = {"epoch": epoch + 1}
+        tic = time.perf_counter()
+        for stage in stages:
+            trainable = {id(p) for p in model.stage_parameters(stage)}
+            for p in all_params:
+                p.requires_grad_(id(p) in trainable and id(p) not in fixed)
+            if stage not in runners:
+                runners[stage] = _runner(model, stage, step_losses, ctx)
+            runner = runners[stage]
+            batches = [ctx.split(b) for b in epoch_batches(n_items, tcfg.batch_size, seed=tcfg.seed, epoch=epoch,
+                                                            stage=stage, world_size=world)]
+            loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=tcfg.num_workers)
+            model.train()
+            sums: dict[str, torch.Tensor] = {}
+            steps = 0
+            stage_idx = STAGES.index(stage)
+            bar = progress_bar(zip(batches, loader), f"epoch {epoch + 1}/{tcfg.epochs} {stage}", show,
+                               total=len(batches))
+            for it, (indices, batch) in enumerate(bar):
+                frac = (epoch + it / iters) / max(1, tcfg.epochs)
+                seeds = [item_seed(tcfg.seed, epoch, stage_idx, i) for i in indices]
+                with sample_seeds(seeds), synchronized_normalizers(ctx.enabled):
+                    losses = runner(batch, frac)
+                total = losses["total"]
+                if not torch.isfinite(total):
+                    raise FloatingPointError(
+                        f"epoch {epoch + 1} stage {stage}: loss is {total.item()} "
+                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); lower train.lr")
+                opt = optimizers[stage]
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if tcfg.clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_(model.stage_parameters(stage), tcfg.clip_grad)
+                opt.step()
+                schedulers[stage].step()
+                if ema is not None:
+                    ema.update(model)
+                steps += 1
+                for key, value in losses.items():
+                    v = value.detach().double().cpu()
+                    sums[key] = sums[key] + v if key in sums else v
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix({k: f"{float(v) / steps:.3f}" for k, v in sums.items()}, refresh=False)
+            for key, value in _mean_over_ranks(sums, steps, ctx).items():
+                record[f"{stage}/{key}"] = value
+            record[f"{stage}/lr"] = optimizers[stage].param_groups[0]["lr"]
+        for p in all_params:
+            p.requires_grad_(id(p) not in fixed)
+        record["seconds"] = round(time.perf_counter() - tic, 2)
+        history.append(record)
+        if ctx.is_main:
+            if writer is not None:
+                for key, value in record.items():
+                    if key != "epoch":
+                        writer.add_scalar(key, value, epoch + 1)
+                writer.flush()
+            logger.info("epoch %d/%d %s", epoch + 1, tcfg.epochs,
+                        " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+            ckpt = {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
+                "schedulers": {k: v.state_dict() for k, v in schedulers.items()},
+                "config": config_dict,
+                "meta": meta,
+                "history": history,
+            }
+            save_checkpoint(latest, ckpt)
+            if tcfg.checkpoint_every > 0 and (epoch + 1) % tcfg.checkpoint_every == 0:
+                save_checkpoint(work_dir / f"epoch_{epoch + 1:03d}.pt", ckpt)
+                prune(work_dir, tcfg.keep_checkpoints)
+            atomic_write_text(work_dir / "history.json", json.dumps(history, indent=1))
+
+    if writer is not None:
+        writer.close()
+    epochs_done = history[-1]["epoch"] if history else start_epoch
+    if epochs_done < tcfg.epochs:
+        logger.info("stopped after epoch %d of %d; continue with --resume", epochs_done, tcfg.epochs)
+    return FitResult(epochs_done, history, ema)
+
+
+def _runner(model: nn.Module, stage: str, step_losses: StepLosses, ctx: DistContext) -> nn.Module:
+    """The stage's loss module; wrapped in DDP (built now, while only this stage's parameters train)."""
+    module = _StageLoss(model, stage, step_losses, ctx.device)
+    if not ctx.enabled:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+
+def _mean_over_ranks(sums: dict[str, torch.Tensor], steps: int, ctx: DistContext) -> dict[str, float]:
+    """Per-step means of the logged losses, pooled over all ranks' steps."""
+    keys = sorted(sums)
+    if not ctx.enabled:
+        return {k: float(sums[k]) / max(1, steps) for k in keys}
+    packed = torch.tensor([float(sums[k]) for k in keys] + [float(steps)], dtype=torch.float64,
+                          device=ctx.device)
+    packed = ctx.all_reduce_sum(packed).cpu()
+    total_steps = max(1.0, float(packed[-1]))
+    return {k: float(packed[i]) / total_steps for i, k in enumerate(keys)}
+
+
+def _tensorboard(work_dir: Path, logger):
+    """A TensorBoard writer into ``work_dir/tb`` when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    logger.info("TensorBoard scalars: tensorboard --logdir %s", work_dir / "tb")
+    return SummaryWriter(log_dir=str(work_dir / "tb"))
