@@ -23,6 +23,10 @@ flow 1024 (2048 channels, RGB first).
 * A video whose ``.npy`` exists is skipped unless ``overwrite``. A file that
   cannot be decoded is reported in :class:`ExtractReport.failures` and the
   others go on.
+* Under ``torchrun`` (``ctx`` of several processes) the videos are shared
+  out (every ``world_size``-th one per rank, each rank on its own device);
+  rank 0 alone writes ``features.json``, merging every rank's entries at the
+  end, and returns the joint report.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +46,9 @@ from gaf.data.flow import compute_flow, flow_to_input, resolve_method
 from gaf.data.video import WindowBuffer, iter_frames, num_resampled_frames, num_windows, probe
 from gaf.io import atomic_save_npy, atomic_write_text
 from gaf.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from gaf.engine.distributed import DistContext
 
 __all__ = ["ExtractConfig", "ExtractReport", "extract_features", "collect_videos", "video_id_of",
            "VIDEO_EXTENSIONS", "FEATURE_DIM"]
@@ -286,7 +293,7 @@ def _build_models(cfg: ExtractConfig, device: torch.device) -> dict[str, torch.n
     return models
 
 
-def _index_existing(index: dict[str, Any], index_path: Path, vid: str, path: Path, target: Path,
+def _index_existing(index: dict[str, Any], index_path: Path | None, vid: str, path: Path, target: Path,
                     cfg: ExtractConfig) -> None:
     info = probe(path)
     try:
@@ -297,18 +304,23 @@ def _index_existing(index: dict[str, Any], index_path: Path, vid: str, path: Pat
     index["videos"][vid] = {"duration": round(info.duration, 6), "num_steps": steps,
                             "num_frames": num_resampled_frames(info.duration, fps), "fps": fps,
                             "source": str(path.resolve())}
-    _write_index(index_path, index)
+    if index_path is not None:
+        _write_index(index_path, index)
 
 
 def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: ExtractConfig | None = None, *,
-                     models: dict[str, torch.nn.Module] | None = None) -> ExtractReport:
+                     models: dict[str, torch.nn.Module] | None = None,
+                     ctx: DistContext | None = None) -> ExtractReport:
     """Extract I3D features of the videos ``paths`` (files or folders) into ``out_dir``.
 
     ``models``: ready backbones by stream name (``forward_features(x) → (N,
     1024, T')``) instead of building them from ``cfg`` (for tests and
-    benchmarks). Returns an :class:`ExtractReport`; decoding failures are
-    reported there, not raised. Bad settings, a missing input path or an
-    incompatible existing ``features.json`` raise ConfigError / DataError.
+    benchmarks). ``ctx``: the process group of a ``torchrun`` launch (videos
+    sharded over ranks; see the module docstring). Returns an
+    :class:`ExtractReport` (the joint one on rank 0 under ``ctx``);
+    decoding failures are reported there, not raised. Bad settings, a
+    missing input path or an incompatible existing ``features.json`` raise
+    ConfigError / DataError.
     """
     from tqdm.auto import tqdm
 
@@ -319,32 +331,38 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
     out = Path(out_dir)
     files = collect_videos(paths)
     flow_method = resolve_method(cfg.flow_method) if "flow" in cfg.streams else None
-    device = select_device(cfg.device)
+    distributed = ctx is not None and ctx.enabled
+    device = ctx.device if distributed else select_device(cfg.device)
+    main = not distributed or ctx.is_main
     index_path = out / "features.json"
     settings = _settings(cfg, flow_method)
     index = _load_index(index_path, settings)
     out.mkdir(parents=True, exist_ok=True)
     report = ExtractReport(out)
-    seen: dict[str, Path] = {}
-    bar = tqdm(files, desc="videos", unit="video", disable=not cfg.progress, dynamic_ncols=True)
+    first: dict[str, Path] = {}  # the first file of each id, over all ranks' files
+    for path in files:
+        first.setdefault(path.stem, path)
+    mine = ctx.shard(files) if distributed else files
+    entries: dict[str, dict[str, Any]] = {}  # this rank's new index entries
+    bar = tqdm(mine, desc="videos", unit="video", disable=not (cfg.progress and main), dynamic_ncols=True)
     for path in bar:
         try:
             vid = video_id_of(path)
-            if vid in seen:
-                raise DataError(f"{path}: video id {vid!r} is also the id of {seen[vid]}; rename one of them")
-            seen[vid] = path
+            if first[vid] != path:
+                raise DataError(f"{path}: video id {vid!r} is also the id of {first[vid]}; rename one of them")
             target = out / f"{vid}.npy"
             if target.exists() and not cfg.overwrite:
                 report.skipped.append(vid)
                 if vid not in index["videos"]:  # e.g. an index lost after a crash: describe the file there
-                    _index_existing(index, index_path, vid, path, target, cfg)
+                    _index_existing(index, index_path if main else None, vid, path, target, cfg)
+                    entries[vid] = index["videos"][vid]
                 continue
             info = probe(path)
             if models is None:  # built on first use: a re-run that skips everything needs none
                 models = _build_models(cfg, device)
             fps = cfg.fps or info.fps
             total = num_windows(num_resampled_frames(info.duration, fps), cfg.window, cfg.stride)
-            with tqdm(total=total, desc=vid[:30], unit="win", leave=False, disable=not cfg.progress,
+            with tqdm(total=total, desc=vid[:30], unit="win", leave=False, disable=not (cfg.progress and main),
                       dynamic_ncols=True) as pbar:
                 feats, n = _extract_one(path, cfg, models, device, flow_method, fps, pbar)
         except DataError as exc:
@@ -352,13 +370,27 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
             log.warning("gaf extract: skipping %s: %s", path, exc)
             continue
         _save_npy(target, feats)
-        index["videos"][vid] = {"duration": round(info.duration, 6), "num_steps": int(feats.shape[0]),
-                                "num_frames": n, "fps": fps, "source": str(path.resolve())}
-        _write_index(index_path, index)
+        entries[vid] = {"duration": round(info.duration, 6), "num_steps": int(feats.shape[0]),
+                        "num_frames": n, "fps": fps, "source": str(path.resolve())}
+        index["videos"][vid] = entries[vid]
+        if main:
+            _write_index(index_path, index)
         report.written.append(vid)
         report.frames += n
         report.windows += int(feats.shape[0])
-    if not index_path.exists():
+    if distributed:
+        parts = ctx.gather((entries, report))
+        if parts is None:
+            return report  # not rank 0: rank 0 holds the joint index and report
+        for their_entries, theirs in parts[1:]:
+            index["videos"].update(their_entries)
+            report.written += theirs.written
+            report.skipped += theirs.skipped
+            report.failures += theirs.failures
+            report.frames += theirs.frames
+            report.windows += theirs.windows
+        _write_index(index_path, index)
+    elif not index_path.exists():
         _write_index(index_path, index)
     report.seconds = time.perf_counter() - tic
     return report

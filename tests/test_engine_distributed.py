@@ -166,3 +166,35 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_corrupt_latest(tmp_path
         state = load_checkpoint(path)  # never a half-written file under the final name
         w = state["model"]["w"]
         assert w.shape == (4_000_000,) and torch.all(w == float(state["epoch"]))
+
+
+def test_extraction_over_two_processes_shards_videos_and_writes_one_joint_index(tmp_path):
+    from conftest import VIDEOS_DIR
+
+    clips = [VIDEOS_DIR / "v_Basketball_g01_c01.avi", VIDEOS_DIR / "archery_paddlevideo_example.avi"]
+    data = (VIDEOS_DIR / "apply_eye_makeup_mmaction2_test.avi").read_bytes()
+    broken = tmp_path / "broken_clip.avi"
+    broken.write_bytes(data[: len(data) // 2])
+    inputs = [str(clips[0]), str(broken), str(clips[1])]
+    tiny = ["--fps", "5", "--window", "8", "--stride", "4", "--short-side", "64", "--crop", "64", "--no-progress"]
+
+    cmd = [sys.executable, "-m", "gaf", "extract", *inputs, "--out", str(tmp_path / "one"), *tiny]
+    one = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gaf",
+           "extract", *inputs, "--out", str(tmp_path / "two"), *tiny]
+    two = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert one.returncode == 1 and two.returncode != 0, two.stderr[-3000:]  # the broken clip fails both runs
+    assert "2 video(s) extracted" in two.stdout and "1 failed" in two.stdout and "broken_clip.avi" in two.stdout
+    assert two.stdout.count("video(s) extracted") == 1  # one joint report, from rank 0
+
+    import numpy as np
+
+    # Rank 0 took files 1 and 3, rank 1 the broken file 2: had each rank extracted every file, the joint
+    # report would count 4 videos and 2 failures.
+    for clip in clips:
+        a, b = np.load(tmp_path / "one" / f"{clip.stem}.npy"), np.load(tmp_path / "two" / f"{clip.stem}.npy")
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+    i1 = json.loads((tmp_path / "one" / "features.json").read_text())
+    i2 = json.loads((tmp_path / "two" / "features.json").read_text())
+    assert sorted(i2["videos"]) == sorted(i1["videos"]) == sorted(c.stem for c in clips)
+    assert i2["videos"] == i1["videos"]

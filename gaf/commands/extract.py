@@ -26,6 +26,7 @@ flow_imagenet.pt). Flow is TV-L1 when OpenCV contrib is installed
 examples:
   gaf extract videos/ --out features/i3d --backbone-weights rgb_imagenet.pt
   gaf extract a.mp4 b.mp4 --out feats --stream both --backbone-weights rgb.pt flow.pt
+  torchrun --nproc_per_node 4 -m gaf extract videos/ --out feats   # videos shared over 4 GPUs
 """
 
 
@@ -88,7 +89,12 @@ def run(args: argparse.Namespace) -> int:
                         rgb_weights=named.get("rgb"), flow_weights=named.get("flow"),
                         flow_method=args.flow_method, device=args.device, overwrite=args.overwrite,
                         progress=args.progress)
+    from gaf.engine.distributed import init_distributed
+
+    ctx = init_distributed(args.device)
     setup_logging(None)
-    report = extract_features(args.inputs, args.out, cfg)
+    report = extract_features(args.inputs, args.out, cfg, ctx=ctx)
+    if not ctx.is_main:  # rank 0 prints the joint report and sets the exit status
+        return 0
     print(report.format())
     return 0 if report.ok else 1
