@@ -68,3 +68,14 @@ def write_pulse_features(root: Path, *, num_train: int = 12, num_test: int = 6, 
 @pytest.fixture
 def pulse_dataset(tmp_path: Path) -> dict:
     return write_pulse_features(tmp_path / "pulses")
+
+
+@pytest.fixture()
+def one_thread():
+    """Run the test with one torch thread (small CPU convolutions: less overhead, exact same sums)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,13 +10,7 @@ import torch
 from gaf.errors import CheckpointError, ConfigError
 from gaf.models.backbones.i3d import VALID_ENDPOINTS, InceptionI3d, build_i3d, load_i3d_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small CPU kernels: one thread is fastest here
 
 
 def _model(seed: int, **kw) -> InceptionI3d:

@@ -31,7 +31,7 @@ from gaf.errors import ConfigError  # noqa: E402
 from conftest import VIDEOS_DIR  # noqa: E402
 
 CLIP = VIDEOS_DIR / "v_Basketball_g01_c01.avi"  # 4.7 s, 320×240
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CLIP.exists(), reason="real clip not available")]
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow, pytest.mark.skipif(not CLIP.exists(), reason="real clip not available")]
 
 PIXELS = ["--short-side", "64", "--crop", "64"]
 FPS, STRIDE, WINDOW = 10, 2, 8
@@ -41,14 +41,6 @@ TINY_MODEL = {
     "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
     "detector": {"embed_dim": 32, "num_levels": 4, "head_layers": 1, "stem_layers": 1},
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,16 +21,8 @@ from gaf.models.backbones.i3d import InceptionI3d  # noqa: E402
 from conftest import VIDEOS_DIR as VIDEOS  # noqa: E402
 A = VIDEOS / "v_Basketball_g01_c01.avi"  # 4.7 s
 B = VIDEOS / "archery_paddlevideo_example.avi"  # 5.24 s
-pytestmark = pytest.mark.skipif(not (A.exists() and B.exists()), reason="real clips not available")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(not (A.exists() and B.exists()), reason="real clips not available")]
 TINY = ["--fps", "5", "--window", "8", "--stride", "4", "--short-side", "64", "--crop", "64", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def steps(path: Path, fps: float = 5.0, window: int = 8, stride: int = 4) -> int:

@@ -11,16 +11,10 @@ import gaf.data.flow as flow_mod
 from gaf.data.flow import compute_flow, flow_to_input, resolve_method, tvl1_available
 from gaf.errors import ConfigError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small CPU kernels: one thread is fastest here
+
 METHODS = ["builtin", pytest.param("tvl1", marks=pytest.mark.skipif(not tvl1_available(),
                                                                      reason="OpenCV contrib not installed"))]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def translating(dx: int, dy: int, frames: int = 3, size: tuple[int, int] = (48, 64)) -> np.ndarray:

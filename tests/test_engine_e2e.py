@@ -24,15 +24,12 @@ from gaf.engine.checkpoint import load_checkpoint
 from gaf.engine.experiment import load_experiment
 from gaf.errors import ConfigError
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small CPU kernels: one thread is fastest here
+
 FPS, SIZE, FRAMES = 10, 32, 48  # 4.8 s videos of 32×32 at 10 fps -> 12 steps of 4 frames
 # (video id, subset, action start s, action end s)
 VIDEOS = [("v0", "validation", 1.2, 3.2), ("v1", "validation", 0.4, 2.0), ("v2", "validation", 2.4, 4.4),
           ("t0", "test", 1.6, 3.6)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def write_video(path: Path, start: float, end: float) -> None:

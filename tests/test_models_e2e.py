@@ -11,6 +11,8 @@ from gaf.config import from_dict
 from gaf.errors import ConfigError
 from gaf.models.e2e import E2EConfig, E2EDetector, build_e2e_detector
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small CPU kernels: one thread is fastest here
+
 SMALL = {"gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
          "detector": {"embed_dim": 16, "num_levels": 3, "head_layers": 1}}
 L, S, K = 32, 32, 3  # 32 frames of 32×32 -> T' = 8 feature steps
@@ -22,11 +24,6 @@ def tiny(**cfg) -> E2EDetector:
         warnings.simplefilter("ignore")  # random-init I3D warning: intended
         model = build_e2e_detector(from_dict(E2EConfig, {"detector": SMALL, **cfg}), num_classes=K, clip_len=L)
     return model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def batch():

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from gaf.models.detector import AnchorFreeDetector, DetectorConfig, detection_losses
-from gaf.models.gaf import GAF, GAFConfig
+from gaf.models.gaf import GAF, GAFConfig, stage_parameters
 
 __all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complement_segments"]
 
@@ -127,13 +127,7 @@ class GAFDetector(nn.Module):
     # ------------------------------------------------------------------ training
     def stage_parameters(self, stage: str) -> list[nn.Parameter]:
         """``"frame"``: Frame-GAF's parameters; ``"segment"``: all others (no overlap, none missing)."""
-        frame = self.gaf.frame_parameters() if self.gaf is not None else []
-        if stage == "frame":
-            return frame
-        if stage == "segment":
-            ids = {id(p) for p in frame}
-            return [p for p in self.parameters() if id(p) not in ids]
-        raise ValueError(f"stage must be 'frame' or 'segment', got {stage!r}")
+        return stage_parameters(self, stage, self.gaf.frame_parameters() if self.gaf is not None else [])
 
     def _detector_terms(self, out: dict, mask: torch.Tensor, segments: Sequence[torch.Tensor],
                         labels: Sequence[torch.Tensor], num_scored: int, saliency: bool) -> dict[str, torch.Tensor]:

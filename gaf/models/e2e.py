@@ -64,6 +64,7 @@ import torch.nn.functional as F
 
 from gaf.errors import ConfigError
 from gaf.models.build import GAFDetector, ModelConfig, build_model
+from gaf.models.gaf import stage_parameters
 
 __all__ = ["E2EConfig", "E2EDetector", "build_e2e_detector", "ENDPOINTS", "FRAMES_PER_STEP"]
 
@@ -177,15 +178,8 @@ class E2EDetector(nn.Module):
     # ------------------------------------------------------------------ training
     def stage_parameters(self, stage: str) -> list[nn.Parameter]:
         """``"frame"``: Frame-GAF's; ``"segment"``: the rest (backbone included unless frozen). No overlap."""
-        frame = self.detector.stage_parameters("frame")
-        if stage == "frame":
-            return frame
-        if stage == "segment":
-            ids = {id(p) for p in frame}
-            if self.cfg.freeze_backbone:
-                ids |= {id(p) for p in self.backbone.parameters()}
-            return [p for p in self.parameters() if id(p) not in ids]
-        raise ValueError(f"stage must be 'frame' or 'segment', got {stage!r}")
+        frozen = list(self.backbone.parameters()) if self.cfg.freeze_backbone else []
+        return stage_parameters(self, stage, self.detector.stage_parameters("frame"), frozen)
 
     def losses(self, frames: torch.Tensor, mask: torch.Tensor | None, segments: Sequence[torch.Tensor],
                labels: Sequence[torch.Tensor], *, stage: str, progress: float = 0.0) -> dict[str, torch.Tensor]:

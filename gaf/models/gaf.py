@@ -78,6 +78,7 @@ __all__ = [
     "GenerativeFusion",
     "GAF",
     "multi_hot",
+    "stage_parameters",
 ]
 
 
@@ -400,3 +401,19 @@ class GAF(nn.Module):
             raise ValueError("classification_loss needs GAF built with num_classes")
         present = multi_hot(labels, self.num_classes, device=out.logits_ai.device)
         return L.clf_loss(out.logits_ai, out.logits_nai, present)
+
+
+def stage_parameters(model: nn.Module, stage: str, frame: Sequence[nn.Parameter],
+                     frozen: Sequence[nn.Parameter] = ()) -> list[nn.Parameter]:
+    """The parameters of ``model`` one training stage updates (the two-stage schedule, paper §IV-B).
+
+    ``"frame"``: ``frame`` (Frame-GAF's CVAE); ``"segment"``: every other
+    parameter of ``model`` except ``frozen`` (e.g. a frozen backbone). The
+    two never overlap.
+    """
+    if stage == "frame":
+        return list(frame)
+    if stage == "segment":
+        ids = {id(p) for p in frame} | {id(p) for p in frozen}
+        return [p for p in model.parameters() if id(p) not in ids]
+    raise ValueError(f"stage must be 'frame' or 'segment', got {stage!r}")

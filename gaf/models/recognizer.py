@@ -54,7 +54,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gaf.errors import ConfigError
-from gaf.models.gaf import GAF, GAFConfig, SegmentGAF
+from gaf.models.gaf import GAF, GAFConfig, SegmentGAF, stage_parameters
 
 __all__ = ["RecognitionLossConfig", "RecognizerConfig", "Recognizer", "build_recognizer"]
 
@@ -187,15 +187,9 @@ class Recognizer(nn.Module):
     # ------------------------------------------------------------------ training
     def stage_parameters(self, stage: str) -> list[nn.Parameter]:
         """``"frame"``: Frame-GAF's parameters; ``"segment"``: all other trainable ones (no overlap)."""
-        frame = self.gaf.frame_parameters() if self.gaf is not None else []
-        if stage == "frame":
-            return frame
-        if stage == "segment":
-            ids = {id(p) for p in frame}
-            if self.backbone is not None and self.cfg.freeze_backbone:
-                ids |= {id(p) for p in self.backbone.parameters()}
-            return [p for p in self.parameters() if id(p) not in ids]
-        raise ValueError(f"stage must be 'frame' or 'segment', got {stage!r}")
+        frozen = self.backbone.parameters() if self.backbone is not None and self.cfg.freeze_backbone else ()
+        return stage_parameters(self, stage, self.gaf.frame_parameters() if self.gaf is not None else [],
+                                list(frozen))
 
     def active_stages(self) -> list[str]:
         """The stages that train something: "frame" only with GAF and ``loss.cvae > 0``."""
