@@ -153,3 +153,17 @@ def test_eval_fuses_an_rgb_and_a_flow_model(pulse_dataset, tmp_path, capsys):
                  "--no-progress", "--no-report"]) == 0
     itself = json.loads((tmp_path / "self" / "metrics.json").read_text())
     assert itself["mAP"] == pytest.approx(runs["rgb"].metrics["mAP"], abs=1e-9)
+
+
+def test_a_checkpoint_from_another_model_config_fails_naming_the_keys(pulse_dataset, tmp_path, capsys):
+    cfg = tiny_config(pulse_dataset, tmp_path, epochs=1, eval_at_end=False)
+    result = train(cfg, progress=False)
+    other = tiny_config(pulse_dataset, tmp_path)
+    other.model.gaf.enabled = False  # the plain detector: no gaf.* parameters
+    other.model.detector.embed_dim = 16
+    code = main(["eval", write_yaml(other, tmp_path / "other.yaml"), "--ckpt", str(result.final_checkpoint),
+                 "--no-report", "--no-progress", "--work-dir", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert str(result.final_checkpoint) in err and "does not fit the model config" in err
+    assert "unexpected keys: gaf." in err and "shape mismatches:" in err and "vs model" in err

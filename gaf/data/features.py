@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -163,11 +163,7 @@ class FeatureDataset(SplitDataset):
     loaded, or all at once by :meth:`check`.
     """
 
-    def __init__(self, cfg: DatasetConfig, split: Literal["train", "test"], *, training: bool,
-                 seed: int = 0) -> None:
-        super().__init__(cfg, split, training=training, seed=seed)
-        self._videos = [self._video_info(vid) for vid in self._ids]
-        self._items = self._build_items()
+    cfg: DatasetConfig
 
     # ----------------------------------------------------------------- public
     @property

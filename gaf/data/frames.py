@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -132,11 +132,7 @@ class FrameClipDataset(SplitDataset):
 
     section = "frames"
 
-    def __init__(self, cfg: FrameDatasetConfig, split: Literal["train", "test"], *, training: bool,
-                 seed: int = 0) -> None:
-        super().__init__(cfg, split, training=training, seed=seed)
-        self._videos = [self._video_info(vid) for vid in self._ids]
-        self._items = self._build_items()
+    cfg: FrameDatasetConfig
 
     # ----------------------------------------------------------------- public
     @property

@@ -54,9 +54,10 @@ class SplitDataset(torch.utils.data.Dataset):
 
     ``section`` names the config section in messages (``dataset`` or
     ``frames``); ``cfg`` must have ``annotation_file``, ``train_subset``,
-    ``test_subset``, ``trunc_min_overlap`` and ``labels``. After
-    ``__init__`` the subclass fills ``self._videos`` (objects with
-    ``video_id``, ``num_steps``, ``segments``, ``labels``) and ``self._items``.
+    ``test_subset``, ``trunc_min_overlap`` and ``labels``. A subclass
+    provides ``_video_info(video_id)`` (an object with ``video_id``,
+    ``num_steps``, ``segments``, ``labels``) and ``_build_items()`` (tuples
+    whose first element is the video index).
     """
 
     section = "dataset"
@@ -74,6 +75,8 @@ class SplitDataset(torch.utils.data.Dataset):
         self._ids = self._split_ids()
         self.labels = list(cfg.labels) if cfg.labels is not None else list(self._aset.labels)
         self._label_ids = {name: i for i, name in enumerate(self.labels)}
+        self._videos = [self._video_info(vid) for vid in self._ids]
+        self._items = self._build_items()
 
     # ----------------------------------------------------------------- public
     @property

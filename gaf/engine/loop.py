@@ -55,7 +55,7 @@ from gaf.errors import ConfigError
 from gaf.losses import synchronized_normalizers
 from gaf.models.noise import item_seed, sample_seeds
 
-__all__ = ["EMA", "FitResult", "fit", "lr_factor", "progress_bar", "prune", "epoch_batches", "STAGES"]
+__all__ = ["EMA", "FitResult", "fit", "write_final", "lr_factor", "progress_bar", "prune", "epoch_batches", "STAGES"]
 
 STAGES = ("frame", "segment")
 
@@ -287,6 +287,15 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
     if epochs_done < tcfg.epochs:
         logger.info("stopped after epoch %d of %d; continue with --resume", epochs_done, tcfg.epochs)
     return FitResult(epochs_done, history, ema)
+
+
+def write_final(path: Path, state: dict[str, Any], ctx: DistContext, logger) -> Path:
+    """Save the final checkpoint ``path`` on rank 0; every rank returns once it is written."""
+    if ctx.is_main:
+        save_checkpoint(path, state)
+        logger.info("final checkpoint: %s", path)
+    ctx.barrier()
+    return path
 
 
 def _runner(model: nn.Module, stage: str, step_losses: StepLosses, ctx: DistContext) -> nn.Module:

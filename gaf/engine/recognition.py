@@ -40,11 +40,11 @@ from torch.utils.data import DataLoader
 
 from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from gaf.data.clips import ClipDataConfig, build_clip_dataset, collate_clips
-from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, load_model_state, save_checkpoint
+from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, load_model_state
 from gaf.engine.experiment import TrainConfig, resolve_config_path
 from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.engine.distributed import DistContext, init_distributed
-from gaf.engine.loop import fit, progress_bar
+from gaf.engine.loop import fit, progress_bar, write_final
 from gaf.engine.train import open_run
 from gaf.errors import ConfigError
 from gaf.metrics.recognition import mean_class_accuracy, topk_accuracy
@@ -274,15 +274,11 @@ def train_recognizer(cfg: RecognitionExperiment, *, work_dir: Path | None = None
                    "history": result.history, "metrics": None}
     final = work_dir / "final.pt"
     metrics = None
-    if ctx.is_main:
-        if tcfg.eval_at_end:
-            metrics = evaluate_recognizer(model, cfg, device=device, progress=progress, logger=logger,
-                                          work_dir=work_dir).metrics
-            final_state["metrics"] = metrics
-        save_checkpoint(final, final_state)
-        logger.info("final checkpoint: %s", final)
-    ctx.barrier()
-    return RecognitionTrainResult(work_dir, result.epochs_done, final, metrics)
+    if ctx.is_main and tcfg.eval_at_end:  # recognition test sets are small: rank 0 scores alone
+        metrics = evaluate_recognizer(model, cfg, device=device, progress=progress, logger=logger,
+                                      work_dir=work_dir).metrics
+        final_state["metrics"] = metrics
+    return RecognitionTrainResult(work_dir, result.epochs_done, write_final(final, final_state, ctx, logger), metrics)
 
 
 def recognition_step_losses(model: torch.nn.Module, batch: dict[str, Any], stage: str, progress: float,

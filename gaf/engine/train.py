@@ -33,11 +33,11 @@ from typing import Any
 import torch
 
 from gaf.config import to_dict
-from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from gaf.engine.checkpoint import atomic_write_text, load_checkpoint
 from gaf.engine.distributed import DistContext, init_distributed
 from gaf.engine.experiment import ExperimentConfig
 from gaf.engine.factory import build_dataset, build_detector, collate_for, detector_config
-from gaf.engine.loop import EMA, STAGES, fit, lr_factor, progress_bar, prune
+from gaf.engine.loop import EMA, STAGES, fit, lr_factor, progress_bar, prune, write_final
 from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.errors import ConfigError
 
@@ -167,11 +167,7 @@ def train(
                                  ctx=ctx)
         metrics = evaluated.to_json() if evaluated is not None else None
         final_state["metrics"] = metrics
-    if ctx.is_main:
-        save_checkpoint(final, final_state)
-        logger.info("final checkpoint: %s", final)
-    ctx.barrier()
-    return TrainResult(work_dir, result.epochs_done, final, metrics)
+    return TrainResult(work_dir, result.epochs_done, write_final(final, final_state, ctx, logger), metrics)
 
 
 def detection_step_losses(model: torch.nn.Module, batch: dict[str, Any], stage: str, progress: float,
