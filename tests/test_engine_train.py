@@ -167,3 +167,39 @@ def test_a_checkpoint_from_another_model_config_fails_naming_the_keys(pulse_data
     assert code == 2 and "Traceback" not in err
     assert str(result.final_checkpoint) in err and "does not fit the model config" in err
     assert "unexpected keys: gaf." in err and "shape mismatches:" in err and "vs model" in err
+
+
+@pytest.mark.parametrize("stage", ["frame", "segment"])
+def test_a_run_stopped_mid_epoch_resumes_from_that_batch_exactly(pulse_dataset, tmp_path, monkeypatch, stage):
+    import gaf.engine.loop as loop
+
+    straight = tiny_config(pulse_dataset, tmp_path / "a", epochs=2, eval_at_end=False, save_every_iters=1)
+    train(straight, progress=False)
+
+    # Stop the second run right after the mid-epoch checkpoint of epoch 2, `stage`, batch 2 (of 3).
+    real_save = loop.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        pos = state.get("position")
+        if pos and pos["epoch"] == 1 and ["frame", "segment"][pos["stage"]] == stage and pos["iter"] == 2:
+            raise KeyboardInterrupt  # as if killed here
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    resumed = tiny_config(pulse_dataset, tmp_path / "b", epochs=2, eval_at_end=False, save_every_iters=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(resumed, progress=False)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    state = load_checkpoint(tmp_path / "b" / "run" / "latest.pt")
+    assert state["epoch"] == 1 and state["position"]["iter"] == 2
+
+    train(resumed, resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "a" / "run" / "final.pt")
+    b = load_checkpoint(tmp_path / "b" / "run" / "final.pt")
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=1e-6, msg=key)
+    # The logged epoch losses are those of the uninterrupted run too (running sums were checkpointed).
+    for ra, rb in zip(a["history"], b["history"]):
+        assert {k: v for k, v in ra.items() if k != "seconds"} == pytest.approx(
+            {k: v for k, v in rb.items() if k != "seconds"}, rel=1e-6)
+    assert "resumed from" in (tmp_path / "b" / "run" / "log.txt").read_text()

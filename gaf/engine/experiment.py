@@ -68,6 +68,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     checkpoint_every: int = 1  # epochs between numbered checkpoints (latest.pt is written every epoch)
+    save_every_iters: int = 0  # also write latest.pt every N batches within an epoch (0: at epoch ends only)
     keep_checkpoints: int = 2  # numbered checkpoints kept (0 = keep all)
     eval_at_end: bool = True
 

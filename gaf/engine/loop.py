@@ -17,7 +17,11 @@ Determinism (what makes resume and multi-process runs exact)
   the start of every epoch.
 
 So a run resumed from ``latest.pt`` (written atomically after every epoch)
-redoes an interrupted epoch exactly as the uninterrupted run did it.
+redoes an interrupted epoch exactly as the uninterrupted run did it. With
+``train.save_every_iters = N``, ``latest.pt`` is also written every N
+batches with a ``position`` (epoch, stage, batch, every rank's RNG state and
+running loss sums): a resumed run skips the batches already done and ends
+with the same weights and logged losses as the uninterrupted one.
 
 Several processes (``torchrun``, see :mod:`gaf.engine.distributed`)
 ----------------------------------------------------------------
@@ -186,7 +190,7 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
     ema = EMA(model, tcfg.ema_decay) if tcfg.ema else None
 
     latest = work_dir / "latest.pt"
-    start_epoch, history = 0, []
+    start_epoch, history, position = 0, [], None
     if state is not None:
         load_model_state(model, state["model"], str(latest))
         for name, opt in optimizers.items():
@@ -195,7 +199,25 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         start_epoch, history = int(state["epoch"]), list(state.get("history", []))
-        logger.info("resumed from %s after epoch %d", latest, start_epoch)
+        position = state.get("position")
+        if position is not None:
+            logger.info("resumed from %s in epoch %d, stage %s, after batch %d", latest, start_epoch + 1,
+                        stages[int(position["stage"])], int(position["iter"]))
+        else:
+            logger.info("resumed from %s after epoch %d", latest, start_epoch)
+
+    def checkpoint(epoch_done: int, pos: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "epoch": epoch_done,
+            "model": model.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
+            "schedulers": {k: v.state_dict() for k, v in schedulers.items()},
+            "config": config_dict,
+            "meta": meta,
+            "history": history,
+            "position": pos,
+        }
 
     writer = _tensorboard(work_dir, logger) if ctx.is_main else None
     show = progress and ctx.is_main
@@ -207,9 +229,17 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
         seed_everything(tcfg.seed * 1000 + epoch + 7919 * ctx.rank, deterministic=tcfg.deterministic)
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
-        record: dict[str, Any] = {"epoch": epoch + 1}
-        tic = time.perf_counter()
-        for stage in stages:
+        here = position if position is not None and int(position["epoch"]) == epoch else None
+        position = None
+        record: dict[str, Any] = dict(here["record"]) if here else {"epoch": epoch + 1}
+        tic = time.perf_counter() - (float(here["seconds"]) if here else 0.0)
+        mine = _rank_part(here, ctx) if here else None
+        if mine is not None:
+            _set_rng_state(mine["rng"])
+        for stage_idx, stage in enumerate(stages):
+            if here and stage_idx < int(here["stage"]):
+                continue  # done before the interruption: its losses are in ``record``
+            start_it = int(here["iter"]) if here and stage_idx == int(here["stage"]) else 0
             trainable = {id(p) for p in model.stage_parameters(stage)}
             for p in all_params:
                 p.requires_grad_(id(p) in trainable and id(p) not in fixed)
@@ -218,16 +248,20 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
             runner = runners[stage]
             batches = [ctx.split(b) for b in epoch_batches(n_items, tcfg.batch_size, seed=tcfg.seed, epoch=epoch,
                                                             stage=stage, world_size=world)]
-            loader = DataLoader(train_set, batch_sampler=batches, collate_fn=collate, num_workers=tcfg.num_workers)
+            loader = DataLoader(train_set, batch_sampler=batches[start_it:], collate_fn=collate,
+                                num_workers=tcfg.num_workers)
             model.train()
             sums: dict[str, torch.Tensor] = {}
             steps = 0
-            stage_idx = STAGES.index(stage)
-            bar = progress_bar(zip(batches, loader), f"epoch {epoch + 1}/{tcfg.epochs} {stage}", show,
-                               total=len(batches))
-            for it, (indices, batch) in enumerate(bar):
+            if start_it and mine is not None:
+                sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in mine["sums"].items()}
+                steps = int(mine["steps"])
+            key = STAGES.index(stage)
+            bar = progress_bar(zip(batches[start_it:], loader), f"epoch {epoch + 1}/{tcfg.epochs} {stage}", show,
+                               total=len(batches) - start_it)
+            for it, (indices, batch) in enumerate(bar, start=start_it):
                 frac = (epoch + it / iters) / max(1, tcfg.epochs)
-                seeds = [item_seed(tcfg.seed, epoch, stage_idx, i) for i in indices]
+                seeds = [item_seed(tcfg.seed, epoch, key, i) for i in indices]
                 with sample_seeds(seeds), synchronized_normalizers(ctx.enabled):
                     losses = runner(batch, frac)
                 total = losses["total"]
@@ -245,13 +279,22 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
                 if ema is not None:
                     ema.update(model)
                 steps += 1
-                for key, value in losses.items():
+                for name, value in losses.items():
                     v = value.detach().double().cpu()
-                    sums[key] = sums[key] + v if key in sums else v
+                    sums[name] = sums[name] + v if name in sums else v
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix({k: f"{float(v) / steps:.3f}" for k, v in sums.items()}, refresh=False)
-            for key, value in _mean_over_ranks(sums, steps, ctx).items():
-                record[f"{stage}/{key}"] = value
+                done = it + 1
+                if tcfg.save_every_iters > 0 and done % tcfg.save_every_iters == 0 and done < len(batches):
+                    # Mid-epoch checkpoint: where we are, and each rank's RNG state and running sums.
+                    parts = ctx.gather({"rng": _rng_state(), "sums": {k: float(v) for k, v in sums.items()},
+                                        "steps": steps})
+                    if parts is not None:
+                        pos = {"epoch": epoch, "stage": stage_idx, "iter": done, "record": dict(record),
+                               "seconds": time.perf_counter() - tic, "ranks": parts}
+                        save_checkpoint(latest, checkpoint(epoch, pos))
+            for name, value in _mean_over_ranks(sums, steps, ctx).items():
+                record[f"{stage}/{name}"] = value
             record[f"{stage}/lr"] = optimizers[stage].param_groups[0]["lr"]
         for p in all_params:
             p.requires_grad_(id(p) not in fixed)
@@ -259,22 +302,13 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
         history.append(record)
         if ctx.is_main:
             if writer is not None:
-                for key, value in record.items():
-                    if key != "epoch":
-                        writer.add_scalar(key, value, epoch + 1)
+                for name, value in record.items():
+                    if name != "epoch":
+                        writer.add_scalar(name, value, epoch + 1)
                 writer.flush()
             logger.info("epoch %d/%d %s", epoch + 1, tcfg.epochs,
                         " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
-            ckpt = {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
-                "schedulers": {k: v.state_dict() for k, v in schedulers.items()},
-                "config": config_dict,
-                "meta": meta,
-                "history": history,
-            }
+            ckpt = checkpoint(epoch + 1, None)
             save_checkpoint(latest, ckpt)
             if tcfg.checkpoint_every > 0 and (epoch + 1) % tcfg.checkpoint_every == 0:
                 save_checkpoint(work_dir / f"epoch_{epoch + 1:03d}.pt", ckpt)
@@ -307,6 +341,24 @@ def _runner(model: nn.Module, stage: str, step_losses: StepLosses, ctx: DistCont
 
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+
+def _rng_state() -> dict[str, torch.Tensor | None]:
+    """The global torch RNG states (CPU, and the current CUDA device's when CUDA is up)."""
+    cuda = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def _set_rng_state(state: dict[str, torch.Tensor | None]) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
+
+
+def _rank_part(position: dict[str, Any], ctx: DistContext) -> dict[str, Any]:
+    """This rank's share of a mid-epoch ``position`` (rank 0's when the number of processes changed)."""
+    parts = position["ranks"]
+    return parts[ctx.rank] if len(parts) == ctx.world_size else parts[0]
 
 
 def _mean_over_ranks(sums: dict[str, torch.Tensor], steps: int, ctx: DistContext) -> dict[str, float]:

@@ -74,7 +74,7 @@ def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
 
 
-RESUME_MAY_CHANGE = ("train.epochs:", "work_dir:", "train.device:", "train.num_workers:")
+RESUME_MAY_CHANGE = ("train.epochs:", "work_dir:", "train.device:", "train.num_workers:", "train.save_every_iters:")
 
 
 def open_run(work_dir: Path, config_dict: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
