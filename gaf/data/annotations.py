@@ -24,9 +24,15 @@ Conventions, the same in every reader:
   (:func:`normalize_subset`). ``Video.subset`` keeps the spelling of the file.
 * **Ambiguous.** A segment labelled ``Ambiguous`` (THUMOS14's "don't care"
   intervals) goes to ``Video.ambiguous``, never to ``segments`` or ``labels``.
-* **Validity.** ``0 <= start <= end``, finite; numeric strings are accepted
-  (``thumos_gt.json`` writes times as strings). A segment ending more than
-  :data:`DURATION_TOLERANCE_S` after the video's duration is an *overrun*:
+* **Validity.** ``0 <= start <= end <= MAX_TIME_S`` (finite); numeric
+  strings are accepted (``thumos_gt.json`` writes times as strings) when they
+  are plain decimal numbers (``"12.5"``, ``"1e3"``; not ``"1_0"`` or
+  non-ASCII digits). Durations, fps and frame counts are ``> 0`` and at most
+  :data:`MAX_TIME_S`: a value beyond it (e.g. ``1e12`` s, about 32,000
+  years) is an error, never a reason to allocate or loop. Strings holding a
+  lone UTF-16 surrogate (``"\\ud800"`` in the JSON text: not valid Unicode,
+  cannot be printed or written back) are refused wherever they are. A
+  segment ending more than :data:`DURATION_TOLERANCE_S` after the video's duration is an *overrun*:
   ActivityNet's own files overrun by up to 0.85 s (frame rounding), which the
   tolerance absorbs; THUMOS14's files hold 30 segments in 5 videos
   (video_test_0000270/0000814/0001081, video_validation_0000364/0000856) that
@@ -48,6 +54,8 @@ import importlib
 import json
 import math
 import os
+import re
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,15 +67,23 @@ from gaf.io import atomic_write_bytes
 
 __all__ = [
     "Segment", "Video", "AnnotationSet", "AnnotationError", "AnnotationWarning", "DURATION_TOLERANCE_S",
-    "AMBIGUOUS", "normalize_subset", "safe_video_id", "read_activitynet", "read_bsn_anet", "read_predictions",
-    "read_ground_truth", "read_thumos_csv", "read_thumos_class_files", "write_predictions", "write_activitynet",
-    "read_ucf101_split", "THUMOS14_CLASSES", "THUMOS14_VARIANTS", "thumos14_ground_truth",
+    "AMBIGUOUS", "MAX_TIME_S", "normalize_subset", "safe_video_id", "read_activitynet", "read_bsn_anet",
+    "read_predictions", "read_ground_truth", "read_thumos_csv", "read_thumos_class_files", "write_predictions",
+    "write_activitynet", "read_ucf101_split", "THUMOS14_CLASSES", "THUMOS14_VARIANTS", "thumos14_ground_truth",
     "apply_thumos14_variant", "find_thumos14_dir",
 ]
 
 DURATION_TOLERANCE_S = 1.0
 """Seconds a segment may end after the video's duration before it counts as an overrun."""
 AMBIGUOUS = "Ambiguous"
+MAX_TIME_S = 1e9
+"""Largest time, duration (seconds), fps or frame count gaf accepts: 1e9 s is about 32 years.
+
+Beyond it a value is a unit mistake or hostile; rejecting it keeps every
+later computation (steps, tIoU unions, search keys) finite and bounded."""
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a \uD800-\uDFFF escape in JSON text
+_SURROGATE = re.compile("[\ud800-\udfff]")
 OVERRUN_POLICIES = ("warn", "keep", "clip", "error")
 _SUBSET_ALIASES = {"val": "validation", "train": "training", "test": "testing"}
 
@@ -198,14 +214,14 @@ def safe_video_id(video_id: Any, where: str) -> str:
     """Return ``video_id`` if it is safe as a file name, else raise AnnotationError naming ``where``.
 
     Refused: non-strings, ``""``, ``"."``, ``".."``, ids starting with ``..``,
-    ids holding ``/``, ``\\`` or NUL.
+    ids holding ``/``, ``\\``, NUL or a lone UTF-16 surrogate (not valid text).
     """
     if not isinstance(video_id, str):
         raise AnnotationError(f"{where}: video id must be a string, got {type(video_id).__name__}")
     if (not video_id or video_id in (".", "..") or video_id.startswith("..")
-            or any(c in video_id for c in ("/", "\\", "\x00"))):
+            or any(c in video_id for c in ("/", "\\", "\x00")) or _SURROGATE.search(video_id)):
         raise AnnotationError(f"{where}: video {video_id!r}: unsafe video id (it names a file: no '/', '\\', "
-                              "NUL, '.', '..', leading '..' or empty id)")
+                              "NUL, surrogate, '.', '..', leading '..' or empty id)")
     return video_id
 
 
@@ -223,17 +239,20 @@ def _int(text: str) -> int | None:
 
 
 def _num(x: Any, where: str) -> float:
-    """A finite float from a JSON number or a numeric string."""
+    """A finite float from a JSON number or a plain decimal string (``"12.5"``, ``" 1e3"``)."""
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         try:
             value = float(x)
         except OverflowError:
             raise AnnotationError(f"{where}: number too large: {_short(x)}") from None
     elif isinstance(x, str):
+        text = x.strip()
         try:
-            value = float(x.strip())
+            value = float(text)  # also takes "1_0", "inf", non-ASCII digits: only decimals pass below
         except ValueError:
             raise AnnotationError(f"{where}: not a number: {_short(x)}") from None
+        if math.isfinite(value) and not _DECIMAL.fullmatch(text):
+            raise AnnotationError(f"{where}: not a number: {_short(x)} (expected a decimal like '12.5')")
     else:
         raise AnnotationError(f"{where}: expected a number, got {_short(x)}")
     if not math.isfinite(value):
@@ -242,20 +261,26 @@ def _num(x: Any, where: str) -> float:
 
 
 def _positive(x: Any, where: str) -> float | None:
+    """None, or a float in ``(0, MAX_TIME_S]`` (a duration in s, an fps, a frame count)."""
     if x is None:
         return None
     value = _num(x, where)
     if value <= 0:
         raise AnnotationError(f"{where}: must be > 0, got {_short(x)}")
+    if value > MAX_TIME_S:
+        raise AnnotationError(f"{where}: must be <= {MAX_TIME_S:g}, got {_short(x)} (not plausible for a video)")
     return value
 
 
 def _times(start: Any, end: Any, where: str) -> tuple[float, float]:
+    """``(start, end)`` in seconds with ``0 <= start <= end <= MAX_TIME_S``."""
     s, e = _num(start, f"{where}[0]"), _num(end, f"{where}[1]")
     if e < s:
         raise AnnotationError(f"{where}: end {e} < start {s} (reversed segment)")
     if s < 0:
         raise AnnotationError(f"{where}: start {s} < 0 (before the video starts)")
+    if e > MAX_TIME_S:
+        raise AnnotationError(f"{where}: end {e} s is beyond {MAX_TIME_S:g} s (about 32 years; times are seconds)")
     return s, e
 
 
@@ -325,7 +350,20 @@ def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
+def _refuse_device(path: Path) -> None:
+    """AnnotationError when ``path`` is a character or block device (``/dev/zero`` would be read forever).
+
+    Pipes stay allowed (``gaf score <(zcat gt.json.gz) pred.json``)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # the read that follows reports it
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise AnnotationError(f"{path}: is a device, not an annotation file")
+
+
 def _read_text(path: Path) -> str:
+    _refuse_device(path)
     try:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -337,13 +375,42 @@ def _read_text(path: Path) -> str:
 
 
 def _parse(path: Path, text: str, hook: Any = None) -> Any:
-    """``text`` parsed; with :func:`_pairs_hook`, objects that had duplicate keys are :class:`_DupDict`."""
+    """``text`` parsed; with :func:`_pairs_hook`, objects that had duplicate keys are :class:`_DupDict`.
+
+    A string holding a lone surrogate (only a ``\\uD800``-``\\uDFFF`` escape
+    makes one) is refused here, naming where it is (see :func:`_lone_surrogate`).
+    """
     try:
-        return json.loads(text, object_pairs_hook=hook)
+        root = json.loads(text, object_pairs_hook=hook)
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except (ValueError, RecursionError) as e:  # e.g. an integer literal over Python's digit limit
         raise AnnotationError(f"{path}: invalid JSON: {e}") from None
+    if _SURROGATE_ESCAPE.search(text):  # rare: escaped astral characters (pairs) or a lone surrogate
+        where = _lone_surrogate(root)
+        if where is not None:
+            raise AnnotationError(f"{path}: {where}: string holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF "
+                                  "escape without its pair): not valid Unicode text")
+    return root
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """Where (``database['v'].annotations[0].label``, ``key 'x' in results``) a parsed JSON value holds a
+    string with a lone surrogate, or None. Iterative: any depth the parser accepted."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        x, at = stack.pop()
+        if isinstance(x, str):
+            if _SURROGATE.search(x):
+                return at or "top level"
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                if _SURROGATE.search(k):
+                    return f"key {_short(k)} in {at or 'the top-level object'}"
+                stack.append((v, f"{at}[{k!r}]" if at else k))
+        elif isinstance(x, list):
+            stack += [(v, f"{at}[{i}]") for i, v in enumerate(x)]
+    return None
 
 
 @contextlib.contextmanager
@@ -398,6 +465,7 @@ def _root(path: Path, text: str | None = None) -> dict:
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(header, [(line number, cells)]) of a comma-separated file; rows must match the header's width."""
+    _refuse_device(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -620,7 +688,7 @@ def _quick_detections(dets: Any, known: set[str] | None, label_colons: dict[str,
         for d in dets:
             # Unpacking [s, e] of anything but a list gives no two floats (a string's characters, a dict's keys).
             (s, e), label, score = d["segment"], d["label"], d["score"]
-            if not (len(d) == 3 and type(s) is float and type(e) is float and 0.0 <= s <= e < inf
+            if not (len(d) == 3 and type(s) is float and type(e) is float and 0.0 <= s <= e <= MAX_TIME_S
                     and type(score) is float and -inf < score < inf and type(label) is str):
                 return None
             if label not in label_colons:

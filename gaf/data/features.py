@@ -34,6 +34,7 @@ it has them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,28 @@ def _open_npy(path: Path, video_id: str, cfg: DatasetConfig) -> np.ndarray:
             f"file_suffix={cfg.file_suffix!r})"
         ) from None
     except (ValueError, OSError, EOFError) as exc:
+        dtype = _npy_dtype(path)
+        if dtype is not None and dtype.hasobject:
+            raise DataError(f"{path}: video {video_id!r}: expected floating-point features, got dtype {dtype} "
+                            "(Python objects: gaf never unpickles feature files)") from None
         raise DataError(f"{path}: video {video_id!r}: not a readable .npy array "
                         f"(empty, truncated or corrupt file: {exc})") from None
+
+
+def _npy_dtype(path: Path) -> np.dtype | None:
+    """The dtype a ``.npy`` header declares, or None when the header is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                _, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                _, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                return None
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
+        return None
+    return dtype
 
 
 class FeatureDataset(SplitDataset):
@@ -173,14 +194,17 @@ class FeatureDataset(SplitDataset):
         return self.cfg.input_dim if c is None else c[1] - c[0]
 
     def check(self, *, progress: bool = True) -> None:
-        """Read every feature file in full and check its values (NaN/Inf), with a progress bar."""
+        """Read every feature file in full and check its values (NaN/Inf, also after the cast to float32),
+        with a progress bar."""
         from tqdm import tqdm
 
         for info in tqdm(self._videos, desc=f"checking {self.split} features", unit="video",
                          disable=not progress, leave=False):
             arr = _open_npy(info.path, info.video_id, self.cfg)
             for start in range(0, arr.shape[0], 4096):
-                self._check_finite(np.asarray(arr[start:start + 4096]), info, start)
+                with np.errstate(over="ignore"):  # as the model sees them: float32
+                    chunk = np.asarray(arr[start:start + 4096], dtype=np.float32)
+                self._check_finite(chunk, info, start)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         vi, start, length = self._items[index]
@@ -236,10 +260,18 @@ class FeatureDataset(SplitDataset):
             time_offset = 0.5 * cfg.num_frames / fps
             if duration is None:  # end of the last feature window
                 duration = ((raw_steps - 1) * cfg.feature_stride + cfg.num_frames) / fps
+        if not (0.0 < step_seconds < math.inf and math.isfinite(time_offset)):
+            # e.g. fps 1e-320 (stride / fps overflows) or duration 5e-324 (duration / resize_length underflows)
+            raise DataError(f"{where}: fps {fps} / duration {duration} s give {step_seconds} s per feature step "
+                            f"(step 0 at {time_offset} s): not a usable time axis (check the annotation's fps and "
+                            "duration, dataset.fps)")
         segs, labels = self._instances_in_steps(video, time_offset=time_offset, step_seconds=step_seconds,
                                                 num_steps=num_steps)
         if fps is None:  # resize mode without fps: the rate the raw steps imply
             fps = raw_steps * cfg.feature_stride / duration
+            if not math.isfinite(fps):
+                raise DataError(f"{where}: duration {duration} s: {raw_steps} feature steps in it imply "
+                                f"{fps} frames per second; set dataset.fps")
         return _VideoInfo(vid, path, float(fps), float(duration), raw_steps, num_steps, time_offset, step_seconds,
                           segs, labels)
 
@@ -269,11 +301,12 @@ class FeatureDataset(SplitDataset):
             raise DataError(f"{info.path}: video {info.video_id!r}: shape changed to {arr.shape} since the "
                             f"dataset was built")
         c0, c1 = self.cfg.channels if self.cfg.channels is not None else (0, self.cfg.input_dim)
+        with np.errstate(over="ignore"):  # float64 beyond float32's range turns inf: _check_finite names it
+            x = np.array(arr[start:start + length, c0:c1] if self.cfg.resize_length is None else arr[:, c0:c1],
+                         dtype=np.float32)
         if self.cfg.resize_length is None:
-            x = np.array(arr[start:start + length, c0:c1], dtype=np.float32)
             self._check_finite(x, info, start)
             return x
-        x = np.array(arr[:, c0:c1], dtype=np.float32)
         self._check_finite(x, info, 0)
         t = torch.from_numpy(x.T.copy())[None]  # (1, C, T_raw)
         t = F.interpolate(t, size=info.num_steps, mode="linear", align_corners=False)[0]
@@ -284,8 +317,8 @@ class FeatureDataset(SplitDataset):
         bad = ~np.isfinite(x)
         if bad.any():
             step = start + int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
-            raise DataError(f"{info.path}: video {info.video_id!r}: NaN or Inf feature values, "
-                            f"first at step {step}")
+            raise DataError(f"{info.path}: video {info.video_id!r}: NaN or Inf feature values (or values beyond "
+                            f"float32's range), first at step {step}")
 
 
 def collate(items: list[dict[str, Any]], *, pad_to: int | None = None, size_divisor: int = 1) -> dict[str, Any]:

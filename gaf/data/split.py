@@ -138,11 +138,15 @@ class SplitDataset(torch.utils.data.Dataset):
         decoded video or its features: THUMOS14 has such) are no training target.
         """
         segs, labels = [], []
-        for seg in video.segments:
+        for i, seg in enumerate(video.segments):
             if seg.label not in self._label_ids:
                 raise DataError(f"{self.cfg.annotation_file}: video {video.video_id!r}: label {seg.label!r} is "
                                 f"not in the class list ({self.section}.labels or the annotation's labels)")
             s, e = (seg.start - time_offset) / step_seconds, (seg.end - time_offset) / step_seconds
+            if not (math.isfinite(s) and math.isfinite(e)):  # never a silent NaN / inf training target
+                raise DataError(f"{self.cfg.annotation_file}: video {video.video_id!r}: segment {i} "
+                                f"[{seg.start}, {seg.end}] s: gives steps [{s}, {e}] with {step_seconds} s per "
+                                "step: not finite")
             if s > num_steps - 0.5 or e < -0.5:
                 continue
             segs.append((s, e))

@@ -48,8 +48,12 @@ github.com/activitynet/ActivityNet, ``compute_average_precision_detection``,
 * Predicted labels without ground-truth instances are ignored, with an
   :class:`EvaluationWarning` counting them (the official code raises
   ``KeyError``). A reversed predicted or ground-truth segment (end < start),
-  a non-finite time or a missing / non-finite score raises
-  :class:`~gaf.errors.AnnotationError` naming the file and the video.
+  a time that is not a real number, not finite or beyond ±``MAX_TIME_S``
+  (1e9 s: past it tIoU unions and search keys would overflow to inf/NaN and
+  a perfect match would silently score 0), a missing / non-finite score, or
+  an unhashable label raises :class:`~gaf.errors.AnnotationError` naming the
+  file and the video. Negative times are allowed here (the readers refuse
+  them). Strings are not numbers here (the readers convert numeric strings).
   ``Video.ambiguous`` intervals are not used by these rules.
 
 ``rules="thumos14"``: the THUMOS'14 challenge toolkit (``TH14evalDet.m`` /
@@ -92,6 +96,7 @@ false positives at every threshold and are never visited.
 from __future__ import annotations
 
 import math
+import numbers
 import struct
 import warnings
 from dataclasses import dataclass
@@ -100,7 +105,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gaf.data.annotations import AnnotationSet
+from gaf.data.annotations import MAX_TIME_S, AnnotationSet
 from gaf.errors import AnnotationError, ConfigError
 from gaf.metrics._matching import candidate_pairs, greedy, iou, rank_order, same_key_pairs, suffix_max
 
@@ -231,12 +236,28 @@ def _gather(aset: AnnotationSet) -> tuple[list[Any], list[int], list[str]]:
     return segs, counts, names
 
 
+def _real(x: Any) -> float:
+    """``x`` as a float when it is a real number (int, float, NumPy scalar), else NaN (rejected by the caller).
+
+    Ints too large for a float give ±inf (also rejected). Strings, bytes,
+    None, arrays and other objects are no numbers here.
+    """
+    if not isinstance(x, numbers.Real):
+        return math.nan
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _float64(values: list[Any]) -> np.ndarray:
-    """``values`` as float64 (non-numbers raise TypeError / ValueError); ``struct`` converts a list fastest."""
+    """``values`` as a 1-D float64 array, NaN for a non-number (:func:`_real`); ``struct`` converts a list fastest."""
     try:
         return np.frombuffer(struct.pack(f"{len(values)}d", *values), dtype=np.float64)
-    except struct.error:  # e.g. None or a numeric string: NumPy's conversion decides (None -> NaN, rejected later)
-        return np.array(values, dtype=np.float64)
+    except (struct.error, OverflowError, TypeError):  # None, a string, an array, an int beyond float range
+        return np.fromiter((_real(v) for v in values), dtype=np.float64, count=len(values))
 
 
 def _flatten(aset: AnnotationSet, gathered: tuple[list[Any], list[int], list[str]], labels: list[Any],
@@ -248,53 +269,83 @@ def _flatten(aset: AnnotationSet, gathered: tuple[list[Any], list[int], list[str
     the evaluator's largest cost.
     """
     segs, counts, names = gathered
-    try:
-        start = _float64([s.start for s in segs])
-        end = _float64([s.end for s in segs])
-        score = _float64([s.score for s in segs]) if scored else np.zeros(len(segs))
-        bad = not (np.isfinite(start).all() and np.isfinite(end).all() and np.isfinite(score).all()
-                   and (end >= start).all())
-    except (TypeError, ValueError):
-        bad = True
-    if bad:
+    start = _float64([s.start for s in segs])
+    end = _float64([s.end for s in segs])
+    score = _float64([s.score for s in segs]) if scored else np.zeros(len(segs))
+    # |t| <= MAX_TIME_S also rules out NaN; end - start then stays finite, as do the unions and search keys.
+    ok = (np.all(np.abs(start) <= MAX_TIME_S) and np.all(np.abs(end) <= MAX_TIME_S) and np.isfinite(score).all()
+          and (end >= start).all())
+    if not ok:
         _raise_bad_segment(aset, scored)
     vmap = np.array([video_index.get(n, -1) for n in names], dtype=np.int64)
     unknown: dict[str, int] = {}
     try:
-        # itemgetter looks every label up in one C loop; small class ids convert fastest through bytes.
-        ids = itemgetter(*labels)(class_index) if len(labels) > 1 else tuple(class_index[x] for x in labels)
-        if len(class_index) <= 256:
-            label = np.frombuffer(bytes(ids), dtype=np.uint8).astype(np.int64)
-        else:
-            label = np.array(ids, dtype=np.int64)
-    except KeyError:
-        label = np.array([class_index.get(name, -1) for name in labels], dtype=np.int64)
-        for name in labels:
-            if name not in class_index:
-                unknown[name] = unknown.get(name, 0) + 1
+        try:
+            # itemgetter looks every label up in one C loop; small class ids convert fastest through bytes.
+            ids = itemgetter(*labels)(class_index) if len(labels) > 1 else tuple(class_index[x] for x in labels)
+            if len(class_index) <= 256:
+                label = np.frombuffer(bytes(ids), dtype=np.uint8).astype(np.int64)
+            else:
+                label = np.array(ids, dtype=np.int64)
+        except KeyError:
+            label = np.array([class_index.get(name, -1) for name in labels], dtype=np.int64)
+            for name in labels:
+                if name not in class_index:
+                    unknown[name] = unknown.get(name, 0) + 1
+    except TypeError:  # an unhashable label (a list, an array): no class name
+        _raise_bad_label(aset, scored)
+        raise
     return _Flat(np.repeat(vmap, np.array(counts, dtype=np.int64)), label, start, end, score, names, unknown)
 
 
-def _raise_bad_segment(aset: AnnotationSet, scored: bool) -> None:
+def _short(x: Any) -> str:
+    try:
+        text = repr(x)
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not hide the real error
+        text = f"<{type(x).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _all_hashable(labels: list[Any]) -> bool:
+    try:
+        set(labels)
+    except TypeError:
+        return False
+    return True
+
+
+def _raise_bad_label(aset: AnnotationSet, scored: bool) -> None:
+    """Raise AnnotationError naming the first segment of ``aset`` whose label cannot be a class name."""
     what = "prediction" if scored else "ground truth"
     for vid, video in aset.videos.items():
         for i, s in enumerate(video.segments):
-            where = f"{aset.source}: video {vid!r}: {what} {i} ({s.label})"
-            try:
-                start, end = float(s.start), float(s.end)
-            except (TypeError, ValueError):
-                raise AnnotationError(f"{where}: segment: not numbers: [{s.start!r}, {s.end!r}]") from None
+            if not _all_hashable([s.label]):
+                raise AnnotationError(f"{aset.source}: video {vid!r}: {what} {i}: label: expected a class name, "
+                                      f"got {_short(s.label)}")
+    raise AnnotationError(f"{aset.source}: malformed labels")  # pragma: no cover - defensive
+
+
+def _raise_bad_segment(aset: AnnotationSet, scored: bool) -> None:
+    """Raise AnnotationError naming the first segment of ``aset`` that :func:`_flatten` refuses, and why."""
+    what = "prediction" if scored else "ground truth"
+    for vid, video in aset.videos.items():
+        for i, s in enumerate(video.segments):
+            label = s.label if isinstance(s.label, str) else _short(s.label)
+            where = f"{aset.source}: video {vid!r}: {what} {i} ({label})"
+            start, end = _real(s.start), _real(s.end)
+            if math.isnan(start) or math.isnan(end):
+                kind = "not finite" if isinstance(s.start, numbers.Real) and isinstance(s.end, numbers.Real) \
+                    else "not numbers"
+                raise AnnotationError(f"{where}: segment: {kind}: [{_short(s.start)}, {_short(s.end)}]")
             if not (math.isfinite(start) and math.isfinite(end)):
                 raise AnnotationError(f"{where}: segment: not finite: [{start}, {end}]")
+            if abs(start) > MAX_TIME_S or abs(end) > MAX_TIME_S:
+                raise AnnotationError(f"{where}: segment: [{start}, {end}] s reaches beyond ±{MAX_TIME_S:g} s "
+                                      "(about 32 years; times are seconds)")
             if end < start:
                 raise AnnotationError(f"{where}: segment: end {end} < start {start} (reversed segment)")
-            if scored:
-                try:
-                    ok = s.score is not None and math.isfinite(float(s.score))
-                except (TypeError, ValueError):
-                    ok = False
-                if not ok:
-                    raise AnnotationError(f"{where}: score: must be a finite number, got {s.score!r}")
+            if scored and not math.isfinite(_real(s.score)):
+                raise AnnotationError(f"{where}: score: must be a finite number, got {_short(s.score)}")
     raise AnnotationError(f"{aset.source}: malformed segments")  # pragma: no cover - defensive
 
 
@@ -385,7 +436,11 @@ def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
     thr = _check_tious(tious)
     gt_segments = _gather(ground_truth)
     gt_labels = [s.label for s in gt_segments[0]]
-    present = dict.fromkeys(gt_labels)  # first-appearance order
+    try:
+        present = dict.fromkeys(gt_labels)  # first-appearance order
+    except TypeError:  # an unhashable label
+        _raise_bad_label(ground_truth, False)
+        raise
     declared = set(ground_truth.labels)
     classes = [c for c in ground_truth.labels if c in present] + [c for c in present if c not in declared]
     if not classes:
