@@ -15,7 +15,7 @@ distinct random scores), and times, on the same in-memory sets:
 
 Then, end to end as ``gaf score`` works, the predictions are written to a
 temporary ActivityNet results JSON and read back with
-:func:`gaf.data.annotations.read_predictions` (best of ``--repeat-read``);
+:func:`gaf.data.predictions.read_predictions` (best of ``--repeat-read``);
 both evaluators are charged that reading. Prints tables (time in seconds,
 ratio to gaf) and the largest absolute difference between the two in any AP
 (class × tIoU), which must stay below 1e-9 (exit status 1 otherwise).

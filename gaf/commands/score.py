@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     import warnings
     from pathlib import Path
 
-    from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth, read_predictions, thumos14_ground_truth
+    from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth, thumos14_ground_truth
+    from gaf.data.predictions import read_predictions
     from gaf.errors import ConfigError
     from gaf.metrics.detection import evaluate_detections
 

@@ -632,126 +632,6 @@ def _from_bsn(root: dict, p: Path, info_path: Path | None) -> AnnotationSet:
     return AnnotationSet(videos, labels, str(p))
 
 
-def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None = None) -> AnnotationSet:
-    """Read an ActivityNet results JSON ``{"results": {vid: [{"segment", "label", "score"}]}}``.
-
-    Videos and detections keep file order (the evaluator's tie-break). With
-    ``labels`` every label must be among them and the set's ``labels`` is
-    ``labels``; without, the sorted names found. Durations are None.
-    """
-    p = Path(path)
-    known = set(labels) if labels is not None else None
-    text = _read_text(p)
-    with _gc_paused():
-        videos = _quick_predictions(p, text, known)
-        if videos is None:
-            root = _root(p, text)
-            if "results" not in root:
-                hint = " (this is a ground-truth file: read it with read_ground_truth)" if "database" in root else ""
-                raise AnnotationError(f"{p}: missing field 'results'{hint}")
-            results = _obj(root["results"], f"{p}: results", "'results'", "video id")
-            videos = {}
-            for vid, dets in results.items():
-                safe_video_id(vid, f"{p}: results")
-                videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known))
-    found = sorted({s.label for v in videos.values() for s in v.segments})
-    return AnnotationSet(videos, list(labels) if labels is not None else found, str(p))
-
-
-def _detections(dets: Any, w: str, known: set[str] | None) -> list[Segment]:
-    """One video's detections, each checked (``w`` names the file and video)."""
-    if not isinstance(dets, list):
-        raise AnnotationError(f"{w}: results: expected a list of detections, got {type(dets).__name__}")
-    segments = []
-    for i, d in enumerate(dets):
-        dw = f"{w}: detection {i}"
-        d = _obj(d, dw, "a detection")
-        s, e = _segment(d.get("segment"), f"{dw}: segment")
-        label = _label(d.get("label"), f"{dw}: label")
-        if known is not None and label not in known:
-            raise AnnotationError(f"{dw}: label: unknown label {label!r} (not among the {len(known)} classes)")
-        if "score" not in d:
-            raise AnnotationError(f"{dw}: score: missing")
-        segments.append(Segment(s, e, label, _num(d["score"], f"{dw}: score")))
-    return segments
-
-
-def _quick_detections(dets: Any, known: set[str] | None, label_colons: dict[str, int]) -> list[Segment] | None:
-    """:func:`_detections` for a list of exactly ``{"segment": [float, float], "label": str, "score": float}``
-    passing its checks, else None. Adds the labels it accepts to ``label_colons`` (label -> its ``:`` count)."""
-    if type(dets) is not list:
-        return None
-    inf = math.inf
-    segments: list[Segment] = []
-    append = segments.append
-    try:
-        for d in dets:
-            # Unpacking [s, e] of anything but a list gives no two floats (a string's characters, a dict's keys).
-            (s, e), label, score = d["segment"], d["label"], d["score"]
-            if not (len(d) == 3 and type(s) is float and type(e) is float and 0.0 <= s <= e <= MAX_TIME_S
-                    and type(score) is float and -inf < score < inf and type(label) is str):
-                return None
-            if label not in label_colons:
-                if not label.strip() or (known is not None and label not in known):
-                    return None
-                label_colons[label] = label.count(":")
-            append(Segment(s, e, label, score))
-    except (KeyError, TypeError, ValueError):  # not a list of objects holding those keys, or no [s, e] pair
-        return None
-    return segments
-
-
-def _quick_predictions(p: Path, text: str, known: set[str] | None) -> dict[str, Video] | None:
-    """:func:`read_predictions`' videos from a fast pass, or None: then the checked path decides.
-
-    Parses without the duplicate-key hook and builds each video's Segments in
-    one loop that accepts only ``{"segment": [float, float], "label": str,
-    "score": float}`` passing the same checks as :func:`_detections`; a video
-    it does not accept goes through :func:`_detections`, and any error gives
-    None (the checked path then raises the same error, after the duplicate
-    checks that come first). Duplicate keys: each object member in the text
-    takes one ``:`` outside strings, so the file has none when its ``:`` count
-    (plus possible ``\\u003a`` escapes) equals the parsed members plus the
-    ``:`` in parsed strings; otherwise None.
-    """
-    try:
-        root = _parse(p, text)
-    except AnnotationError:
-        return None
-    if type(root) is not dict or type(root.get("results")) is not dict:
-        return None
-    results: dict = root["results"]
-    members, colons = len(root) + len(results), "".join(root).count(":") + "".join(results).count(":")
-    for key, value in root.items():
-        counts = _json_counts(value) if key != "results" else (0, 0)
-        if counts is None:
-            return None
-        members, colons = members + counts[0], colons + counts[1]
-    label_colons: dict[str, int] = {}  # labels that passed the checks -> their ':' count
-    videos: dict[str, Video] = {}
-    quick: list[list[Segment]] = []
-    try:
-        for vid, dets in results.items():
-            safe_video_id(vid, f"{p}: results")
-            segments = _quick_detections(dets, known, label_colons)
-            if segments is not None:
-                members += 3 * len(segments)
-                quick.append(segments)
-                videos[vid] = Video(vid, segments)
-                continue
-            videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known))
-            counts = _json_counts(dets)
-            if counts is None:
-                return None
-            members, colons = members + counts[0], colons + counts[1]
-    except AnnotationError:
-        return None
-    if any(label_colons.values()):
-        colons += sum(label_colons[s.label] for segments in quick for s in segments)
-    escaped = text.lower().count("\\u003a") if "\\u" in text else 0
-    return videos if text.count(":") + escaped == members + colons else None
-
-
 # ---------------------------------------------------------------- writers
 def _atomic_write_json(path: str | os.PathLike[str], doc: Any, indent: int | None) -> Path:
     p = Path(path)
@@ -872,17 +752,19 @@ def read_ground_truth(path: str | os.PathLike[str], *, subset: str | None = None
 
 
 # ---------------------------------------------------------------- re-exports
-# The THUMOS14 and UCF101 readers live in their own modules, which import the types and helpers
+# The THUMOS14, UCF101 and predictions readers live in their own modules, which import the types and helpers
 # above. Their public names are served from here on first access (PEP 562), so existing imports
 # keep working whichever module a program imports first.
 _MOVED = {name: "gaf.data.thumos14" for name in (
     "read_thumos_csv", "read_thumos_class_files", "THUMOS14_CLASSES", "THUMOS14_VARIANTS", "thumos14_ground_truth",
     "apply_thumos14_variant", "find_thumos14_dir")}
 _MOVED["read_ucf101_split"] = "gaf.data.ucf101"
+_MOVED["read_predictions"] = "gaf.data.predictions"
 
 if TYPE_CHECKING:
     from gaf.data.thumos14 import (THUMOS14_CLASSES, THUMOS14_VARIANTS, apply_thumos14_variant, find_thumos14_dir,
                                    read_thumos_class_files, read_thumos_csv, thumos14_ground_truth)
+    from gaf.data.predictions import read_predictions
     from gaf.data.ucf101 import read_ucf101_split
 
 

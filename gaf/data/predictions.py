@@ -1,0 +1,144 @@
+"""Reading ActivityNet results files (``{"results": {video_id: [{"segment", "label", "score"}]}}``).
+
+:func:`read_predictions` checks every detection as
+:mod:`gaf.data.annotations` checks ground truth (segments in seconds, finite
+and ordered, labels, scores, safe video ids, no duplicate keys), through a
+fast path for the common exact layout (``gaf score`` reads 42k detections in
+about 0.09 s) and the fully checked path for everything else; both give the
+same result or the same error. Also served as
+``gaf.data.annotations.read_predictions``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from gaf.data.annotations import (MAX_TIME_S, AnnotationSet, Segment, Video, _gc_paused,
+                                  _json_counts, _label, _num, _obj, _parse, _read_text, _root, _segment,
+                                  safe_video_id)
+from gaf.errors import AnnotationError
+
+__all__ = ["read_predictions"]
+
+
+def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None = None) -> AnnotationSet:
+    """Read an ActivityNet results JSON ``{"results": {vid: [{"segment", "label", "score"}]}}``.
+
+    Videos and detections keep file order (the evaluator's tie-break). With
+    ``labels`` every label must be among them and the set's ``labels`` is
+    ``labels``; without, the sorted names found. Durations are None.
+    """
+    p = Path(path)
+    known = set(labels) if labels is not None else None
+    text = _read_text(p)
+    with _gc_paused():
+        videos = _quick_predictions(p, text, known)
+        if videos is None:
+            root = _root(p, text)
+            if "results" not in root:
+                hint = " (this is a ground-truth file: read it with read_ground_truth)" if "database" in root else ""
+                raise AnnotationError(f"{p}: missing field 'results'{hint}")
+            results = _obj(root["results"], f"{p}: results", "'results'", "video id")
+            videos = {}
+            for vid, dets in results.items():
+                safe_video_id(vid, f"{p}: results")
+                videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known))
+    found = sorted({s.label for v in videos.values() for s in v.segments})
+    return AnnotationSet(videos, list(labels) if labels is not None else found, str(p))
+
+
+def _detections(dets: Any, w: str, known: set[str] | None) -> list[Segment]:
+    """One video's detections, each checked (``w`` names the file and video)."""
+    if not isinstance(dets, list):
+        raise AnnotationError(f"{w}: results: expected a list of detections, got {type(dets).__name__}")
+    segments = []
+    for i, d in enumerate(dets):
+        dw = f"{w}: detection {i}"
+        d = _obj(d, dw, "a detection")
+        s, e = _segment(d.get("segment"), f"{dw}: segment")
+        label = _label(d.get("label"), f"{dw}: label")
+        if known is not None and label not in known:
+            raise AnnotationError(f"{dw}: label: unknown label {label!r} (not among the {len(known)} classes)")
+        if "score" not in d:
+            raise AnnotationError(f"{dw}: score: missing")
+        segments.append(Segment(s, e, label, _num(d["score"], f"{dw}: score")))
+    return segments
+
+
+def _quick_detections(dets: Any, known: set[str] | None, label_colons: dict[str, int]) -> list[Segment] | None:
+    """:func:`_detections` for a list of exactly ``{"segment": [float, float], "label": str, "score": float}``
+    passing its checks, else None. Adds the labels it accepts to ``label_colons`` (label -> its ``:`` count)."""
+    if type(dets) is not list:
+        return None
+    inf = math.inf
+    segments: list[Segment] = []
+    append = segments.append
+    try:
+        for d in dets:
+            # Unpacking [s, e] of anything but a list gives no two floats (a string's characters, a dict's keys).
+            (s, e), label, score = d["segment"], d["label"], d["score"]
+            if not (len(d) == 3 and type(s) is float and type(e) is float and 0.0 <= s <= e <= MAX_TIME_S
+                    and type(score) is float and -inf < score < inf and type(label) is str):
+                return None
+            if label not in label_colons:
+                if not label.strip() or (known is not None and label not in known):
+                    return None
+                label_colons[label] = label.count(":")
+            append(Segment(s, e, label, score))
+    except (KeyError, TypeError, ValueError):  # not a list of objects holding those keys, or no [s, e] pair
+        return None
+    return segments
+
+
+def _quick_predictions(p: Path, text: str, known: set[str] | None) -> dict[str, Video] | None:
+    """:func:`read_predictions`' videos from a fast pass, or None: then the checked path decides.
+
+    Parses without the duplicate-key hook and builds each video's Segments in
+    one loop that accepts only ``{"segment": [float, float], "label": str,
+    "score": float}`` passing the same checks as :func:`_detections`; a video
+    it does not accept goes through :func:`_detections`, and any error gives
+    None (the checked path then raises the same error, after the duplicate
+    checks that come first). Duplicate keys: each object member in the text
+    takes one ``:`` outside strings, so the file has none when its ``:`` count
+    (plus possible ``\\u003a`` escapes) equals the parsed members plus the
+    ``:`` in parsed strings; otherwise None.
+    """
+    try:
+        root = _parse(p, text)
+    except AnnotationError:
+        return None
+    if type(root) is not dict or type(root.get("results")) is not dict:
+        return None
+    results: dict = root["results"]
+    members, colons = len(root) + len(results), "".join(root).count(":") + "".join(results).count(":")
+    for key, value in root.items():
+        counts = _json_counts(value) if key != "results" else (0, 0)
+        if counts is None:
+            return None
+        members, colons = members + counts[0], colons + counts[1]
+    label_colons: dict[str, int] = {}  # labels that passed the checks -> their ':' count
+    videos: dict[str, Video] = {}
+    quick: list[list[Segment]] = []
+    try:
+        for vid, dets in results.items():
+            safe_video_id(vid, f"{p}: results")
+            segments = _quick_detections(dets, known, label_colons)
+            if segments is not None:
+                members += 3 * len(segments)
+                quick.append(segments)
+                videos[vid] = Video(vid, segments)
+                continue
+            videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known))
+            counts = _json_counts(dets)
+            if counts is None:
+                return None
+            members, colons = members + counts[0], colons + counts[1]
+    except AnnotationError:
+        return None
+    if any(label_colons.values()):
+        colons += sum(label_colons[s.label] for segments in quick for s in segments)
+    escaped = text.lower().count("\\u003a") if "\\u" in text else 0
+    return videos if text.count(":") + escaped == members + colons else None
