@@ -24,6 +24,7 @@ bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/eval.py
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/infer.py
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/extract.py
+	OMP_WAIT_POLICY=PASSIVE $(PY) bench/train.py
 
 bench-ablation: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/ablation.py
