@@ -152,7 +152,7 @@ def test_gaf_train_runs_the_e2e_detector_on_frames_through_both_stages_and_evalu
         "e2e": {"merge": "average", "proj_dim": 16, "detector": {
             "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
             "detector": {"embed_dim": 16, "num_levels": 3, "head_layers": 1, "stem_layers": 1}}},
-        "train": {"epochs": 20, "batch_size": 3, "lr": 1e-3, "warmup_epochs": 0, "seed": 0, "ema": False},
+        "train": {"epochs": 20, "batch_size": 3, "lr": 2e-3, "warmup_epochs": 0, "seed": 0, "ema": False},
         "eval": {"tious": [0.3, 0.5], "batch_size": 4, "report_videos": 1},
     }
     path = tmp_path / "tiny_e2e.yaml"

@@ -124,7 +124,9 @@ def test_cvae_kl_matches_closed_form_and_masks_steps():
     ref_rec = (recon - target).pow(2).mean(1)
     assert float(kl) == pytest.approx(float(ref_kl[mask].mean()), rel=1e-5)
     assert float(rec) == pytest.approx(float(ref_rec[mask].mean()), rel=1e-5)
-    assert float(total) == pytest.approx(float(rec) + 0.5 * float(kl), rel=1e-6)
+    # Eq. 7 per step (squared error summed over channels + beta KL), divided by C.
+    eq7 = (recon - target).pow(2).sum(1) + 0.5 * ref_kl
+    assert float(total) == pytest.approx(float(eq7[mask].mean()) / C, rel=1e-5)
 
 
 def test_cvae_kl_is_zero_at_the_prior():
