@@ -22,6 +22,7 @@ import sys
 import time
 
 import torch
+from _proc import status_kb
 
 LENGTHS = (576, 1152, 2304, 4608)
 
@@ -84,17 +85,9 @@ def child(config: str, T: int) -> None:
     # Reset the peak-RSS mark (Linux: writing 5 to clear_refs), then peak growth over the current RSS.
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     run_once(model, cfg, x, mask)
-    print(json.dumps({"peak_mb": (_status_kb("VmHWM") - before) / 1024}))
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
+    print(json.dumps({"peak_mb": (status_kb("VmHWM") - before) / 1024}))
 
 
 def main() -> None:

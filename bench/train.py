@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from _proc import status_kb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -223,9 +224,9 @@ def child(config: str, case_name: str, cap: int | None) -> None:
     _release_free_memory()
     with open("/proc/self/clear_refs", "w") as fh:  # reset the peak-RSS mark (Linux)
         fh.write("5")
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     train_step(case, batch, 2)
-    print(json.dumps({"peak_mb": (_status_kb("VmHWM") - before) / 1024}))
+    print(json.dumps({"peak_mb": (status_kb("VmHWM") - before) / 1024}))
 
 
 def _release_free_memory() -> None:
@@ -237,14 +238,6 @@ def _release_free_memory() -> None:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: the growth is then over a process that may keep freed memory
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def print_table(result: dict, repeats: int, cap: int | None, device: torch.device) -> None:
