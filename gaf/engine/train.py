@@ -37,12 +37,11 @@ from gaf.engine.checkpoint import atomic_write_text, load_checkpoint
 from gaf.engine.distributed import DistContext, init_distributed
 from gaf.engine.experiment import ExperimentConfig
 from gaf.engine.factory import build_dataset, build_detector, collate_for, detector_config
-from gaf.engine.loop import EMA, STAGES, fit, lr_factor, progress_bar, prune, write_final
+from gaf.engine.loop import STAGES, fit, write_final
 from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.errors import ConfigError
 
-__all__ = ["train", "TrainResult", "prepare_benchmark", "STAGES", "EMA", "lr_factor", "progress_bar", "prune", "open_run",
-           "config_differences", "detection_step_losses"]
+__all__ = ["train", "TrainResult", "prepare_benchmark", "open_run", "config_differences", "detection_step_losses"]
 
 
 @dataclass
