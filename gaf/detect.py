@@ -219,6 +219,9 @@ def detect_video(
     if not stored:
         raise CheckpointError(f"{ckpt}: the checkpoint holds no config")
     cfg = experiment_from_dict(stored, where=f"{ckpt} config")
+    if cfg.e2e is None and cfg.model.gaf.enabled and cfg.model.gaf.oracle:
+        raise ConfigError(f"{ckpt}: an oracle model (model.gaf.oracle: its attention is the ground-truth action "
+                          "mask) is for measurement only and cannot run on a new video")
     meta = state.get("meta") or {}
     try:
         in_dim = int(meta["in_dim"])

@@ -30,7 +30,8 @@ from gaf.data.annotations import Segment
 from gaf.errors import DataError
 from gaf.io import atomic_write_bytes
 
-__all__ = ["plot_timeline", "plot_per_class_ap", "write_report", "format_detections_table", "format_metrics_table"]
+__all__ = ["plot_timeline", "plot_per_class_ap", "plot_training_curves", "write_report", "format_detections_table",
+           "format_metrics_table"]
 
 DPI = 100
 FIG_WIDTH_IN = 14.0  # 1400 px at DPI
@@ -312,6 +313,179 @@ def plot_per_class_ap(path: str | os.PathLike[str], per_class_ap: dict[str, list
     return _save_figure(fig, path)
 
 
+# ----------------------------------------------------------------------------- training curves
+HEALTH_ACTION_TARGET = 0.3  # mean λ on action steps that a healthy attention should reach
+HEALTH_AUROC_TARGET = 0.85  # AUROC of λ against the action mask that a healthy attention should reach
+_SPLIT_COLORS = {"train": "tab:blue", "test": "tab:orange"}
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, not a number, NaN / inf)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _curve(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """``(epochs, values)`` of ``key`` over the records holding a finite number under it."""
+    xs, ys = [], []
+    for i, record in enumerate(history):
+        y = _number(record.get(key))
+        if y is None:
+            continue
+        x = _number(record.get("epoch"))
+        xs.append(float(i + 1) if x is None else x)
+        ys.append(y)
+    return xs, ys
+
+
+def _loss_key(key: str) -> bool:
+    stage, _, name = key.partition("/")
+    return stage in ("segment", "frame") and bool(name) and name != "lr" and not key.startswith("segment/ai_")
+
+
+def _split_of(key: str, prefix: str) -> tuple[str, str] | None:
+    """``health/test_auroc`` with prefix ``health/`` -> ``("test", "auroc")``."""
+    if not key.startswith(prefix):
+        return None
+    split, _, what = key[len(prefix):].partition("_")
+    return (split, what) if split and what else None
+
+
+def _line(ax: Any, xs: Sequence[float], ys: Sequence[float], **kw: Any) -> Any:
+    kw.setdefault("linewidth", 1.4)
+    if len(xs) <= 40:
+        kw.setdefault("marker", "o")
+        kw.setdefault("markersize", 3)
+    return ax.plot(xs, ys, **kw)[0]
+
+
+def plot_training_curves(path: str | os.PathLike[str], history: Sequence[Mapping[str, Any]]) -> Path | None:
+    """Draw the per-epoch training curves of a run's ``history.json`` to one PNG.
+
+    ``history`` is the list of epoch records (``epoch`` counts from 1). Panels,
+    each left out when the history has nothing for it:
+
+    * losses: every ``segment/*`` and ``frame/*`` entry but the learning rates
+      (``*/lr``) and the ``segment/ai_*`` sub-terms (log y when all positive);
+    * attention: mean λ on ground-truth action steps (solid) and on background
+      steps (dashed), one colour per split (``health/{train,test}_action_mean``,
+      ``..._background_mean``), with the health target for action steps (0.3);
+    * AUROC of λ against the action mask (``health/*_auroc``, target 0.85) and,
+      on a second axis, the fraction of steps with λ < 0.05
+      (``health/*_low_fraction``);
+    * the L2 norm of the gradient on λ of each loss term (``grad_lambda/*``, log y).
+
+    Returns ``Path(path)``, or None (and writes nothing) when the history has
+    nothing to plot.
+    """
+    history = [r for r in history if isinstance(r, Mapping)]
+    keys: list[str] = []
+    for record in history:
+        keys += [k for k in record if k not in keys and _number(record[k]) is not None]
+    curves = {k: _curve(history, k) for k in keys}
+    losses = [k for k in keys if _loss_key(k)]
+    # (split, quantity, key), the training split first
+    health = sorted(((sw[0], sw[1], k) for k in keys if (sw := _split_of(k, "health/"))),
+                    key=lambda t: (t[0] != "train", t[0], t[1]))
+    means = [t for t in health if t[1] in ("action_mean", "background_mean")]
+    aurocs = [(s, k) for s, w, k in health if w == "auroc"]
+    lows = [(s, k) for s, w, k in health if w == "low_fraction"]
+    grads = sorted(k for k in keys if k.startswith("grad_lambda/") and len(k) > len("grad_lambda/"))
+    panels = [name for name, have in (("loss", losses), ("lambda", means), ("auroc", aurocs or lows),
+                                      ("grad", grads)) if have]
+    if not panels:
+        return None
+
+    Figure, colormaps, _ = _mpl()
+    from matplotlib.ticker import MaxNLocator
+
+    ncols = 1 if len(panels) == 1 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(FIG_WIDTH_IN, 0.3 + 4.2 * nrows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    epochs = [x for k in losses + [t[2] for t in health] + grads for x in curves[k][0]]
+    lo, hi = min(epochs), max(epochs)
+    pad = max(1.0, 0.03 * (hi - lo))  # a lone epoch stays in view, between integer ticks
+    color = {s: _SPLIT_COLORS.get(s, colormaps["tab10"](2 + i % 8))
+             for i, s in enumerate(dict.fromkeys([t[0] for t in means] + [t[0] for t in aurocs + lows]))}
+
+    def legend(ax: Any, *others: Any) -> None:
+        handles, labels = ax.get_legend_handles_labels()
+        for other in others:
+            h, lab = other.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+        ax.legend(handles, labels, fontsize=8, frameon=False, loc="best")
+
+    for ax, panel in zip(axes, panels):
+        _style(ax, grid="both")
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if panel == "loss":
+            cmap = colormaps["tab10" if len(losses) <= 10 else "tab20"]
+            for i, key in enumerate(losses):
+                _line(ax, *curves[key], color=cmap(i % cmap.N), linestyle="--" if key.startswith("frame/") else "-",
+                      label=key)
+            positive = all(v > 0 for k in losses for v in curves[k][1])
+            if positive:
+                ax.set_yscale("log")
+            ax.set_ylabel("loss per batch (epoch mean" + (", log scale)" if positive else ")"), fontsize=9)
+            ax.set_title("Training losses (solid: stage segment, dashed: stage frame)", fontsize=10, loc="left")
+            legend(ax)
+        elif panel == "lambda":
+            for split, what, key in means:
+                action = what == "action_mean"
+                _line(ax, *curves[key], color=color[split], linestyle="-" if action else "--",
+                      label=f"{split}: {'action' if action else 'background'} steps")
+            ax.axhline(HEALTH_ACTION_TARGET, color="0.35", linestyle=":", linewidth=1.2,
+                       label=f"health target for action steps ({HEALTH_ACTION_TARGET:g})")
+            ax.set_ylim(0.0, 1.0)
+            ax.set_ylabel("mean attention λ, in [0, 1]", fontsize=9)
+            ax.set_title("Attention λ: mean on action (solid) and background (dashed) steps", fontsize=10, loc="left")
+            legend(ax)
+        elif panel == "auroc":
+            main = ax
+            if aurocs:
+                for split, key in aurocs:
+                    _line(ax, *curves[key], color=color[split], label=f"{split}: AUROC")
+                ax.axhline(HEALTH_AUROC_TARGET, color="0.35", linestyle=":", linewidth=1.2,
+                           label=f"health target for AUROC ({HEALTH_AUROC_TARGET:g})")
+                ax.set_ylim(0.4, 1.0)
+                ax.set_ylabel("AUROC of λ vs the action mask", fontsize=9)
+            if lows:
+                low_ax = ax.twinx() if aurocs else ax
+                for split, key in lows:
+                    _line(low_ax, *curves[key], color=color[split], linestyle="-.", marker="s" if aurocs else "o",
+                          markersize=3, label=f"{split}: fraction λ < 0.05")
+                low_ax.set_ylim(0.0, 1.0)
+                low_ax.set_ylabel("fraction of steps with λ < 0.05, in [0, 1]", fontsize=9)
+                if low_ax is not ax:
+                    low_ax.spines["top"].set_visible(False)
+                    legend(main, low_ax)
+                else:
+                    legend(ax)
+            else:
+                legend(ax)
+            ax.set_title("Attention λ: AUROC vs action mask" + (" (solid), fraction λ < 0.05 (dash-dot)"
+                                                                if aurocs and lows else
+                                                                "" if aurocs else " - fraction λ < 0.05"),
+                         fontsize=10, loc="left")
+        else:
+            cmap = colormaps["tab10" if len(grads) <= 10 else "tab20"]
+            for i, key in enumerate(grads):
+                _line(ax, *curves[key], color=cmap(i % cmap.N), label=key.split("/", 1)[1])
+            if any(v > 0 for k in grads for v in curves[k][1]):
+                ax.set_yscale("log")
+            ax.set_ylabel("gradient L2 norm on λ (log scale)", fontsize=9)
+            ax.set_title("Gradient on λ of each weighted loss term", fontsize=10, loc="left")
+            legend(ax)
+    return _save_figure(fig, path)
+
+
 # ----------------------------------------------------------------------------- text tables
 def _fmt_tiou(t: float) -> str:
     return f"{t:.2f}" if abs(round(t, 2) - t) < 1e-9 else f"{t:g}"
@@ -478,6 +652,8 @@ def write_report(
     per_class_plot: Path | None = None,
     config_text: str | None = None,
     extra: dict[str, str] | None = None,
+    curves_plot: Path | None = None,
+    health: dict[str, float] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` (one self-contained page) and ``out_dir/report.md``.
 
@@ -485,7 +661,11 @@ def write_report(
     %), the per-class AP table (classes x tIoUs plus the mean over tIoUs, with
     the mAP as the last row), the images (referenced by paths relative to
     ``out_dir``; each must exist), ``extra`` as a key/value table and the
-    resolved config verbatim. All text is HTML-escaped. Returns the HTML path.
+    resolved config verbatim. With ``curves_plot`` (see
+    :func:`plot_training_curves`) and / or ``health`` (the last epoch's
+    ``health/...`` entries), a section "Training and attention health" holds
+    the curves and the health values (3 decimals). All text is HTML-escaped.
+    Returns the HTML path.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -507,6 +687,14 @@ def write_report(
     if timelines:
         blocks.append(("h2", "Detections"))
         blocks += [("img", (f"detections: {Path(p).stem}", _rel_image(Path(p), out))) for p in timelines]
+    if curves_plot is not None or health:
+        blocks.append(("h2", "Training and attention health"))
+        if curves_plot is not None:
+            blocks.append(("img", ("training curves and attention health", _rel_image(Path(curves_plot), out))))
+        if health:
+            rows = [[str(k), "-" if (v := _number(value)) is None else f"{v:.3f}"] for k, value in health.items()]
+            blocks += [("note", "Attention health at the last epoch (λ in [0, 1]):"),
+                       ("table", (["key", "value"], rows, None, True))]
     if extra:
         blocks += [("h2", "Run details"), ("table", (["field", "value"], [[str(k), str(v)] for k, v in extra.items()],
                                                      None, False))]

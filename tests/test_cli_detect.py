@@ -142,6 +142,14 @@ def test_non_i3d_checkpoint_and_missing_video_exit_2_with_the_reason(trained, tm
     assert "dim64.pt" in err and "64-channel" in err and "I3D" in err and "2048" in err
     assert not (tmp_path / "o" / "features").exists()  # refused before any extraction
 
+    oracle_state = load_checkpoint(ckpt)
+    oracle_state["config"]["model"]["gaf"]["oracle"] = True  # λ = ground truth: for measurement only
+    oracle = save_checkpoint(tmp_path / "oracle.pt", oracle_state)
+    assert main(["detect", str(CLIP), "--ckpt", str(oracle), "--out", str(tmp_path / "o2"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "oracle.pt" in err and "oracle" in err and "ground-truth" in err
+    assert not (tmp_path / "o2").exists()
+
     missing = tmp_path / "no_such_video.mp4"
     assert main(["detect", str(missing), "--ckpt", str(ckpt), "--out", str(tmp_path / "o")]) == 2
     assert "no_such_video.mp4" in capsys.readouterr().err

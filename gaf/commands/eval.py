@@ -43,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from gaf.engine.checkpoint import load_checkpoint
     from gaf.engine.evaluate import evaluate_run
     from gaf.engine.inference import load_detector
     from gaf.engine.recognition import is_recognition_checkpoint, is_recognition_config, run_eval_command
@@ -63,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
     ckpt = Path(args.ckpt)
     work_dir = Path(args.work_dir) if args.work_dir else ckpt.parent / f"eval_{ckpt.stem}{'_fused' if args.fuse else ''}"
     logger = setup_logging(work_dir if ctx.is_main else None, filename="eval_log.txt", console=ctx.is_main)
+    history = None
+    if args.report and ctx.is_main and not args.fuse:  # a fused report has no single training history
+        stored = load_checkpoint(ckpt).get("history")
+        history = list(stored) if isinstance(stored, list) and stored else None
     result = evaluate_run(models, cfgs, work_dir=work_dir, device=device, progress=args.progress, logger=logger,
-                          predictions_path=Path(args.out) if args.out else None, report=args.report, ctx=ctx)
+                          predictions_path=Path(args.out) if args.out else None, report=args.report, ctx=ctx,
+                          history=history)
     if result is None:  # not rank 0: rank 0 scores and prints
         return 0
     print(result.format_table())

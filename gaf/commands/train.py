@@ -11,9 +11,18 @@ Train a GAF detector (or the plain detector, model.gaf.enabled=false) on
 pre-extracted features; end to end on video frames (I3D + GAF, the paper's
 THUMOS14 setting) when the config has `e2e` and `frames` sections; or an
 action recognizer when the config says `task: recognition` (top-1 / top-5).
-CONFIG is a YAML file or the name of a bundled config (demo, thumos14_i3d,
+CONFIG is a YAML file or the name of a bundled config (demo, demo_hard, thumos14_i3d,
 thumos14_i3d_rgb, thumos14_i3d_flow, thumos14_e2e, anet_i3d, ablation_ai,
 ablation_ai_nai, ablation_ai_nai_r, ucf101_features, ucf101_i3d).
+
+GAF's formulation is a config choice (model.gaf.attention scalar|channel,
+model.gaf.context local|global, model.gaf.output average|enhanced|normalized,
+model.loss.nai_form complement|background, model.loss.clf/clf_prior,
+model.gaf.oracle; docs/method.md); the defaults are the measured ones
+(docs/benchmark.md). Every epoch logs λ's health (health/...: mean λ on action
+and background steps, AUROC against the ground truth, share of λ < 0.05; and
+grad_lambda/...: each loss term's pull on λ) into history.json, the log,
+TensorBoard and the report.
 
 Everything is written to one work dir (default work_dirs/<name>): config.yaml,
 log.txt, latest.pt (every epoch, atomic), final.pt, history.json, and after the

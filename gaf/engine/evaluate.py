@@ -14,7 +14,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from gaf.engine.experiment import EvalConfig, ExperimentConfig
 from gaf.engine.factory import build_dataset, collate_for
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
+from gaf.models.gaf import action_mask
 from gaf.postprocess import nms, soft_nms
 
 __all__ = ["Inference", "run_inference", "gather_inference", "postprocess_video", "evaluate_run"]
@@ -107,7 +108,11 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
             batch = collate_for(ds)([ds[i] for i in idx])
             mask = batch["mask"].to(device)
             metas = batch["meta"]
-            outputs.append(model(batch["features"].to(device), mask))
+            if getattr(model, "needs_ground_truth", False):  # an oracle: λ = the ground-truth action mask
+                truth = action_mask(batch["segments"], mask.shape[1], device=device)
+                outputs.append(model(batch["features"].to(device), mask, truth))
+            else:
+                outputs.append(model(batch["features"].to(device), mask))
         out = outputs[0] if len(outputs) == 1 else head.fuse_outputs(outputs)
         preds = head.predict_from_outputs(out, mask, pre_nms_top_k=cfg.pre_nms_top_k,
                                           score_threshold=cfg.score_threshold)
@@ -174,8 +179,12 @@ def gather_inference(inference: Inference, video_order: Sequence[str], ctx: Dist
 def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentConfig], *, work_dir: Path | None,
                  device: torch.device, progress: bool = True, logger=None,
                  predictions_path: Path | None = None, report: bool = True,
-                 ctx: DistContext | None = None) -> DetectionResult | None:
+                 ctx: DistContext | None = None,
+                 history: Sequence[Mapping[str, Any]] | None = None) -> DetectionResult | None:
     """Infer on the test split, score, and write predictions / metrics / report into ``work_dir``.
+
+    ``history``: the run's per-epoch records (``history.json``); when given,
+    the report also shows the training curves and the attention health.
 
     With ``ctx`` of several processes the videos are shared out, the
     detections gathered, and rank 0 scores and writes; the other ranks
@@ -200,13 +209,17 @@ def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentCon
         write_predictions(inference.predictions, predictions_path or work_dir / "predictions.json")
         atomic_write_text(work_dir / "metrics.json", json.dumps(result.to_json(), indent=1))
         if report:
-            write_run_report(work_dir / "report", cfg, subset_gt, inference, result)
+            write_run_report(work_dir / "report", cfg, subset_gt, inference, result, history=history)
     return result
 
 
 def write_run_report(out_dir: Path, cfg: ExperimentConfig, gt: AnnotationSet, inference: Inference,
-                     result: DetectionResult) -> Path:
-    """The report of paper Fig. 5 / Table III: mAP table, per-class AP, timelines with λ."""
+                     result: DetectionResult, history: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """The report of paper Fig. 5 / Table III: mAP table, per-class AP, timelines with λ.
+
+    With a non-empty ``history`` (per-epoch records), also ``training_curves.png``
+    (:func:`gaf.viz.plot_training_curves`) and the last epoch's ``health/...`` values.
+    """
     from gaf import viz
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -223,5 +236,11 @@ def write_run_report(out_dir: Path, cfg: ExperimentConfig, gt: AnnotationSet, in
             attention=lam, attention_times=times))
     metrics = result.to_json()
     per_class = viz.plot_per_class_ap(out_dir / "per_class_ap.png", metrics["per_class_ap"], metrics["tious"])
+    curves, health = None, None
+    if history:
+        curves = viz.plot_training_curves(out_dir / "training_curves.png", history)
+        last = history[-1] if isinstance(history[-1], Mapping) else {}
+        health = {k: float(v) for k, v in last.items()
+                  if k.startswith("health/") and isinstance(v, (int, float)) and not isinstance(v, bool)} or None
     return viz.write_report(out_dir, title=f"gaf report: {cfg.name}", metrics=metrics, timelines=timelines,
-                            per_class_plot=per_class, config_text=cfg.to_yaml())
+                            per_class_plot=per_class, config_text=cfg.to_yaml(), curves_plot=curves, health=health)

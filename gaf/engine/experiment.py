@@ -56,6 +56,7 @@ class TrainConfig:
     batch_size: int = 2
     lr: float = 1e-4
     frame_lr: float | None = None  # Frame-GAF (stage 1) learning rate; default: lr
+    clf_lr: float | None = None  # the L_clf classifier head's learning rate; default: lr
     weight_decay: float = 1e-3
     warmup_epochs: float = 1.0
     schedule: Literal["cosine", "constant", "step"] = "cosine"
@@ -71,6 +72,11 @@ class TrainConfig:
     save_every_iters: int = 0  # also write latest.pt every N batches within an epoch (0: at epoch ends only)
     keep_checkpoints: int = 2  # numbered checkpoints kept (0 = keep all)
     eval_at_end: bool = True
+    # attention health (docs/method.md "Attention health"): lambda against the ground truth on at most
+    # health_items windows of each split at every epoch end (0: off), and the gradient on lambda of each
+    # loss term every grad_probe_every iterations of stage "segment" (0: off); rank 0 only
+    health_items: int = 64
+    grad_probe_every: int = 25
 
 
 @dataclass

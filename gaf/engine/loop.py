@@ -163,7 +163,8 @@ class FitResult:
 def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequence[str],
         collate: Callable[[list[dict[str, Any]]], dict[str, Any]], step_losses: StepLosses, tcfg: TrainConfig,
         work_dir: Path, config_dict: dict[str, Any], meta: dict[str, Any], state: dict[str, Any] | None,
-        ctx: DistContext, logger, progress: bool = True, stop_after_epochs: int | None = None) -> FitResult:
+        ctx: DistContext, logger, progress: bool = True, stop_after_epochs: int | None = None,
+        monitor: Any = None) -> FitResult:
     """Train ``model`` (already on ``ctx.device``) for the epochs left; see the module docstring.
 
     ``state``: a ``latest.pt`` payload to resume from (model, optimisers,
@@ -171,7 +172,11 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
     ``epoch_NNN.pt`` every ``tcfg.checkpoint_every`` epochs) and
     ``history.json`` into ``work_dir`` on rank 0. Returns the epochs done,
     the history and the EMA (None when off); the model holds the last
-    weights.
+    weights. ``monitor`` (rank 0 only; e.g.
+    :class:`gaf.engine.health.AttentionMonitor`): ``on_batch(stage, it,
+    epoch, batch, progress)`` after each step, ``on_epoch_end() -> dict``
+    whose entries join the epoch's record, and ``state_dict()`` /
+    ``load_state_dict()`` for mid-epoch checkpoints.
     """
     world = ctx.world_size
     if tcfg.batch_size < world:
@@ -185,7 +190,8 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
     schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
     for stage in stages:
         lr = tcfg.frame_lr if (stage == "frame" and tcfg.frame_lr is not None) else tcfg.lr
-        optimizers[stage] = torch.optim.Adam(model.stage_parameters(stage), lr=lr, weight_decay=tcfg.weight_decay)
+        optimizers[stage] = torch.optim.Adam(_param_groups(model, stage, lr, tcfg), lr=lr,
+                                             weight_decay=tcfg.weight_decay)
         schedulers[stage] = torch.optim.lr_scheduler.LambdaLR(optimizers[stage], factor)
     ema = EMA(model, tcfg.ema_decay) if tcfg.ema else None
 
@@ -236,6 +242,8 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
         mine = _rank_part(here, ctx) if here else None
         if mine is not None:
             _set_rng_state(mine["rng"])
+        if here and monitor is not None and here.get("monitor") is not None:
+            monitor.load_state_dict(here["monitor"])  # its sampled gradients of the interrupted epoch
         for stage_idx, stage in enumerate(stages):
             if here and stage_idx < int(here["stage"]):
                 continue  # done before the interruption: its losses are in ``record``
@@ -278,6 +286,8 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
                 schedulers[stage].step()
                 if ema is not None:
                     ema.update(model)
+                if monitor is not None and ctx.is_main:
+                    monitor.on_batch(stage, it, epoch, batch, frac)
                 steps += 1
                 for name, value in losses.items():
                     v = value.detach().double().cpu()
@@ -291,13 +301,16 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
                                         "steps": steps})
                     if parts is not None:
                         pos = {"epoch": epoch, "stage": stage_idx, "iter": done, "record": dict(record),
-                               "seconds": time.perf_counter() - tic, "ranks": parts}
+                               "seconds": time.perf_counter() - tic, "ranks": parts,
+                               "monitor": monitor.state_dict() if monitor is not None else None}
                         save_checkpoint(latest, checkpoint(epoch, pos))
             for name, value in _mean_over_ranks(sums, steps, ctx).items():
                 record[f"{stage}/{name}"] = value
             record[f"{stage}/lr"] = optimizers[stage].param_groups[0]["lr"]
         for p in all_params:
             p.requires_grad_(id(p) not in fixed)
+        if monitor is not None and ctx.is_main:
+            record.update(monitor.on_epoch_end())
         record["seconds"] = round(time.perf_counter() - tic, 2)
         history.append(record)
         if ctx.is_main:
@@ -330,6 +343,18 @@ def write_final(path: Path, state: dict[str, Any], ctx: DistContext, logger) -> 
         logger.info("final checkpoint: %s", path)
     ctx.barrier()
     return path
+
+
+def _param_groups(model: nn.Module, stage: str, lr: float, tcfg: TrainConfig) -> list[dict[str, Any]]:
+    """The stage's Adam parameter groups: one at ``lr``, plus the L_clf head at ``train.clf_lr`` when set."""
+    params = model.stage_parameters(stage)
+    head = getattr(model, "classifier_parameters", None)
+    special = {id(p) for p in head()} if (head is not None and tcfg.clf_lr is not None) else set()
+    chosen = [p for p in params if id(p) in special]
+    if not chosen:
+        return [{"params": params, "lr": lr}]
+    return [{"params": [p for p in params if id(p) not in special], "lr": lr},
+            {"params": chosen, "lr": tcfg.clf_lr}]
 
 
 def _runner(model: nn.Module, stage: str, step_losses: StepLosses, ctx: DistContext) -> nn.Module:

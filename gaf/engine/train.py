@@ -39,7 +39,8 @@ from gaf.engine.experiment import ExperimentConfig
 from gaf.engine.factory import build_dataset, build_detector, collate_for, detector_config
 from gaf.engine.loop import STAGES, fit, write_final
 from gaf.engine.runtime import seed_everything, setup_logging
-from gaf.errors import ConfigError
+from gaf.errors import ConfigError, DataError
+from gaf.models.build import GAFDetector
 
 __all__ = ["train", "TrainResult", "prepare_benchmark", "open_run", "config_differences", "detection_step_losses"]
 
@@ -145,11 +146,15 @@ def train(
                 f" x {ctx.world_size} processes" if ctx.enabled else "",
                 sum(p.numel() for p in model.parameters()))
 
+    if state is None and isinstance(model, GAFDetector) and model.gaf is not None and mcfg.loss.clf_prior:
+        model.gaf.init_class_prior(class_frequency(train_set))
+
     # Stage "frame" trains Frame-GAF's CVAE; without GAF or with L_CVAE off there is nothing to train.
     stages = [s for s in STAGES if s == "segment" or (mcfg.gaf.enabled and mcfg.loss.cvae > 0)]
+    monitor = _attention_monitor(cfg, model, train_set, device, logger) if ctx.is_main else None
     result = fit(model, train_set, stages=stages, collate=collate_for(train_set), step_losses=detection_step_losses,
                  tcfg=tcfg, work_dir=work_dir, config_dict=config_dict, meta=meta, state=state, ctx=ctx,
-                 logger=logger, progress=progress, stop_after_epochs=stop_after_epochs)
+                 logger=logger, progress=progress, stop_after_epochs=stop_after_epochs, monitor=monitor)
     if result.epochs_done < tcfg.epochs:
         return TrainResult(work_dir, result.epochs_done, None, None)
 
@@ -163,10 +168,41 @@ def train(
         from gaf.engine.evaluate import evaluate_run
 
         evaluated = evaluate_run([model], [cfg], work_dir=work_dir, device=device, progress=progress, logger=logger,
-                                 ctx=ctx)
+                                 ctx=ctx, history=result.history)
         metrics = evaluated.to_json() if evaluated is not None else None
         final_state["metrics"] = metrics
     return TrainResult(work_dir, result.epochs_done, write_final(final, final_state, ctx, logger), metrics)
+
+
+def class_frequency(dataset) -> torch.Tensor:
+    """``(K,)``: the fraction of the dataset's videos holding each class (the L_clf head's prior)."""
+    gt = dataset.ground_truth()
+    index = {name: k for k, name in enumerate(dataset.labels)}
+    counts = torch.zeros(len(index))
+    for video in gt.videos.values():
+        for k in {index[s.label] for s in video.segments if s.label in index}:
+            counts[k] += 1
+    return counts / max(1, len(gt.videos))
+
+
+def _attention_monitor(cfg: ExperimentConfig, model: torch.nn.Module, train_set, device: torch.device, logger):
+    """The :class:`~gaf.engine.health.AttentionMonitor` of a feature GAF run (None otherwise)."""
+    tcfg = cfg.train
+    if not isinstance(model, GAFDetector) or model.gaf is None or cfg.e2e is not None:
+        return None
+    if tcfg.health_items <= 0 and tcfg.grad_probe_every <= 0:
+        return None
+    from gaf.engine.health import AttentionMonitor
+
+    datasets = {"train": (train_set, collate_for(train_set))}
+    if tcfg.health_items > 0:
+        try:
+            test_set = build_dataset(cfg, "test", training=False)
+            datasets["test"] = (test_set, collate_for(test_set))
+        except (ConfigError, DataError) as err:
+            logger.warning("attention health on the training split only: the test split is unavailable (%s)", err)
+    return AttentionMonitor(model, datasets, device=device, health_items=tcfg.health_items,
+                            grad_every=tcfg.grad_probe_every, seed=tcfg.seed)
 
 
 def detection_step_losses(model: torch.nn.Module, batch: dict[str, Any], stage: str, progress: float,

@@ -39,7 +39,8 @@ import torch
 import torch.nn as nn
 
 from gaf.models.detector import AnchorFreeDetector, DetectorConfig, detection_losses
-from gaf.models.gaf import GAF, GAFConfig, stage_parameters
+from gaf import losses as L
+from gaf.models.gaf import GAF, GAFConfig, action_mask, as_channels, stage_parameters, step_attention
 
 __all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complement_segments"]
 
@@ -58,8 +59,17 @@ class LossConfig:
     saliency_pos_weight: float = 5.0
     refine: float = 1.0  # refined class + offsets
     ai: float = 1.0  # L_ai: detector on F'
-    nai: float = 0.5  # L_nai: detector on F*(1-lambda) vs the complement intervals (see docs/method.md)
-    clf: float = 0.1  # alpha of Eq. 14 (L_clf)
+    nai: float = 0.5  # L_nai: the detector on F*(1-lambda), weight (official: 35 with nai_form=background)
+    # what L_nai asks of the detector on F*(1-lambda): find the complement intervals (the background before,
+    # between and after the instances) on an extra class channel, with regression ("complement"), or find no
+    # action anywhere: every action class a focal-loss negative, no extra channel, no regression
+    # ("background", the official code's)
+    nai_form: Literal["complement", "background"] = "complement"
+    clf: float = 0.1  # alpha of Eq. 14 (L_clf); 0 builds no classifier head (the official code has none)
+    clf_prior: bool = True  # start the L_clf head's bias at the class prior (False: p = 0.5 for every output)
+    # L_att (not in the paper): BCE of lambda against the ground-truth action mask of the window, a direct
+    # actionness signal for Segment-GAF (the paper trains lambda only through L_d and L_R)
+    att: float = 0.0
     cvae: float = 1.0  # L_CVAE (stage "frame")
     cvae_beta: float = 1.0  # beta of Eq. 7
     rep: float = 0.5  # L_R max weight; weight = rep * training progress (official 0.5 * epoch / max_epoch)
@@ -90,6 +100,14 @@ def complement_segments(segments: torch.Tensor, length: float, min_length: float
     return out[out[:, 1] - out[:, 0] >= min_length]
 
 
+def attention_bce(attention: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_att: mean BCE of λ ``(B, T)`` or ``(B, C, T)`` against the action mask ``truth (B, T)`` over valid steps."""
+    lam = as_channels(attention).clamp(1e-6, 1 - 1e-6)
+    target = truth[:, None, :].to(lam.dtype).expand_as(lam)
+    bce = torch.nn.functional.binary_cross_entropy(lam, target, reduction="none")
+    return L.masked_mean(bce, mask[:, None, :].expand_as(lam))
+
+
 def _logit(p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     p = p.clamp(eps, 1 - eps)
     return torch.log(p) - torch.log1p(-p)
@@ -103,20 +121,30 @@ class GAFDetector(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         self.max_seq_len = max_seq_len  # longest window the engine feeds (steps)
-        self.gaf = GAF(in_dim, cfg.gaf, num_classes) if cfg.gaf.enabled else None
-        extra = 1 if self.gaf is not None else 0  # background-interval channel for L_nai
+        # the L_clf head exists only when L_clf is on (model.loss.clf: 0 is the official form: no head)
+        self.gaf = GAF(in_dim, cfg.gaf, num_classes if cfg.loss.clf > 0 else None) if cfg.gaf.enabled else None
+        # the background-interval channel of L_nai's complement form
+        extra = 1 if self.gaf is not None and cfg.loss.nai > 0 and cfg.loss.nai_form == "complement" else 0
         self.detector = AnchorFreeDetector(in_dim, num_classes + extra, cfg.detector)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    @property
+    def needs_ground_truth(self) -> bool:
+        """True for an oracle model (λ = the ground-truth action mask): it cannot run on unlabelled video."""
+        return self.gaf is not None and self.cfg.gaf.oracle
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, action_mask: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor | None]:
         """``features (B, C, T)``, ``mask (B, T)`` -> dict with ``cls_logits (B, P, K)``,
         ``offsets (B, P, 2)`` (steps >= 0, refined), ``quality (B, P)`` logits, ``points (P,)``,
-        ``strides (P,)``, ``point_mask (B, P)``, ``attention (B, T)`` or None, ``mask (B, T)``."""
+        ``strides (P,)``, ``point_mask (B, P)``, ``attention`` λ (``(B, T)``, or ``(B, C, T)`` with
+        channel attention) or None, ``mask (B, T)``. ``action_mask (B, T)``: the ground truth an oracle
+        model (``model.gaf.oracle``) uses as λ."""
         mask = mask.bool()
         attention = None
         x = features
         if self.gaf is not None:
-            g = self.gaf(features, mask)
+            g = self.gaf(features, mask, oracle=action_mask)
             x, attention = g.features, g.attention
         out = self.detector(x, mask)
         K = self.num_classes
@@ -129,12 +157,18 @@ class GAFDetector(nn.Module):
         """``"frame"``: Frame-GAF's parameters; ``"segment"``: all others (no overlap, none missing)."""
         return stage_parameters(self, stage, self.gaf.frame_parameters() if self.gaf is not None else [])
 
+    def classifier_parameters(self) -> list[nn.Parameter]:
+        """The L_clf head's parameters (empty without one): ``train.clf_lr`` applies to them."""
+        head = self.gaf.segment.classifier if self.gaf is not None else None
+        return list(head.parameters()) if head is not None else []
+
     def _detector_terms(self, out: dict, mask: torch.Tensor, segments: Sequence[torch.Tensor],
-                        labels: Sequence[torch.Tensor], num_scored: int, saliency: bool) -> dict[str, torch.Tensor]:
+                        labels: Sequence[torch.Tensor], num_scored: int, saliency: bool,
+                        stats: dict | None = None) -> dict[str, torch.Tensor]:
         d = self.cfg.detector
         return detection_losses(out, mask, segments, labels, num_scored=num_scored, radius=d.center_sample_radius,
                                 weights=self.cfg.loss, quality_target=d.quality_target,
-                                saliency_sigma=d.saliency_sigma, use_saliency=saliency)
+                                saliency_sigma=d.saliency_sigma, use_saliency=saliency, stats=stats)
 
     def losses(self, features: torch.Tensor, mask: torch.Tensor, segments: Sequence[torch.Tensor],
                labels: Sequence[torch.Tensor], *, stage: str, progress: float = 0.0) -> dict[str, torch.Tensor]:
@@ -149,49 +183,82 @@ class GAFDetector(nn.Module):
         if stage == "frame":
             if self.gaf is None or lc.cvae == 0:
                 return {"total": zero}
-            d = self.gaf.cvae_loss(features, mask, beta=lc.cvae_beta)
+            d = self.gaf.cvae_loss(features, mask, beta=lc.cvae_beta, oracle=self._oracle(segments, mask))
             return {"total": lc.cvae * d["total"], "cvae": d["total"], "cvae_recon": d["recon"], "cvae_kl": d["kl"]}
         if stage != "segment":
             raise ValueError(f"stage must be 'frame' or 'segment', got {stage!r}")
+        logged, weighted, _ = self.segment_terms(features, mask, segments, labels, progress=progress)
+        return {"total": sum(weighted.values(), zero), **logged}
+
+    def _oracle(self, segments: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor | None:
+        if not self.needs_ground_truth:
+            return None
+        return action_mask(segments, mask.shape[1], device=mask.device)
+
+    def segment_terms(self, features: torch.Tensor, mask: torch.Tensor, segments: Sequence[torch.Tensor],
+                      labels: Sequence[torch.Tensor], *, progress: float = 0.0
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor | None]:
+        """Stage "segment" of one batch: ``(logged, weighted, attention)``.
+
+        ``logged``: every term as reported (``ai`` and its parts, ``nai``,
+        ``clf``, ``att``, ``rep``, unweighted); ``weighted``: the terms that sum
+        to the total, each times its weight (``ai``, ``nai``, ``clf``, ``att``, ``rep``; the
+        detector's terms alone without GAF); ``attention``: λ of the batch
+        (None without GAF), in the graph, so each weighted term's gradient on
+        λ can be taken (:func:`gaf.engine.health.attention_gradients`).
+        """
+        lc = self.cfg.loss
+        mask = mask.bool()
+        zero = features.new_zeros(())
         K = self.num_classes
         if self.gaf is None:
             out = self.detector(features, mask)
             terms = self._detector_terms(out, mask, segments, labels, K, True)
-            total = sum(terms.values(), zero)
-            return {"total": total, **terms}
+            return dict(terms), dict(terms), None
 
         B = features.shape[0]
-        g = self.gaf(features, mask)
+        g = self.gaf(features, mask, oracle=self._oracle(segments, mask))
+        lam = as_channels(g.attention)
         x = g.features
         use_nai = lc.nai > 0
         if use_nai:
-            background = features * mask[:, None, :].to(features.dtype) * (1.0 - g.attention[:, None, :])
+            background = features * mask[:, None, :].to(features.dtype) * (1.0 - lam)
             x = torch.cat([x, background], 0)
         both = self.detector(x, torch.cat([mask, mask], 0) if use_nai else mask, refine_first=B)
         ai_out = {k: (v[:B] if k not in ("points", "strides", "ranges") else v) for k, v in both.items()}
-        ai_terms = self._detector_terms(ai_out, mask, segments, labels, K, True)
-        result: dict[str, torch.Tensor] = {f"ai_{k}": v for k, v in ai_terms.items()}
-        l_ai = sum(ai_terms.values(), zero)
-        total = lc.ai * l_ai
-        result["ai"] = l_ai
+        stats: dict = {}
+        ai_terms = self._detector_terms(ai_out, mask, segments, labels, K, True, stats)
+        logged: dict[str, torch.Tensor] = {f"ai_{k}": v for k, v in ai_terms.items()}
+        logged["ai"] = sum(ai_terms.values(), zero)
+        weighted = {"ai": lc.ai * logged["ai"]}
         if use_nai:
-            # the complement half is scored on the coarse outputs (no refinement: it only trains lambda
-            # and the background-interval channel)
+            # the background half is scored on the coarse outputs (no refinement: it only trains lambda and,
+            # in the complement form, the background-interval channel)
             nai_out = {k: (v[B:] if k not in ("points", "strides", "ranges") else v) for k, v in both.items()
                        if not k.startswith("coarse_")}
-            lengths = mask.sum(1)
-            comp = [complement_segments(s.to(x.dtype), float(n)) for s, n in zip(segments, lengths)]
-            comp_labels = [torch.full((c.shape[0],), K, dtype=torch.long, device=x.device) for c in comp]
-            nai_terms = self._detector_terms(nai_out, mask, comp, comp_labels, K + 1, False)
-            result["nai"] = sum(nai_terms.values(), zero)
-            total = total + lc.nai * result["nai"]
-        if lc.clf > 0:
-            result["clf"] = self.gaf.classification_loss(g, labels)
-            total = total + lc.clf * result["clf"]
+            if lc.nai_form == "complement":
+                lengths = mask.sum(1)
+                comp = [complement_segments(s.to(x.dtype), float(n)) for s, n in zip(segments, lengths)]
+                comp_labels = [torch.full((c.shape[0],), K, dtype=torch.long, device=x.device) for c in comp]
+                logged["nai"] = sum(self._detector_terms(nai_out, mask, comp, comp_labels, K + 1, False).values(),
+                                    zero)
+            else:  # "background" (official): every action class is a negative at every point of F*(1-lambda)
+                valid = nai_out["point_mask"]
+                logits = nai_out["cls_logits"][valid][:, :K]
+                logged["nai"] = lc.cls * L.sigmoid_focal_loss(
+                    logits, torch.zeros_like(logits), alpha=lc.focal_alpha, gamma=lc.focal_gamma) / stats["num_pos"]
+            weighted["nai"] = lc.nai * logged["nai"]
+        if lc.clf > 0 and self.gaf.segment.classifier is not None:
+            logged["clf"] = self.gaf.classification_loss(g, labels)
+            weighted["clf"] = lc.clf * logged["clf"]
+        if lc.att > 0 and not self.cfg.gaf.oracle:
+            truth = action_mask(segments, mask.shape[1], device=mask.device)
+            logged["att"] = attention_bce(g.attention, truth, mask)
+            weighted["att"] = lc.att * logged["att"]
         if lc.rep > 0:
-            result["rep"] = self.gaf.representation_loss(features, mask, g.attention)
-            total = total + lc.rep * float(min(max(progress, 0.0), 1.0)) * result["rep"]
-        return {"total": total, **result}
+            logged["rep"] = self.gaf.representation_loss(features, mask, g.attention)
+            weighted["rep"] = lc.rep * float(min(max(progress, 0.0), 1.0)) * logged["rep"]
+        return logged, weighted, g.attention
 
     # ------------------------------------------------------------------ inference
     @staticmethod
@@ -224,7 +291,8 @@ class GAFDetector(nn.Module):
         to the window (clamped to ``[0, valid length]``), ``scores (N,)``,
         ``labels (N,)`` long, ``attention (T_valid,)`` or None. Candidates are
         (point, class) pairs on valid points with score above the threshold,
-        the best ``pre_nms_top_k``; no NMS.
+        the best ``pre_nms_top_k``; no NMS. ``attention`` is λ per step
+        (channel attention: its mean over channels).
         """
         mode = self.cfg.detector.score
         probs = torch.sigmoid(outputs["cls_logits"].float())
@@ -249,7 +317,8 @@ class GAFDetector(nn.Module):
             end = (points[pidx] + offsets[b, pidx, 1]).clamp(0, n)
             att = outputs.get("attention")
             results.append({"segments": torch.stack([start, end], 1), "scores": scores[keep],
-                            "labels": cls.long(), "attention": att[b, :n] if att is not None else None})
+                            "labels": cls.long(),
+                            "attention": step_attention(att)[b, :n] if att is not None else None})
         return results
 
     @torch.no_grad()

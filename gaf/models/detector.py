@@ -327,7 +327,8 @@ class AnchorFreeDetector(nn.Module):
 
 def detection_losses(out: dict[str, torch.Tensor], mask: torch.Tensor, segments: Sequence[torch.Tensor],
                      labels: Sequence[torch.Tensor], *, num_scored: int, radius: float, weights, quality_target: str,
-                     saliency_sigma: float, use_saliency: bool = True) -> dict[str, torch.Tensor]:
+                     saliency_sigma: float, use_saliency: bool = True, stats: dict | None = None
+                     ) -> dict[str, torch.Tensor]:
     """Detector losses of one batch, each already weighted by ``weights`` (a LossConfig).
 
     ``out``: :meth:`AnchorFreeDetector.forward` output; ``segments`` /
@@ -335,6 +336,8 @@ def detection_losses(out: dict[str, torch.Tensor], mask: torch.Tensor, segments:
     ``num_scored``: class channels that take part in the focal loss (the
     first ``num_scored`` of ``K'``; a channel beyond it is ignored).
     Returns ``{"cls", "reg", "quality", "refine", "saliency"}`` (present ones).
+    ``stats``, when given, receives ``"num_pos"``: the positive-point count
+    the terms were divided by (summed over ranks in distributed training).
     """
     B = mask.shape[0]
     K = out["cls_logits"].shape[-1]
@@ -353,6 +356,8 @@ def detection_losses(out: dict[str, torch.Tensor], mask: torch.Tensor, segments:
         pos.append(p)
     cls_t, reg_t, pos = torch.stack(cls_t), torch.stack(reg_t), torch.stack(pos)
     num_pos = L.loss_normalizer(pos.sum().to(reg_t.dtype))  # summed over ranks in distributed training
+    if stats is not None:
+        stats["num_pos"] = num_pos
     valid = out["point_mask"]
     focal = dict(alpha=weights.focal_alpha, gamma=weights.focal_gamma)
 

@@ -78,6 +78,11 @@ __all__ = [
     "GenerativeFusion",
     "GAF",
     "multi_hot",
+    "action_mask",
+    "as_channels",
+    "step_attention",
+    "latent_dim",
+    "TemporalSelfAttention",
     "stage_parameters",
 ]
 
@@ -87,8 +92,15 @@ class GAFConfig:
     """Settings of the GAF module (Frame-GAF CVAE and Segment-GAF attention)."""
 
     enabled: bool = True  # False: the plain detector (AFSD baseline, Table IV row 1)
+    # lambda per step (B, T) ("scalar"), or per channel and step (B, C, T) as the official code ("channel");
+    # with "channel" the CVAE latent is C-dimensional with prior N(lambda_c,t, 1) (latent_dim is ignored)
+    attention: Literal["scalar", "channel"] = "scalar"
+    # the attention head's temporal reach: its convs alone ("local", a few steps), or convs then masked
+    # multi-head self-attention over the whole window ("global", segment-level context)
+    context: Literal["local", "global"] = "global"
+    context_heads: int = 4  # heads of the "global" self-attention (must divide attention_dim)
     attention_dim: int = 128  # width of the attention head's temporal convs
-    attention_layers: int = 2  # temporal conv layers before the 1-channel output
+    attention_layers: int = 2  # temporal conv layers before the output layer
     attention_kernel: int = 3
     reduce_dim: int = 64  # channels after theta (1x1 conv), Eq. 8
     hidden_dim: int = 128  # width of the fc layers of encoder / decoder / fusion
@@ -96,10 +108,15 @@ class GAFConfig:
     fusion: Literal["generative", "attention"] = "generative"  # Eq. 16, or F' = F*lambda
     fusion_latent: Literal["posterior", "prior"] = "posterior"  # Z used by the fusion
     # Eq. 10's f_fpm "averages two layers as the input of the detector": F' = (F + enhanced) / 2
-    # ("average"), or the enhanced features alone ("enhanced": F' = F*lambda [+ Eq. 16 term]).
-    output: Literal["average", "enhanced"] = "average"
+    # ("average"), the enhanced features alone ("enhanced": F' = F*lambda [+ Eq. 16 term]), or the
+    # enhanced features of F*lambda / mean(lambda) ("normalized", the official F*lambda / sum(lambda) up to
+    # the count of valid entries, which keeps F's scale).
+    output: Literal["average", "enhanced", "normalized"] = "average"
     rep_sample_latent: bool = True  # L_R: z ~ prior N(lambda, I) in training (Eq. 15, L = 1)
     sample_latent_at_test: bool = False
+    # lambda = the ground-truth action mask in training and at test: an upper bound on what any attention
+    # can add. For measurement only (needs ground truth at test; gaf detect refuses such a model).
+    oracle: bool = False
 
 
 @dataclass
@@ -107,7 +124,7 @@ class GAFOutput:
     """What :meth:`GAF.forward` returns (shapes for input ``(B, C, T)``)."""
 
     features: torch.Tensor  # F' (B, C, T), zero on padding
-    attention: torch.Tensor  # lambda (B, T) in [0, 1], zero on padding
+    attention: torch.Tensor  # lambda (B, T) ("scalar") or (B, C, T) ("channel") in [0, 1], zero on padding
     f_ai: torch.Tensor  # (B, C) attention-pooled action feature (Eq. 11)
     f_nai: torch.Tensor  # (B, C) (1 - attention)-pooled background feature
     logits_ai: torch.Tensor | None  # (B, K + 1) classifier logits of f_ai (None without classes)
@@ -188,8 +205,61 @@ def multi_hot(labels: Sequence[torch.Tensor] | torch.Tensor, num_classes: int, d
     return out
 
 
+def as_channels(attention: torch.Tensor) -> torch.Tensor:
+    """``lambda (B, T)`` -> ``(B, 1, T)``; ``(B, C, T)`` unchanged: broadcasts against ``F (B, C, T)``."""
+    return attention[:, None, :] if attention.dim() == 2 else attention
+
+
+def step_attention(attention: torch.Tensor) -> torch.Tensor:
+    """One value per step: ``(B, T)`` as is, ``(B, C, T)`` averaged over channels."""
+    return attention if attention.dim() == 2 else attention.mean(1)
+
+
+def action_mask(segments: Sequence[torch.Tensor], length: int, device=None) -> torch.Tensor:
+    """``(B, T)`` float: 1 where step ``t``'s centre ``t + 0.5`` lies in a segment, from per-window ``(N_i, 2)`` steps."""
+    out = torch.zeros(len(segments), length, device=device)
+    centres = torch.arange(length, device=device, dtype=torch.float32) + 0.5
+    for b, seg in enumerate(segments):
+        seg = seg.reshape(-1, 2).to(device=device, dtype=torch.float32)
+        if seg.shape[0]:
+            inside = (centres[None, :] >= seg[:, :1]) & (centres[None, :] <= seg[:, 1:])
+            out[b] = inside.any(0).float()
+    return out
+
+
+class TemporalSelfAttention(nn.Module):
+    """Pre-LN masked multi-head self-attention over time with a residual: ``(B, D, T)`` -> ``(B, D, T)``.
+
+    Padded steps are masked out as keys, so valid steps' outputs do not
+    depend on padding; the output is zero on padding.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if heads < 1 or dim % heads:
+            from gaf.errors import ConfigError
+
+            raise ConfigError(f"model.gaf.context_heads: {heads} must be >= 1 and divide attention_dim ({dim})")
+        self.norm = nn.LayerNorm(dim)
+        # no projection biases: the key bias has a zero gradient (softmax is shift-invariant), which Adam would
+        # turn into steps of +-lr along float noise; the LayerNorm's shift already gives q and v an offset
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x (B, D, T)``, ``mask (B, T)`` bool -> ``(B, D, T)``."""
+        h = self.norm(x.transpose(1, 2))
+        y, _ = self.attn(h, h, h, key_padding_mask=~mask, need_weights=False)
+        return (x + y.transpose(1, 2)) * mask[:, None, :].to(x.dtype)
+
+
 class SegmentGAF(nn.Module):
-    """Attention head, attention pooling (Eq. 11) and the ``K + 1`` classifier (Eq. 12)."""
+    """Attention head, attention pooling (Eq. 11) and the ``K + 1`` classifier (Eq. 12).
+
+    The head: ``attention_layers`` masked temporal convs (+ masked
+    self-attention over the window with ``context="global"``), then a 1x1
+    conv to 1 channel (``attention="scalar"``) or ``C`` channels
+    (``"channel"``) and a sigmoid.
+    """
 
     def __init__(self, in_channels: int, cfg: GAFConfig, num_classes: int | None = None) -> None:
         super().__init__()
@@ -198,28 +268,38 @@ class SegmentGAF(nn.Module):
             layers.append(ConvBlock(c, cfg.attention_dim, cfg.attention_kernel))
             c = cfg.attention_dim
         self.layers = nn.ModuleList(layers)
-        self.out = nn.Conv1d(c, 1, 1)
+        self.context = TemporalSelfAttention(c, cfg.context_heads) if cfg.context == "global" else None
+        self.out = nn.Conv1d(c, in_channels if cfg.attention == "channel" else 1, 1)
         nn.init.normal_(self.out.weight, std=0.01)
         nn.init.zeros_(self.out.bias)
         self.classifier = nn.Linear(in_channels, num_classes + 1) if num_classes else None
 
     def attention(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``features (B, C, T)``, ``mask (B, T)`` -> ``lambda (B, T)`` in [0, 1], 0 on padding."""
+        """``features (B, C, T)``, ``mask (B, T)`` -> ``lambda`` in [0, 1], 0 on padding:
+        ``(B, T)`` (scalar) or ``(B, C, T)`` (channel)."""
         m = mask[:, None, :].to(features.dtype)
         x = features * m
         for layer in self.layers:
             x, _ = layer(x, m)
-        return torch.sigmoid(self.out(x))[:, 0] * m[:, 0]
+        if self.context is not None:
+            x = self.context(x, mask.bool())
+        lam = torch.sigmoid(self.out(x)) * m
+        return lam[:, 0] if lam.shape[1] == 1 else lam
 
     @staticmethod
     def pool(features: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 11 over valid steps: ``f_ai = sum lambda f / sum lambda``, ``f_nai`` with ``1 - lambda``."""
-        m = mask.to(features.dtype)
-        w_ai = attention * m
-        w_nai = (1.0 - attention) * m
-        f_ai = torch.einsum("bct,bt->bc", features, w_ai) / (w_ai.sum(1, keepdim=True) + eps)
-        f_nai = torch.einsum("bct,bt->bc", features, w_nai) / (w_nai.sum(1, keepdim=True) + eps)
+        """Eq. 11 over valid steps: ``f_ai = sum_t lambda f / sum_t lambda``, ``f_nai`` with ``1 - lambda``.
+
+        ``attention`` ``(B, T)`` or ``(B, C, T)`` (then each channel is pooled
+        with its own weights); returns two ``(B, C)``.
+        """
+        m = mask[:, None, :].to(features.dtype)
+        lam = as_channels(attention)
+        w_ai = lam * m
+        w_nai = (1.0 - lam) * m
+        f_ai = (features * w_ai).sum(-1) / (w_ai.sum(-1) + eps)
+        f_nai = (features * w_nai).sum(-1) / (w_nai.sum(-1) + eps)
         return f_ai, f_nai
 
 
@@ -229,52 +309,75 @@ def _frozen(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
     return functional_call(module, params, args)
 
 
+def _condition_dim(in_channels: int, cfg: GAFConfig) -> int:
+    """Channels of the CVAE's condition lambda_t: 1 (scalar) or C (channel)."""
+    return in_channels if cfg.attention == "channel" else 1
+
+
+def latent_dim(in_channels: int, cfg: GAFConfig) -> int:
+    """Size of z_t: ``cfg.latent_dim`` (scalar attention) or C (channel: one latent per channel)."""
+    return in_channels if cfg.attention == "channel" else cfg.latent_dim
+
+
 class _Encoder(nn.Module):
     def __init__(self, in_channels: int, cfg: GAFConfig) -> None:
         super().__init__()
         self.theta = nn.Conv1d(in_channels, cfg.reduce_dim, 1)  # Eq. 8 theta
-        self.fc = nn.Sequential(nn.Conv1d(cfg.reduce_dim + 1, cfg.hidden_dim, 1), nn.ReLU(),
-                                nn.Conv1d(cfg.hidden_dim, 2 * cfg.latent_dim, 1))
+        self.fc = nn.Sequential(nn.Conv1d(cfg.reduce_dim + _condition_dim(in_channels, cfg), cfg.hidden_dim, 1),
+                                nn.ReLU(), nn.Conv1d(cfg.hidden_dim, 2 * latent_dim(in_channels, cfg), 1))
 
     def forward(self, features: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.theta(features), attention[:, None, :]], dim=1)
+        h = torch.cat([self.theta(features), as_channels(attention)], dim=1)
         return self.fc(h)  # (B, 2D, T): mu, logvar
 
 
 class _Decoder(nn.Module):
     def __init__(self, in_channels: int, cfg: GAFConfig) -> None:
         super().__init__()
-        self.fc = nn.Sequential(nn.Conv1d(cfg.latent_dim + 1, cfg.hidden_dim, 1), nn.ReLU(),
+        d = latent_dim(in_channels, cfg) + _condition_dim(in_channels, cfg)
+        self.fc = nn.Sequential(nn.Conv1d(d, cfg.hidden_dim, 1), nn.ReLU(),
                                 nn.Conv1d(cfg.hidden_dim, cfg.hidden_dim, 1), nn.ReLU())
         self.theta_prime = nn.Conv1d(cfg.hidden_dim, in_channels, 1)  # Eq. 9 theta'
 
     def forward(self, z: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        return self.theta_prime(self.fc(torch.cat([z, attention[:, None, :]], dim=1)))
+        return self.theta_prime(self.fc(torch.cat([z, as_channels(attention)], dim=1)))
 
 
 class FrameGAF(nn.Module):
-    """Per-step conditional VAE ``p(f_t | lambda_t, z_t)`` with prior ``N(lambda_t * 1, I)``."""
+    """Per-step conditional VAE ``p(f_t | lambda_t, z_t)`` with prior ``N(lambda_t * 1, I)``.
+
+    ``lambda_t`` is a scalar (prior mean ``lambda_t`` on every latent dim) or,
+    with ``attention="channel"``, a C-vector (latent of size C, prior
+    ``N(lambda_c,t, 1)`` per channel).
+    """
 
     def __init__(self, in_channels: int, cfg: GAFConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.latent_dim = latent_dim(in_channels, cfg)
         self.encoder = _Encoder(in_channels, cfg)
         self.decoder = _Decoder(in_channels, cfg)
 
     def encode(self, features: torch.Tensor, attention: torch.Tensor, *, frozen: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, C, T), (B, T)`` -> ``mu, logvar`` each ``(B, D, T)`` (logvar clamped to [-10, 10])."""
+        """``(B, C, T), lambda`` -> ``mu, logvar`` each ``(B, D, T)`` (logvar clamped to [-10, 10])."""
         h = _frozen(self.encoder, features, attention) if frozen else self.encoder(features, attention)
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(-10.0, 10.0)
 
     def decode(self, z: torch.Tensor, attention: torch.Tensor, *, frozen: bool = False) -> torch.Tensor:
-        """``z (B, D, T)``, ``lambda (B, T)`` -> ``f^ (B, C, T)`` (Eq. 9)."""
+        """``z (B, D, T)``, ``lambda`` -> ``f^ (B, C, T)`` (Eq. 9)."""
         return _frozen(self.decoder, z, attention) if frozen else self.decoder(z, attention)
 
+    def prior_mean(self, attention: torch.Tensor) -> torch.Tensor:
+        """The prior's mean ``(B, D, T)``: ``lambda_t`` on every dim (scalar) or ``lambda`` itself (channel)."""
+        if attention.dim() == 3:
+            return attention
+        return attention[:, None, :].expand(-1, self.latent_dim, -1)
+
     def prior_latent(self, attention: torch.Tensor, sample: bool) -> torch.Tensor:
-        """``z`` from the prior ``N(lambda * 1, I)``: its mean, or a reparameterised sample."""
-        z = attention[:, None, :].expand(-1, self.cfg.latent_dim, -1)
+        """``z`` from the prior ``N(lambda, I)``: its mean, or a reparameterised sample."""
+        z = self.prior_mean(attention)
         return z + randn_like(z) if sample else z
 
     def forward(self, features: torch.Tensor, attention: torch.Tensor
@@ -282,7 +385,7 @@ class FrameGAF(nn.Module):
         """Reconstruct ``features``: ``(recon, mu, logvar)``.
 
         Training: ``z ~ q(z | f, lambda)`` (reparameterised). Eval: ``z`` is the
-        prior mean ``lambda * 1`` (a prior sample if ``sample_latent_at_test``).
+        prior mean (a prior sample if ``sample_latent_at_test``).
         """
         mu, logvar = self.encode(features, attention)
         if self.training:
@@ -298,7 +401,8 @@ class GenerativeFusion(nn.Module):
     def __init__(self, in_channels: int, cfg: GAFConfig) -> None:
         super().__init__()
         self.theta = nn.Conv1d(in_channels, cfg.reduce_dim, 1)
-        self.fc = nn.Sequential(nn.Conv1d(cfg.reduce_dim + cfg.latent_dim, cfg.hidden_dim, 1), nn.ReLU())
+        self.fc = nn.Sequential(nn.Conv1d(cfg.reduce_dim + latent_dim(in_channels, cfg), cfg.hidden_dim, 1),
+                                nn.ReLU())
         self.theta_prime = nn.Conv1d(cfg.hidden_dim, in_channels, 1)
         nn.init.zeros_(self.theta_prime.weight)
         nn.init.zeros_(self.theta_prime.bias)
@@ -336,20 +440,39 @@ class GAF(nn.Module):
             params += list(self.fusion.parameters())
         return params
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor, *, reconstruct: bool = False) -> GAFOutput:
+    def attention(self, features: torch.Tensor, mask: torch.Tensor, oracle: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+        """λ for ``features (B, C, T)`` zero on padding: Segment-GAF's, or ``oracle (B, T)`` with ``cfg.oracle``."""
+        if not self.cfg.oracle:
+            return self.segment.attention(features, mask)
+        if oracle is None:
+            raise ValueError("GAF with model.gaf.oracle needs the ground-truth action mask (oracle=...)")
+        lam = oracle.to(features.dtype) * mask.to(features.dtype)
+        if self.cfg.attention == "channel":
+            lam = lam[:, None, :].expand(-1, features.shape[1], -1)
+        return lam
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor, *, reconstruct: bool = False,
+                oracle: torch.Tensor | None = None) -> GAFOutput:
         """``features (B, C, T)``, ``mask (B, T)`` bool -> :class:`GAFOutput`.
 
         ``reconstruct=True`` also runs Frame-GAF on ``(F, lambda.detach())``
-        and fills ``recon / mu / logvar``.
+        and fills ``recon / mu / logvar``. ``oracle (B, T)``: the
+        ground-truth action mask, used as λ when ``cfg.oracle``.
         """
         m = mask[:, None, :].to(features.dtype)
         features = features * m
-        lam = self.segment.attention(features, mask)
+        lam = self.attention(features, mask, oracle)
         f_ai, f_nai = SegmentGAF.pool(features, lam, mask)
         logits_ai = logits_nai = None
         if self.segment.classifier is not None:
             logits_ai, logits_nai = self.segment.classifier(f_ai), self.segment.classifier(f_nai)
-        weighted = features * lam[:, None, :]
+        weighted = features * as_channels(lam)
+        if self.cfg.output == "normalized":
+            # the official F*lambda / sum(lambda), times the count of valid entries: F's scale is kept
+            count = m.sum((1, 2)) * (lam.shape[1] if lam.dim() == 3 else 1)
+            mean = (lam * (m if lam.dim() == 3 else m[:, 0])).flatten(1).sum(1) / count.clamp(min=1.0)
+            weighted = weighted / mean.clamp(min=1e-3)[:, None, None]
         latent = None
         if self.fusion is not None:
             if self.cfg.fusion_latent == "posterior":
@@ -367,7 +490,7 @@ class GAF(nn.Module):
         return out
 
     def cvae_loss(self, features: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor | None = None,
-                  *, beta: float = 1.0) -> dict[str, torch.Tensor]:
+                  *, beta: float = 1.0, oracle: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """L_CVAE (Eq. 7) of Frame-GAF given ``lambda`` (detached; computed here if not given).
 
         Returns ``{"total", "recon", "kl"}``; gradients reach Frame-GAF only.
@@ -375,18 +498,18 @@ class GAF(nn.Module):
         features = features * mask[:, None, :].to(features.dtype)
         if attention is None:
             with torch.no_grad():
-                attention = self.segment.attention(features, mask)
+                attention = self.attention(features, mask, oracle)
         lam = attention.detach()
         mu, logvar = self.frame.encode(features, lam)
         z = mu + randn_like(mu) * torch.exp(0.5 * logvar)
         recon = self.frame.decode(z, lam)
-        total, rec, kl = L.cvae_loss(recon, features, mu, logvar, lam, mask, beta=beta)
+        total, rec, kl = L.cvae_loss(recon, features, mu, logvar, self.frame.prior_mean(lam), mask, beta=beta)
         return {"total": total, "recon": rec, "kl": kl}
 
     def representation_loss(self, features: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """L_R (Eq. 15): ``||f_t - f_psi(lambda_t, z_t)||^2`` through the frozen decoder.
 
-        ``z_t`` comes from the prior ``N(lambda_t * 1, I)`` (one sample in
+        ``z_t`` comes from the prior ``N(lambda_t, I)`` (one sample in
         training if ``cfg.rep_sample_latent``, else its mean). Gradients reach
         ``attention`` (hence Segment-GAF); the decoder's parameters get none.
         """
@@ -401,6 +524,22 @@ class GAF(nn.Module):
             raise ValueError("classification_loss needs GAF built with num_classes")
         present = multi_hot(labels, self.num_classes, device=out.logits_ai.device)
         return L.clf_loss(out.logits_ai, out.logits_nai, present)
+
+    @torch.no_grad()
+    def init_class_prior(self, frequency: torch.Tensor) -> None:
+        """Start the L_clf classifier at the class prior instead of p = 0.5 for every output.
+
+        ``frequency (K,)``: the fraction of training windows holding each
+        class. Half the classifier's inputs are f_nai (target 0 for every
+        class, 1 for background), so class ``c`` starts at
+        ``logit(frequency_c / 2)`` and background at ``logit(1/2) = 0``.
+        """
+        head = self.segment.classifier
+        if head is None:
+            return
+        p = (frequency.to(head.bias.dtype).clamp(1e-4, 1.0) / 2).clamp(max=0.5)
+        head.bias[:-1] = torch.log(p) - torch.log1p(-p)
+        head.bias[-1] = 0.0
 
 
 def stage_parameters(model: nn.Module, stage: str, frame: Sequence[nn.Parameter],
