@@ -183,6 +183,7 @@ def main() -> None:
 
 def plot_health_curves(path: Path, histories: dict[str, list[dict]], *, title: str) -> Path:
     """Per-epoch test-split λ health (mean on action / background steps, AUROC) of several runs, one figure."""
+    from gaf.metrics.attention import ACTION_MEAN_TARGET, AUROC_TARGET
     from gaf.viz import _mpl, _save_figure
 
     Figure, colormaps, _ = _mpl()
@@ -196,8 +197,8 @@ def plot_health_curves(path: Path, histories: dict[str, list[dict]], *, title: s
         ax_mean.plot(epochs, [r["health/test_background_mean"] for r in rows], color=colors(i), ls="--",
                      label=f"{name}: background")
         ax_auc.plot(epochs, [r["health/test_auroc"] for r in rows], color=colors(i), label=name)
-    ax_mean.axhline(0.3, color="grey", ls=":", lw=1)
-    ax_auc.axhline(0.85, color="grey", ls=":", lw=1)
+    ax_mean.axhline(ACTION_MEAN_TARGET, color="grey", ls=":", lw=1)
+    ax_auc.axhline(AUROC_TARGET, color="grey", ls=":", lw=1)
     ax_mean.set(xlabel="epoch", ylabel="mean λ on test steps, in [0, 1]", ylim=(0, 1), title=f"{title}: mean λ")
     ax_auc.set(xlabel="epoch", ylabel="AUROC of λ vs the action mask", ylim=(0.4, 1.0), title=f"{title}: AUROC")
     ax_mean.legend(fontsize=7)

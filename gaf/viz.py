@@ -29,6 +29,7 @@ import numpy as np
 from gaf.data.annotations import Segment
 from gaf.errors import DataError
 from gaf.io import atomic_write_bytes
+from gaf.metrics.attention import ACTION_MEAN_TARGET, AUROC_TARGET, LOW_LAMBDA
 
 __all__ = ["plot_timeline", "plot_per_class_ap", "plot_training_curves", "write_report", "format_detections_table",
            "format_metrics_table"]
@@ -314,8 +315,6 @@ def plot_per_class_ap(path: str | os.PathLike[str], per_class_ap: dict[str, list
 
 
 # ----------------------------------------------------------------------------- training curves
-HEALTH_ACTION_TARGET = 0.3  # mean λ on action steps that a healthy attention should reach
-HEALTH_AUROC_TARGET = 0.85  # AUROC of λ against the action mask that a healthy attention should reach
 _SPLIT_COLORS = {"train": "tab:blue", "test": "tab:orange"}
 
 
@@ -441,8 +440,8 @@ def plot_training_curves(path: str | os.PathLike[str], history: Sequence[Mapping
                 action = what == "action_mean"
                 _line(ax, *curves[key], color=color[split], linestyle="-" if action else "--",
                       label=f"{split}: {'action' if action else 'background'} steps")
-            ax.axhline(HEALTH_ACTION_TARGET, color="0.35", linestyle=":", linewidth=1.2,
-                       label=f"health target for action steps ({HEALTH_ACTION_TARGET:g})")
+            ax.axhline(ACTION_MEAN_TARGET, color="0.35", linestyle=":", linewidth=1.2,
+                       label=f"health target for action steps ({ACTION_MEAN_TARGET:g})")
             ax.set_ylim(0.0, 1.0)
             ax.set_ylabel("mean attention λ, in [0, 1]", fontsize=9)
             ax.set_title("Attention λ: mean on action (solid) and background (dashed) steps", fontsize=10, loc="left")
@@ -452,17 +451,17 @@ def plot_training_curves(path: str | os.PathLike[str], history: Sequence[Mapping
             if aurocs:
                 for split, key in aurocs:
                     _line(ax, *curves[key], color=color[split], label=f"{split}: AUROC")
-                ax.axhline(HEALTH_AUROC_TARGET, color="0.35", linestyle=":", linewidth=1.2,
-                           label=f"health target for AUROC ({HEALTH_AUROC_TARGET:g})")
+                ax.axhline(AUROC_TARGET, color="0.35", linestyle=":", linewidth=1.2,
+                           label=f"health target for AUROC ({AUROC_TARGET:g})")
                 ax.set_ylim(0.4, 1.0)
                 ax.set_ylabel("AUROC of λ vs the action mask", fontsize=9)
             if lows:
                 low_ax = ax.twinx() if aurocs else ax
                 for split, key in lows:
                     _line(low_ax, *curves[key], color=color[split], linestyle="-.", marker="s" if aurocs else "o",
-                          markersize=3, label=f"{split}: fraction λ < 0.05")
+                          markersize=3, label=f"{split}: fraction λ < {LOW_LAMBDA:g}")
                 low_ax.set_ylim(0.0, 1.0)
-                low_ax.set_ylabel("fraction of steps with λ < 0.05, in [0, 1]", fontsize=9)
+                low_ax.set_ylabel(f"fraction of steps with λ < {LOW_LAMBDA:g}, in [0, 1]", fontsize=9)
                 if low_ax is not ax:
                     low_ax.spines["top"].set_visible(False)
                     legend(main, low_ax)
@@ -470,9 +469,10 @@ def plot_training_curves(path: str | os.PathLike[str], history: Sequence[Mapping
                     legend(ax)
             else:
                 legend(ax)
-            ax.set_title("Attention λ: AUROC vs action mask" + (" (solid), fraction λ < 0.05 (dash-dot)"
+            low_text = f"fraction λ < {LOW_LAMBDA:g}"
+            ax.set_title("Attention λ: AUROC vs action mask" + (f" (solid), {low_text} (dash-dot)"
                                                                 if aurocs and lows else
-                                                                "" if aurocs else " - fraction λ < 0.05"),
+                                                                "" if aurocs else f" - {low_text}"),
                          fontsize=10, loc="left")
         else:
             cmap = colormaps["tab10" if len(grads) <= 10 else "tab20"]

@@ -26,7 +26,7 @@ from gaf.engine.experiment import EvalConfig, ExperimentConfig
 from gaf.engine.factory import build_dataset, collate_for
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
-from gaf.models.gaf import action_mask
+from gaf.models.build import batch_outputs
 from gaf.postprocess import nms, soft_nms
 
 __all__ = ["Inference", "run_inference", "gather_inference", "postprocess_video", "evaluate_run"]
@@ -108,11 +108,7 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
             batch = collate_for(ds)([ds[i] for i in idx])
             mask = batch["mask"].to(device)
             metas = batch["meta"]
-            if getattr(model, "needs_ground_truth", False):  # an oracle: λ = the ground-truth action mask
-                truth = action_mask(batch["segments"], mask.shape[1], device=device)
-                outputs.append(model(batch["features"].to(device), mask, truth))
-            else:
-                outputs.append(model(batch["features"].to(device), mask))
+            outputs.append(batch_outputs(model, batch, device))
         out = outputs[0] if len(outputs) == 1 else head.fuse_outputs(outputs)
         preds = head.predict_from_outputs(out, mask, pre_nms_top_k=cfg.pre_nms_top_k,
                                           score_threshold=cfg.score_threshold)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from gaf.metrics.attention import HEALTH_KEYS, attention_health
+from gaf.models.build import batch_outputs
 from gaf.models.gaf import action_mask, step_attention
 from gaf.models.noise import item_seed, sample_seeds
 
@@ -60,14 +61,12 @@ def measure_attention(model: torch.nn.Module, dataset: torch.utils.data.Dataset,
     try:
         for i in range(0, len(indices), batch_size):
             batch = collate([dataset[j] for j in indices[i:i + batch_size]])
-            mask = batch["mask"].to(device)
-            truth = action_mask(batch["segments"], mask.shape[1], device=device)
-            out = model(batch["features"].to(device), mask, truth) if getattr(model, "needs_ground_truth", False) \
-                else model(batch["features"].to(device), mask)
+            out = batch_outputs(model, batch, device)
             if out.get("attention") is None:
                 return {}
+            m = batch["mask"].numpy()
+            t = action_mask(batch["segments"], m.shape[1]).numpy() > 0.5  # the step centres inside an instance
             lam = step_attention(out["attention"]).float().cpu().numpy()
-            m, t = mask.cpu().numpy(), truth.cpu().numpy() > 0.5
             for b in range(lam.shape[0]):
                 lams.append(lam[b][m[b]])
                 acts.append(t[b][m[b]])

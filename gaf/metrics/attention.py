@@ -21,9 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["auroc", "attention_health", "HEALTH_KEYS"]
+__all__ = ["auroc", "attention_health", "HEALTH_KEYS", "LOW_LAMBDA", "ACTION_MEAN_TARGET", "AUROC_TARGET"]
 
 HEALTH_KEYS = ("action_mean", "background_mean", "auroc", "low_fraction")
+LOW_LAMBDA = 0.05  # λ below this counts towards ``low_fraction``
+ACTION_MEAN_TARGET = 0.3  # mean λ on action steps that a healthy attention keeps at every epoch
+AUROC_TARGET = 0.85  # test AUROC of λ against the action mask that a healthy attention reaches
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -47,7 +50,7 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
-def attention_health(attention: Sequence[np.ndarray], actions: Sequence[np.ndarray], *, low: float = 0.05
+def attention_health(attention: Sequence[np.ndarray], actions: Sequence[np.ndarray], *, low: float = LOW_LAMBDA
                      ) -> dict[str, float]:
     """Health of λ over windows: ``attention[i] (T_i,)`` λ on valid steps, ``actions[i] (T_i,)`` bool ground truth.
 

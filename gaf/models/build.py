@@ -42,7 +42,7 @@ from gaf.models.detector import AnchorFreeDetector, DetectorConfig, detection_lo
 from gaf import losses as L
 from gaf.models.gaf import GAF, GAFConfig, action_mask, as_channels, stage_parameters, step_attention
 
-__all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complement_segments"]
+__all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complement_segments", "batch_outputs"]
 
 
 @dataclass
@@ -327,6 +327,18 @@ class GAFDetector(nn.Module):
         """:meth:`forward` + :meth:`predict_from_outputs` (see there)."""
         return self.predict_from_outputs(self(features, mask), mask, pre_nms_top_k=pre_nms_top_k,
                                          score_threshold=score_threshold)
+
+
+def batch_outputs(model: nn.Module, batch: dict, device: torch.device | str) -> dict:
+    """``model(features, mask)`` on a collated batch moved to ``device``.
+
+    An oracle model (``needs_ground_truth``: λ = the ground-truth action
+    mask) also gets the batch's action mask, built from its ``segments``.
+    """
+    features, mask = batch["features"].to(device), batch["mask"].to(device)
+    if getattr(model, "needs_ground_truth", False):
+        return model(features, mask, action_mask(batch["segments"], mask.shape[1], device=device))
+    return model(features, mask)
 
 
 def build_model(cfg: ModelConfig, in_dim: int, num_classes: int, max_seq_len: int) -> GAFDetector:

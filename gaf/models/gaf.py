@@ -467,11 +467,11 @@ class GAF(nn.Module):
         logits_ai = logits_nai = None
         if self.segment.classifier is not None:
             logits_ai, logits_nai = self.segment.classifier(f_ai), self.segment.classifier(f_nai)
-        weighted = features * as_channels(lam)
+        lam_c = as_channels(lam)  # (B, 1 or C, T), zero on padding
+        weighted = features * lam_c
         if self.cfg.output == "normalized":
             # the official F*lambda / sum(lambda), times the count of valid entries: F's scale is kept
-            count = m.sum((1, 2)) * (lam.shape[1] if lam.dim() == 3 else 1)
-            mean = (lam * (m if lam.dim() == 3 else m[:, 0])).flatten(1).sum(1) / count.clamp(min=1.0)
+            mean = lam_c.sum((1, 2)) / (m.sum((1, 2)) * lam_c.shape[1]).clamp(min=1.0)
             weighted = weighted / mean.clamp(min=1e-3)[:, None, None]
         latent = None
         if self.fusion is not None:
