@@ -17,7 +17,7 @@ from gaf import __version__
 from gaf.errors import GafError
 
 # Order is the order shown by ``gaf --help``.
-COMMANDS: tuple[str, ...] = ("demo", "train", "eval", "score", "extract", "detect")
+COMMANDS: tuple[str, ...] = ("demo", "train", "eval", "score", "extract", "detect", "classify", "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:

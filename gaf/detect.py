@@ -121,8 +121,40 @@ def _frame_dataset(cfg, video: Path, video_id: str, info, labels: list[str], out
     return FrameClipDataset(fcfg, "test", training=False), cfg.e2e.stream, float(fr.fps), video
 
 
+def _check_preprocessing(ckpt, recorded: dict | None, streams: list[str], weights: dict[str, str],
+                         short_side: int | None | str, crop: int | None | str) -> tuple[int | None, int | None]:
+    """``(short_side, crop)`` to extract with: the checkpoint's record of how its training features
+    were made (``meta["extraction"]``, from ``gaf extract``'s index), which the caller's explicit
+    values and weights must match (ConfigError otherwise); 256 / 224 when nothing is recorded.
+    ``short_side`` / ``crop`` = ``"auto"``: take the recorded (or default) value."""
+    from gaf.extract import weights_sha256
+
+    recorded = recorded or {}
+    chosen = {}
+    for key, value, default in (("short_side", short_side, 256), ("crop", crop, 224)):
+        if value == "auto":
+            value = recorded.get(key, default)
+        elif key in recorded and recorded[key] != value:
+            raise ConfigError(f"{ckpt}: the model was trained on features made with --{key.replace('_', '-')} "
+                              f"{recorded[key]}, not {value}; drop the option (gaf detect then uses "
+                              f"{recorded[key]}) or pass the same value")
+        chosen[key] = value
+    want = recorded.get("weights_sha256") or {}
+    for name in streams:
+        if name not in want:
+            continue
+        have = weights_sha256(weights.get(name))
+        if have != want[name]:
+            were = f"weights with sha256 {want[name][:16]}..." if want[name] else "an UNTRAINED backbone (no weights)"
+            given = f"sha256 {have[:16]}... ({weights[name]})" if have else "no weights"
+            raise ConfigError(f"{ckpt}: the model was trained on {name} features of {were}; you gave {given}. "
+                              "Pass the backbone weights its training features were extracted with")
+    return chosen["short_side"], chosen["crop"]
+
+
 def _feature_dataset(cfg, ckpt, video: Path, video_id: str, info, labels: list[str], out: Path, *, in_dim: int,
-                     stream, backbone_weights, short_side, crop, flow_method, batch_size, device, progress):
+                     recorded, stream, backbone_weights, short_side, crop, flow_method, batch_size, device,
+                     progress):
     """Feature checkpoint: extract I3D features as the model was trained on, then a one-video feature dataset."""
     from gaf.data.features import FeatureDataset
     from gaf.extract import ExtractConfig, extract_features
@@ -138,6 +170,7 @@ def _feature_dataset(cfg, ckpt, video: Path, video_id: str, info, labels: list[s
     for path in weights:
         if not Path(path).is_file():
             raise DataError(f"{path}: backbone weights file not found")
+    short_side, crop = _check_preprocessing(ckpt, recorded, streams, named, short_side, crop)
 
     fps = float(ds.fps) if ds.fps is not None else DEFAULT_FPS
     feat_dir = out / "features"
@@ -170,8 +203,8 @@ def detect_video(
     backbone_weights: Sequence[str] = (),
     score_threshold: float = 0.2,
     top: int | None = None,
-    short_side: int | None = 256,
-    crop: int | None = 224,
+    short_side: int | None | str = "auto",
+    crop: int | None | str = "auto",
     stream: str | None = None,
     flow_method: str = "auto",
     batch_size: int = 8,
@@ -182,8 +215,13 @@ def detect_video(
 
     ``backbone_weights``: I3D state dicts, one per extracted stream (RGB.pt,
     FLOW.pt, or RGB.pt FLOW.pt for ``both``); none → an untrained backbone,
-    with a warning. ``short_side`` / ``crop``: pixels, as in ``gaf extract``
-    (the checkpoint does not record them). ``score_threshold`` / ``top``
+    with a warning; they must be those the training features were made with
+    when the checkpoint records it (models trained on ``gaf extract``
+    output: ``meta["extraction"]`` holds every preprocessing setting and the
+    weights' sha256), else ConfigError. ``short_side`` / ``crop``: pixels, as
+    in ``gaf extract``; ``"auto"`` takes the checkpoint's record (256 / 224
+    when it has none), and an explicit value must match the record.
+    ``score_threshold`` / ``top``
     filter the final detections (after Soft-NMS) that are returned, written
     to the JSON and drawn. Writes ``<out_dir>/features/``,
     ``<out_dir>/<video_id>.json`` and ``<out_dir>/<video_id>_timeline.png``.
@@ -236,7 +274,8 @@ def detect_video(
         dataset, chosen, fps, feature_path = _frame_dataset(cfg, video, video_id, info, labels, out)
     else:
         dataset, chosen, fps, feature_path = _feature_dataset(
-            cfg, ckpt, video, video_id, info, labels, out, in_dim=in_dim, stream=stream,
+            cfg, ckpt, video, video_id, info, labels, out, in_dim=in_dim, recorded=meta.get("extraction"),
+            stream=stream,
             backbone_weights=backbone_weights, short_side=short_side, crop=crop, flow_method=flow_method,
             batch_size=batch_size, device=device, progress=progress)
 

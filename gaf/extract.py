@@ -16,10 +16,13 @@ flow 1024 (2048 channels, RGB first).
   end, so both streams have the same steps. Flow is computed on the cropped
   frames.
 * A video shorter than one window gives one step (last frame repeated).
-* ``<out_dir>/features.json`` records the settings and, per video, its
-  duration (seconds), steps, sampled frames, fps and source; it is merged
-  with an existing file written with the same settings (different settings
-  → ConfigError) and rewritten atomically after each video.
+* ``<out_dir>/features.json`` records the settings (every preprocessing
+  setting of :data:`PREPROCESSING`, among them the sha256 of each stream's
+  weights file) and, per video, its duration (seconds), steps, sampled
+  frames, fps and source; it is merged with an existing file written with
+  the same settings (different settings → ConfigError) and rewritten
+  atomically after each video. ``gaf train`` copies these settings into the
+  checkpoint, and ``gaf detect`` extracts with them.
 * A video whose ``.npy`` exists is skipped unless ``overwrite``. A file that
   cannot be decoded is reported in :class:`ExtractReport.failures` and the
   others go on.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -44,14 +48,14 @@ import torch
 
 from gaf.data.flow import compute_flow, flow_to_input, resolve_method
 from gaf.data.video import WindowBuffer, iter_frames, num_resampled_frames, num_windows, probe
-from gaf.io import atomic_save_npy, atomic_write_text
+from gaf.io import atomic_save_npy, atomic_write_text, sha256_file
 from gaf.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from gaf.engine.distributed import DistContext
 
 __all__ = ["ExtractConfig", "ExtractReport", "extract_features", "collect_videos", "video_id_of",
-           "VIDEO_EXTENSIONS", "FEATURE_DIM"]
+           "VIDEO_EXTENSIONS", "FEATURE_DIM", "PREPROCESSING", "weights_sha256", "read_preprocessing"]
 
 log = logging.getLogger("gaf")
 
@@ -171,10 +175,21 @@ def _settings(cfg: ExtractConfig, flow_method: str | None) -> dict[str, Any]:
         "dims": {s: FEATURE_DIM for s in cfg.streams}, "feature_dim": FEATURE_DIM * len(cfg.streams),
         "short_side": cfg.short_side, "crop": cfg.crop, "flow_method": flow_method,
         "backbone_weights": {s: getattr(cfg, f"{s}_weights") for s in cfg.streams},
+        "weights_sha256": {s: weights_sha256(getattr(cfg, f"{s}_weights")) for s in cfg.streams},
     }
 
 
-_MUST_MATCH = ("fps", "stride", "window", "streams", "short_side", "crop")
+def weights_sha256(path: str | os.PathLike[str] | None) -> str | None:
+    """sha256 of a backbone weights file (None for none: an untrained backbone). DataError if missing."""
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise DataError(f"{path}: backbone weights file not found")
+    return sha256_file(path)
+
+
+# Settings that change the features: cached features made with others are refused, never mixed.
+PREPROCESSING = ("fps", "stride", "window", "streams", "short_side", "crop", "weights_sha256")
 
 
 def _load_index(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
@@ -187,11 +202,26 @@ def _load_index(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise DataError(f"{path}: cannot read the existing feature index ({exc})") from None
     if not isinstance(index, dict) or not isinstance(index.get("videos"), dict):
         raise DataError(f"{path}: not a gaf feature index (no 'videos' mapping)")
-    for key in _MUST_MATCH:
+    for key in PREPROCESSING:
         if index.get(key) != settings[key]:
-            raise ConfigError(f"{path}: features there were extracted with {key}={index.get(key)!r}, "
+            were = "(not recorded: an older gaf)" if key not in index else repr(index[key])
+            raise ConfigError(f"{path}: features there were extracted with {key}={were}, "
                               f"this run asks for {settings[key]!r}; use another --out folder")
     return {**settings, "videos": index["videos"]}
+
+
+def read_preprocessing(feature_dir: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """The :data:`PREPROCESSING` settings of ``<feature_dir>/features.json`` (None: no such readable index)."""
+    if not feature_dir:
+        return None
+    path = Path(feature_dir) / "features.json"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(index, dict) or not isinstance(index.get("videos"), dict):
+        return None
+    return {key: index[key] for key in PREPROCESSING if key in index}
 
 
 def _write_index(path: Path, index: dict[str, Any]) -> None:

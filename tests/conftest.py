@@ -65,6 +65,37 @@ def write_pulse_features(root: Path, *, num_train: int = 12, num_test: int = 6, 
             "num_frames": window, "input_dim": dim, "max_seq_len": steps, "fps": fps}
 
 
+def write_video(path: Path, colours: list, pts_ms: list[int] | None = None, *, size: tuple[int, int] = (32, 24),
+                rotation: int = 0, pattern: bool = False) -> Path:
+    """Lossless (FFV1 / Matroska) video whose frame i is colours[i] (a grey level or an (R, G, B) triple),
+    at times pts_ms (ms)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    width, height = size
+    pts_ms = pts_ms if pts_ms is not None else [40 * i for i in range(len(colours))]
+    container = av.open(str(path), "w")
+    stream = container.add_stream("ffv1", rate=1000)
+    stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+    stream.time_base = Fraction(1, 1000)
+    if rotation:
+        stream.set_display_rotation(rotation)
+    for colour, pts in zip(colours, pts_ms):
+        img = np.full((height, width, 3), colour, np.uint8)
+        if pattern:
+            img[:, : width // 4] = 255  # a white band on the left
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts, frame.time_base = pts, Fraction(1, 1000)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
 @pytest.fixture
 def pulse_dataset(tmp_path: Path) -> dict:
     return write_pulse_features(tmp_path / "pulses")

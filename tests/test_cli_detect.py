@@ -24,7 +24,7 @@ from gaf.config import from_dict  # noqa: E402
 from gaf.data.video import probe  # noqa: E402
 from gaf.detect import stream_for_model  # noqa: E402
 from gaf.engine.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from gaf.engine.experiment import ExperimentConfig  # noqa: E402
+from gaf.engine.experiment import ExperimentConfig, experiment_from_dict  # noqa: E402
 from gaf.engine.train import train  # noqa: E402
 from gaf.errors import ConfigError  # noqa: E402
 
@@ -70,6 +70,7 @@ def _train_on_clip(root: Path) -> tuple[Path, Path]:
             vid = f"clip_{split}_{i}"
             shutil.copy(feats, feat_dir / f"{vid}.npy")
             database[vid] = {"subset": split, "duration": duration, "fps": FPS, "annotations": anns}
+    shutil.copy(root / "extracted" / "features.json", feat_dir)  # gaf extract's settings: recorded by training
     ann = root / "annotations.json"
     ann.write_text(json.dumps({"version": "test", "labels": CLASSES, "database": database}))
     cfg = from_dict(ExperimentConfig, {
@@ -91,7 +92,7 @@ def test_detect_finds_the_trained_instances_and_writes_json_and_timeline(trained
     ckpt, extracted = trained
     out = tmp_path / "out"
     with pytest.warns(UserWarning, match="UNTRAINED"):  # seeded, untrained I3D: the same one `gaf extract` used
-        code = main(["detect", str(CLIP), "--ckpt", str(ckpt), "--out", str(out), *PIXELS,
+        code = main(["detect", str(CLIP), "--ckpt", str(ckpt), "--out", str(out),  # pixels: as recorded
                      "--score-threshold", "0.05", "--device", "cpu", "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -102,6 +103,7 @@ def test_detect_finds_the_trained_instances_and_writes_json_and_timeline(trained
     # The features were extracted with the checkpoint's fps / stride / window, into out/features.
     index = json.loads((out / "features" / "features.json").read_text())
     assert (index["fps"], index["stride"], index["window"], index["streams"]) == (FPS, STRIDE, WINDOW, ["rgb"])
+    assert (index["short_side"], index["crop"], index["weights_sha256"]) == (64, 64, {"rgb": None})
     np.testing.assert_allclose(np.load(out / "features" / f"{CLIP.stem}.npy"), np.load(extracted), atol=1e-5)
 
     doc = json.loads((out / f"{CLIP.stem}.json").read_text())
@@ -153,6 +155,34 @@ def test_non_i3d_checkpoint_and_missing_video_exit_2_with_the_reason(trained, tm
     missing = tmp_path / "no_such_video.mp4"
     assert main(["detect", str(missing), "--ckpt", str(ckpt), "--out", str(tmp_path / "o")]) == 2
     assert "no_such_video.mp4" in capsys.readouterr().err
+
+
+def test_detect_refuses_preprocessing_other_than_the_training_features(trained, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    ckpt, _ = trained
+    recorded = load_checkpoint(ckpt)["meta"]["extraction"]
+    assert (recorded["short_side"], recorded["crop"], recorded["stride"], recorded["window"]) == (64, 64, STRIDE, WINDOW)
+    out = tmp_path / "o"
+    assert main(["detect", str(CLIP), "--ckpt", str(ckpt), "--out", str(out), "--crop", "100", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--crop 64, not 100" in err and err.count("error:") == 1
+    other = tmp_path / "rgb_other.pt"
+    torch.save({"w": torch.zeros(1)}, other)
+    assert main(["detect", str(CLIP), "--ckpt", str(ckpt), "--out", str(out), "--backbone-weights", str(other),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "UNTRAINED backbone" in err and "rgb_other.pt" in err
+    assert not out.exists()  # refused before any extraction
+
+
+def test_training_refuses_a_config_that_misreads_extracted_features(trained, tmp_path: Path) -> None:
+    ckpt, _ = trained
+    cfg = load_checkpoint(ckpt)["config"]
+    cfg["dataset"]["feature_stride"] = STRIDE * 2
+    cfg["work_dir"] = str(tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"dataset.feature_stride: 4, but .*features.json says .* stride 2"):
+        train(experiment_from_dict(cfg, where="test"), progress=False)
+    assert not (tmp_path / "run" / "final.pt").exists()
 
 
 def test_stream_follows_the_model_input_width() -> None:

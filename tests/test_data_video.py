@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from gaf.data.video import (  # noqa: E402
     VideoInfo, iter_clips, iter_frames, num_resampled_frames, num_windows, probe, sliding_windows,
 )
 from gaf.errors import DataError  # noqa: E402
+from conftest import write_video  # noqa: E402
 
 VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 if not VIDEOS.is_dir():
@@ -25,31 +25,6 @@ CLIPS = list(csv.DictReader(open(VIDEOS / "clips.csv"))) if (VIDEOS / "clips.csv
 needs_clips = pytest.mark.skipif(not CLIPS, reason="real clips not available")
 AVI = VIDEOS / "v_Basketball_g01_c01.avi"  # 320x240, 29.97 fps, 141 frames
 MP4 = VIDEOS / "abseiling_k400.mp4"  # 454x256, 25 fps, 250 frames
-
-
-def write_video(path: Path, colours: list[int], pts_ms: list[int] | None = None, *, size: tuple[int, int] = (32, 24),
-                rotation: int = 0, pattern: bool = False) -> Path:
-    """Lossless (FFV1 / Matroska) video whose frame i is grey level colours[i], at times pts_ms (ms)."""
-    width, height = size
-    pts_ms = pts_ms if pts_ms is not None else [40 * i for i in range(len(colours))]
-    container = av.open(str(path), "w")
-    stream = container.add_stream("ffv1", rate=1000)
-    stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
-    stream.time_base = Fraction(1, 1000)
-    if rotation:
-        stream.set_display_rotation(rotation)
-    for colour, pts in zip(colours, pts_ms):
-        img = np.full((height, width, 3), colour, np.uint8)
-        if pattern:
-            img[:, : width // 4] = 255  # a white band on the left
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts, frame.time_base = pts, Fraction(1, 1000)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
 
 
 # ------------------------------------------------------------------ real clips

@@ -20,7 +20,12 @@ threshold and writes, under --out:
   features/                  extracted features (reused by a later run)
 
 The model must be trained on I3D features (e.g. THUMOS14 I3D, or your own
-`gaf extract` output); pass the I3D weights it was trained with.
+`gaf extract` output); pass the I3D weights it was trained with. A model
+trained on `gaf extract` output records every preprocessing setting (fps,
+window, stride, short side, crop, the weights' sha256): gaf detect extracts
+with them and refuses other weights or an explicit --short-side / --crop that
+differs. Features cached under --out/features/ with other settings are
+refused, never mixed.
 
 examples:
   gaf detect match.mp4 --ckpt work_dirs/thumos14_i3d/final.pt \\
@@ -29,9 +34,9 @@ examples:
 """
 
 
-def _pixels(text: str) -> int | None:
-    if text.lower() == "none":
-        return None
+def _pixels(text: str) -> int | None | str:
+    if text.lower() in ("none", "auto"):
+        return text.lower() if text.lower() == "auto" else None
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 or 'none', got {text}")
@@ -65,9 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=_unit, default=0.2,
                    help="keep detections with at least this score (default: %(default)s)")
     p.add_argument("--top", type=_positive, default=None, metavar="N", help="keep at most N detections")
-    p.add_argument("--short-side", type=_pixels, default=256,
-                   help="resize the short side to this before I3D (default: %(default)s)")
-    p.add_argument("--crop", type=_pixels, default=224, help="centre crop size, or 'none' (default: %(default)s)")
+    p.add_argument("--short-side", type=_pixels, default="auto",
+                   help="resize the short side to this before I3D; auto = as the training features were made "
+                        "(recorded by gaf extract / gaf train), else 256 (default: %(default)s)")
+    p.add_argument("--crop", type=_pixels, default="auto",
+                   help="centre crop size, or 'none'; auto = as the training features, else 224 "
+                        "(default: %(default)s)")
     p.add_argument("--stream", choices=("rgb", "flow"), default=None,
                    help="for a 1024-wide model: the I3D stream it was trained on (default: from the config)")
     p.add_argument("--flow-method", choices=("auto", "tvl1", "builtin"), default="auto",

@@ -19,12 +19,17 @@ Existing .npy files are skipped unless --overwrite. A file that cannot be
 decoded is skipped and listed at the end; the exit code is then 1.
 
 Without --backbone-weights the I3D is randomly initialised (a warning says
-so). Weights are pytorch-i3d state dicts (e.g. rgb_imagenet.pt,
-flow_imagenet.pt). Flow is TV-L1 when OpenCV contrib is installed
+so). Get DeepMind's Kinetics-400 RGB weights with
+`gaf weights i3d-kinetics400 --out i3d_k400_rgb.pt`; pytorch-i3d state dicts
+(rgb_imagenet.pt, flow_imagenet.pt) load too. features.json records every
+preprocessing setting and each weights file's sha256; an --out folder made
+with other settings is refused. Keep --short-side near --crop (e.g.
+--short-side 128 --crop 112): a small crop of a 256-pixel frame sees only its
+centre. Flow is TV-L1 when OpenCV contrib is installed
 (pip install opencv-contrib-python-headless), else a built-in Horn-Schunck.
 
 examples:
-  gaf extract videos/ --out features/i3d --backbone-weights rgb_imagenet.pt
+  gaf extract videos/ --out features/i3d --backbone-weights i3d_k400_rgb.pt
   gaf extract a.mp4 b.mp4 --out feats --stream both --backbone-weights rgb.pt flow.pt
   torchrun --nproc_per_node 4 -m gaf extract videos/ --out feats   # videos shared over 4 GPUs
 """

@@ -99,6 +99,18 @@ def open_run(work_dir: Path, config_dict: dict[str, Any], *, resume: bool) -> di
     return state
 
 
+def _check_extraction(cfg: ExperimentConfig, extraction: dict[str, Any]) -> None:
+    """The dataset config must read the features as ``gaf extract`` made them (its features.json)."""
+    ds = cfg.dataset
+    where = f"{ds.feature_dir}/features.json"
+    for key, ours in (("stride", ds.feature_stride), ("window", ds.num_frames), ("fps", ds.fps)):
+        theirs = extraction.get(key)
+        if ours is not None and theirs is not None and float(theirs) != float(ours):
+            name = {"stride": "feature_stride", "window": "num_frames", "fps": "fps"}[key]
+            raise ConfigError(f"dataset.{name}: {ours}, but {where} says the features were extracted with "
+                              f"{key} {theirs}; set dataset.{name}: {theirs}")
+
+
 def train(
     cfg: ExperimentConfig,
     *,
@@ -139,6 +151,12 @@ def train(
     train_set = build_dataset(cfg, "train", training=True)
     train_set.check(progress=progress and ctx.is_main)
     meta = {"in_dim": train_set.input_dim, "num_classes": train_set.num_classes, "labels": list(train_set.labels)}
+    from gaf.extract import read_preprocessing
+
+    extraction = read_preprocessing(cfg.dataset.feature_dir) if cfg.e2e is None else None
+    if extraction:  # features from `gaf extract`: gaf detect must make new ones the same way
+        _check_extraction(cfg, extraction)
+        meta["extraction"] = extraction
     model = build_detector(cfg, meta).to(device)
     mcfg = detector_config(cfg)
     logger.info("train: %d videos, %d classes, input dim %d, device %s%s, %d parameters",

@@ -13,8 +13,13 @@ fine-tunes with 157 classes), so those state dicts load as they are::
     logits.conv3d.{weight,bias}           (num_classes, 1024, 1, 1, 1)
 
 Convolutions and max-pools use TensorFlow "SAME" padding computed from the
-input size at run time (zero padding, the extra pixel at the end), as the
-original TF model does; batch norm has ``eps=1e-3``.
+input size at run time (the extra pixel at the end; zeros for convolutions,
+−∞ for max-pools), as the original TF model does; batch norm has
+``eps=1e-3``. :meth:`InceptionI3d.clip_logits` is DeepMind's clip-level head.
+
+DeepMind's own Kinetics-400 checkpoint (Flax naming) is converted to this
+layout by :mod:`gaf.models.backbones.i3d_weights` (``gaf weights``), into a
+file that :func:`load_i3d_weights` reads like any other.
 
 Inputs are clips ``(N, C, T, H, W)``: RGB (``C = 3``) in [-1, 1], or optical
 flow (``C = 2``, x then y) clipped to ±20 px and scaled to [-1, 1]. The
@@ -25,10 +30,11 @@ Mixed_5c map of 2×7×7.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -36,7 +42,8 @@ import torch.nn.functional as F
 
 from gaf.errors import CheckpointError, ConfigError
 
-__all__ = ["InceptionI3d", "Unit3D", "InceptionModule", "load_i3d_weights", "build_i3d", "VALID_ENDPOINTS"]
+__all__ = ["InceptionI3d", "Unit3D", "InceptionModule", "load_i3d_weights", "load_i3d_state", "read_i3d_file",
+           "build_i3d", "VALID_ENDPOINTS"]
 
 log = logging.getLogger("gaf")
 
@@ -69,14 +76,14 @@ _POOLS: dict[str, tuple[Triple, Triple]] = {  # kernel, stride
 }
 
 
-def _same_pad(x: torch.Tensor, kernel: Triple, stride: Triple) -> torch.Tensor:
-    """Zero-pad ``x (N, C, T, H, W)`` so a ``kernel``/``stride`` op gives ``ceil(size / stride)``."""
+def _same_pad(x: torch.Tensor, kernel: Triple, stride: Triple, value: float = 0.0) -> torch.Tensor:
+    """Pad ``x (N, C, T, H, W)`` with ``value`` so a ``kernel``/``stride`` op gives ``ceil(size / stride)``."""
     pads: list[int] = []
     for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride)):
         rem = size % s
         total = max(k - (s if rem == 0 else rem), 0)
         pads += [total // 2, total - total // 2]  # TF puts the odd pixel at the end
-    return F.pad(x, pads) if any(pads) else x
+    return F.pad(x, pads, value=value) if any(pads) else x
 
 
 class Unit3D(nn.Module):
@@ -98,14 +105,14 @@ class Unit3D(nn.Module):
 
 
 class MaxPool3dSame(nn.Module):
-    """3-D max-pool with TF "SAME" padding (zeros; inputs are post-ReLU, so ≥ 0)."""
+    """3-D max-pool with TF "SAME" padding: padded cells are −∞, so they never win (any input sign)."""
 
     def __init__(self, kernel: Triple, stride: Triple) -> None:
         super().__init__()
         self.kernel, self.stride = tuple(kernel), tuple(stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool3d(_same_pad(x, self.kernel, self.stride), self.kernel, self.stride)
+        return F.max_pool3d(_same_pad(x, self.kernel, self.stride, -math.inf), self.kernel, self.stride)
 
 
 class InceptionModule(nn.Module):
@@ -201,28 +208,68 @@ class InceptionI3d(nn.Module):
 
         ``feature_dim`` is 1024 for Mixed_5c; ``T' = ceil(T / 8)``.
         """
+        return self.forward_map(x).mean(dim=(3, 4))
+
+    def forward_map(self, x: torch.Tensor, *, wrap: Callable[[list[str]], Iterable[str]] = iter) -> torch.Tensor:
+        """Clips ``(N, C, T, H, W)`` → the final endpoint's map ``(N, feature_dim, T', H', W')``.
+
+        ``wrap`` wraps the list of endpoint names run in order (e.g. in a
+        progress bar, for one long clip).
+        """
         self._check(x)
-        for name in self.endpoints:
+        for name in wrap(self.endpoints):
             x = getattr(self, name)(x)
-        return x.mean(dim=(3, 4))
+        return x
+
+    def _head(self) -> Unit3D:
+        if self.logits is None:
+            raise RuntimeError("this I3D has no logits head (num_classes=None or final_endpoint before Mixed_5c)")
+        return self.logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-time-step class logits ``(N, num_classes, T')`` (space averaged, then the 1×1×1 head)."""
-        if self.logits is None:
-            raise RuntimeError("this I3D has no logits head (num_classes=None or final_endpoint before Mixed_5c)")
+        head = self._head()
         feats = self.forward_features(x)
-        return self.logits(self.dropout(feats[..., None, None]))[..., 0, 0]
+        return head(self.dropout(feats[..., None, None]))[..., 0, 0]
+
+    def clip_logits(self, x: torch.Tensor, *, wrap: Callable[[list[str]], Iterable[str]] = iter) -> torch.Tensor:
+        """Clip-level class logits ``(N, num_classes)``, computed as DeepMind's I3D does.
+
+        The Mixed_5c map ``(N, 1024, T', H', W')`` (``T' = ceil(T / 8)``) is
+        average-pooled with a (2, 7, 7) window, stride 1, no padding (a map
+        smaller than the window is pooled whole), then dropout and the 1×1×1
+        logits conv, and the logits are averaged over what is left: for a
+        224×224 clip, ``T' − 1`` time positions, in which the first and last
+        steps weigh half as much as the others. :meth:`forward` weighs every
+        step alike; the two differ by up to ~1.4 logits on real clips.
+        ``wrap`` as in :meth:`forward_map`.
+        """
+        head = self._head()
+        fmap = self.forward_map(x, wrap=wrap)
+        window = tuple(min(k, s) for k, s in zip((2, 7, 7), fmap.shape[2:]))
+        pooled = F.avg_pool3d(fmap, window, stride=1)
+        return head(self.dropout(pooled)).mean(dim=(2, 3, 4))
 
 
 # ---------------------------------------------------------------------- weights
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
+def read_i3d_file(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read an I3D weights file → ``(state_dict, metadata)``, with ``weights_only=True``.
+
+    Accepts a raw state dict (pytorch-i3d's ``rgb_imagenet.pt``), or
+    ``{"state_dict": ..., "meta": {...}}`` (gaf's own files, written by
+    ``gaf weights``; ``meta`` holds ``source``, ``sha256``, ``labels``, ...;
+    ``{}`` when absent). ``module.`` prefixes are stripped.
+    """
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: I3D weights file not found")
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt / non-torch files
         raise CheckpointError(f"{path}: cannot read I3D weights ({type(exc).__name__}: {str(exc)[:200]})") from None
+    meta: dict[str, Any] = {}
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        meta = dict(obj["meta"]) if isinstance(obj.get("meta"), Mapping) else {}
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: not an I3D state dict (expected a mapping of tensors, "
@@ -233,7 +280,7 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         while key.startswith("module."):  # saved from DataParallel / DDP
             key = key[len("module."):]
         state[key] = value
-    return state
+    return state, meta
 
 
 def _listing(keys: Sequence[str], limit: int = 8) -> str:
@@ -258,8 +305,14 @@ def load_i3d_weights(model: InceptionI3d, path: str | os.PathLike[str]) -> Incep
     unexpected key or shape mismatch raises :class:`CheckpointError` listing
     them.
     """
-    path = Path(path)
-    state = _read_state(path)
+    state, _ = read_i3d_file(path)
+    return load_i3d_state(model, state, source=str(path))
+
+
+def load_i3d_state(model: InceptionI3d, state: Mapping[str, torch.Tensor], *, source: str) -> InceptionI3d:
+    """Load a pytorch-i3d-layout ``state`` into ``model`` with the checks of :func:`load_i3d_weights`;
+    ``source`` names the file in messages."""
+    path = source
     own = model.state_dict()
     not_built = set(VALID_ENDPOINTS) - set(model.endpoints)
     load: dict[str, torch.Tensor] = {}
@@ -321,7 +374,8 @@ def build_i3d(stream: str = "rgb", weights: str | os.PathLike[str] | None = None
         log.info("I3D %s: loaded weights from %s", stream, weights)
     elif warn_untrained:
         _warn(f"I3D {stream}: no backbone weights given: features come from an UNTRAINED, randomly "
-              "initialised network (pass pretrained I3D weights, e.g. rgb_imagenet.pt / flow_imagenet.pt)")
+              "initialised network (get pretrained RGB weights with `gaf weights i3d-kinetics400 --out W.pt`, "
+              "then pass --backbone-weights W.pt; pytorch-i3d's rgb_imagenet.pt / flow_imagenet.pt work too)")
     return model
 
 
