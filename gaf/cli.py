@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from typing import Sequence
 
 from gaf import __version__
 from gaf.errors import GafError
+from gaf.io import install_sigterm_handler
 
 # Order is the order shown by ``gaf --help``.
 COMMANDS: tuple[str, ...] = ("demo", "train", "eval", "score", "extract", "detect", "classify", "weights")
@@ -49,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     ok = False
+    previous = install_sigterm_handler()  # SIGTERM → SystemExit(143): temp files removed, locks released
     try:
         code = int(args.run(args) or 0)
         ok = True
@@ -60,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gaf {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if "torch.distributed" in sys.modules:  # leave a torchrun process group cleanly (all ranks done)
             from gaf.engine.distributed import shutdown_distributed
 

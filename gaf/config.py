@@ -16,11 +16,12 @@ No registry, no inheritance: what a config file says is what runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -28,7 +29,55 @@ from gaf.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["from_dict", "to_dict", "load_yaml", "apply_overrides", "dump_yaml"]
+__all__ = ["from_dict", "to_dict", "load_yaml", "apply_overrides", "dump_yaml", "ranged", "check",
+           "POSITIVE", "NON_NEGATIVE", "AT_LEAST_ONE", "UNIT", "OPEN_UNIT", "HALF_OPEN_UNIT", "ODD", "SEED"]
+
+
+# ------------------------------------------------------------------ value ranges
+def check(description: str, predicate: Callable[[Any], bool]) -> dict[str, Any]:
+    """Field metadata: the value (each item, for a list) must satisfy ``predicate``; the message says
+    ``must be <description>``. Checked by :func:`from_dict` for every value a config gives."""
+    return {"check": (description, predicate)}
+
+
+POSITIVE = check("> 0", lambda v: v > 0)
+NON_NEGATIVE = check(">= 0", lambda v: v >= 0)
+AT_LEAST_ONE = check(">= 1", lambda v: v >= 1)
+UNIT = check("in [0, 1]", lambda v: 0 <= v <= 1)
+OPEN_UNIT = check("in (0, 1)", lambda v: 0 < v < 1)
+HALF_OPEN_UNIT = check("in (0, 1]", lambda v: 0 < v <= 1)
+ODD = check("odd and >= 1", lambda v: v >= 1 and v % 2 == 1)
+SEED = check("in [0, 2**32 - 1]", lambda v: 0 <= v < 2**32)
+
+
+def ranged(default: Any, rule: dict[str, Any]) -> Any:
+    """A dataclass field with ``default`` whose values must satisfy ``rule`` (e.g. ``ranged(1e-4, POSITIVE)``)."""
+    return dataclasses.field(default=default, metadata=rule)
+
+
+def _check_range(field: dataclasses.Field, value: Any, where: str) -> None:
+    rule = field.metadata.get("check")
+    if rule is None or value is None:
+        return
+    description, predicate = rule
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if not predicate(item):
+            raise ConfigError(f"{where}: must be {description}, got {_show(value)}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -41,7 +90,7 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -123,6 +172,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config
     for name, field in fields.items():
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
+            _check_range(field, kwargs[name], f"{where}.{name}")
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}.{name}: required field is missing")
     try:
@@ -187,14 +237,19 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-4 as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads 1e-4 as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: must be a finite number, got {_show(value)}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

@@ -27,3 +27,11 @@ class DataError(GafError, ValueError):
 
 class CheckpointError(GafError, ValueError):
     """A checkpoint is missing, corrupt, or does not fit the model config."""
+
+
+class OutputError(GafError, OSError):
+    """An output cannot be written where asked (an input, a folder, a device, a full or read-only disk)."""
+
+
+class TrainingError(GafError, FloatingPointError):
+    """Training diverged (a NaN / Inf loss); names the epoch, stage, batch and its videos."""

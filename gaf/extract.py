@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from gaf.data.flow import compute_flow, flow_to_input, resolve_method
-from gaf.data.video import WindowBuffer, iter_frames, num_resampled_frames, num_windows, probe
+from gaf.data.video import MAX_FPS, WindowBuffer, iter_frames, num_resampled_frames, num_windows, probe
 from gaf.io import atomic_save_npy, atomic_write_text, sha256_file
 from gaf.errors import ConfigError, DataError
 
@@ -95,8 +95,8 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.stream not in ("rgb", "flow", "both"):
             raise ConfigError(f"extract.stream: expected rgb, flow or both, got {self.stream!r}")
-        if self.fps is not None and not self.fps > 0:
-            raise ConfigError(f"extract.fps: must be > 0, got {self.fps}")
+        if self.fps is not None and not 0 < self.fps <= MAX_FPS:
+            raise ConfigError(f"extract.fps: must be in (0, {MAX_FPS:g}], got {self.fps}")
         for name in ("window", "stride", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"extract.{name}: must be >= 1, got {getattr(self, name)}")
@@ -354,6 +354,7 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
     """
     from tqdm.auto import tqdm
 
+    from gaf.engine.loop import logged_progress, shows_bars
     from gaf.engine.runtime import select_device
 
     cfg = cfg or ExtractConfig()
@@ -374,7 +375,9 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
         first.setdefault(path.stem, path)
     mine = ctx.shard(files) if distributed else files
     entries: dict[str, dict[str, Any]] = {}  # this rank's new index entries
-    bar = tqdm(mine, desc="videos", unit="video", disable=not (cfg.progress and main), dynamic_ncols=True)
+    show = main and shows_bars(cfg.progress)
+    bar = (tqdm(mine, desc="videos", unit="video", dynamic_ncols=True) if show
+           else logged_progress(mine, log, "extract", len(mine), unit="video") if main else mine)
     for path in bar:
         try:
             vid = video_id_of(path)
@@ -392,7 +395,7 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
                 models = _build_models(cfg, device)
             fps = cfg.fps or info.fps
             total = num_windows(num_resampled_frames(info.duration, fps), cfg.window, cfg.stride)
-            with tqdm(total=total, desc=vid[:30], unit="win", leave=False, disable=not (cfg.progress and main),
+            with tqdm(total=total, desc=vid[:30], unit="win", leave=False, disable=not show,
                       dynamic_ncols=True) as pbar:
                 feats, n = _extract_one(path, cfg, models, device, flow_method, fps, pbar)
         except DataError as exc:

@@ -253,7 +253,10 @@ def test_video_ids_that_would_escape_a_folder_are_rejected(tmp_path, vid):
 def test_prediction_checks_reversed_segments_labels_and_scores(tmp_path):
     det = {"segment": [3, 3], "label": "Jump", "score": 0.2}
     assert read_predictions(write(tmp_path / "p.json", pred_doc([det]))).num_segments == 1  # zero length is fine
-    cases = [({"segment": [3, 2.5]}, "segment", "reversed"), ({"label": "Fly"}, "label", "unknown label 'Fly'"),
+    # end < start is read as written: the evaluator scores it as a false positive, as the official code does
+    reversed_ = read_predictions(write(tmp_path / "p.json", pred_doc([{**det, "segment": [3, 2.5]}])))
+    assert [(s.start, s.end) for v in reversed_.videos.values() for s in v.segments] == [(3.0, 2.5)]
+    cases = [({"segment": [3, -2.5]}, "segment", "end -2.5 < 0"), ({"label": "Fly"}, "label", "unknown label 'Fly'"),
              ({"score": None}, "score", "number"), ({"score": True}, "score", "number"),
              ({"label": 3}, "label", "class name")]
     for change, field, problem in cases:

@@ -96,7 +96,8 @@ def test_thumos14_rules_print_what_they_do(files, capsys):
 
 
 @pytest.mark.parametrize("which, content, message", [
-    ("pred", '{"results": {"t1": [{"segment": [10, 2], "label": "a", "score": 1}]}}', "reversed segment"),
+    ("gt", '{"database": {"t1": {"subset": "test", "annotations": [{"segment": [10, 2], "label": "a"}]}}}',
+     "reversed segment"),
     ("pred", '{"results": {"t1": [{"segment": [0, 2], "label": "a"}]}}', "score: missing"),
     ("pred", "{not json", ""),
     ("gt", '{"results": {}}', "predictions file"),

@@ -221,10 +221,23 @@ def test_zero_length_segments_have_tiou_zero_never_nan():
     assert all(math.isfinite(v) for v in result.mAP)
 
 
-def test_reversed_predicted_segment_raises_naming_the_video():
-    gt = gt_set({"v": [(0, 10, "a")]})
-    pred = pred_set({"v": [(0, 10, "a", 0.9)], "bad_video": [(8, 3, "a", 0.5)]})
-    with pytest.raises(AnnotationError, match=r"pred\.json.*'bad_video'.*end 3(\.0)? < start 8"):
+def test_a_reversed_predicted_segment_is_a_false_positive_with_a_warning():
+    """Official parity: its tIoU with anything is 0 (the official code clips the intersection at 0), so it
+    can only be a false positive — and it takes its place in the ranking."""
+    gt = gt_set({"v": [(0, 10, "a"), (20, 30, "a")]})
+    pred = pred_set({"v": [(10, 0, "a", 0.95), (0, 10, "a", 0.9), (30, 20, "a", 0.8), (20, 30, "a", 0.5)]})
+    with pytest.warns(EvaluationWarning, match=r"pred\.json: 2 predicted segment\(s\) with end < start \(e\.g\. in "
+                                               r"video 'v'\) count as false positives"):
+        result = evaluate_detections(gt, pred, (0.5,))
+    # ranks: FP, TP, FP, TP -> precision 1/2 at recall 1/2 and 2/4 at recall 1: interpolated AP 0.5
+    assert result.per_class_ap["a"] == pytest.approx([0.5])
+    assert result.num_absent_video_predictions == 0
+
+
+def test_a_reversed_ground_truth_segment_raises_naming_the_video():
+    gt = gt_set({"v": [(0, 10, "a")], "bad_video": [(8, 3, "a")]})
+    pred = pred_set({"v": [(0, 10, "a", 0.9)]})
+    with pytest.raises(AnnotationError, match=r"'bad_video'.*end 3(\.0)? < start 8"):
         evaluate_detections(gt, pred)
 
 

@@ -34,13 +34,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _fps(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not 0 < value <= 1000:  # gaf.data.video.MAX_FPS
+        raise argparse.ArgumentTypeError(f"must be in (0, 1000], got {text}")
     return value
 
 
@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="I3D weights with a class head (from `gaf weights i3d-kinetics400`)")
     p.add_argument("--top", type=_positive_int, default=5, help="classes to show per video (default: %(default)s)")
     p.add_argument("--json", metavar="OUT", default=None, help="also write the results to this JSON file")
-    p.add_argument("--fps", type=_positive_float, default=25.0, help="sampling rate (default: %(default)s)")
+    p.add_argument("--fps", type=_fps, default=25.0, help="sampling rate (default: %(default)s)")
     p.add_argument("--max-frames", type=_positive_int, default=250,
                    help="frames per video fed to I3D, from the start (default: %(default)s = 10 s at 25 fps)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
@@ -65,13 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gaf.errors import ConfigError, DataError
+    from gaf.io import refuse_input_as_output
 
-    if args.json:
-        target = Path(args.json).resolve()
-        if target.is_dir():
-            raise ConfigError(f"--json {args.json}: is a folder; give a file name")
-        if target == Path(args.backbone_weights).resolve() or any(target == Path(v).resolve() for v in args.videos):
-            raise ConfigError(f"--json {args.json}: is one of the inputs; write the results elsewhere")
+    refuse_input_as_output(args.json, [args.backbone_weights, *args.videos], "--json")
+    if args.json and Path(args.json).is_dir():
+        raise ConfigError(f"--json {args.json}: is a folder; give a file name")
     from gaf.classify import classify_video, load_classifier
     from gaf.engine.runtime import select_device
     from gaf.extract import collect_videos

@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from gaf.engine.recognition import is_recognition_checkpoint, is_recognition_config, run_eval_command
     from gaf.engine.distributed import init_distributed
     from gaf.engine.runtime import setup_logging
+    from gaf.io import refuse_input_as_output
 
+    refuse_input_as_output(args.out, [args.ckpt, args.fuse, args.config], "--out")
     if (args.config and is_recognition_config(args.config)) or is_recognition_checkpoint(args.ckpt):
         return run_eval_command(args)
 
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         model2, cfg2 = load_detector(args.fuse, config=None, overrides=args.overrides, device=device)
         models.append(model2)
         cfgs.append(cfg2)
+    annotations = [c.dataset.annotation_file if c.dataset is not None else c.frames.annotation_file for c in cfgs]
+    refuse_input_as_output(args.out, annotations, "--out")  # before any inference
     ckpt = Path(args.ckpt)
     work_dir = Path(args.work_dir) if args.work_dir else ckpt.parent / f"eval_{ckpt.stem}{'_fused' if args.fuse else ''}"
     logger = setup_logging(work_dir if ctx.is_main else None, filename="eval_log.txt", console=ctx.is_main)

@@ -42,8 +42,8 @@ def _fps(text: str) -> float | None:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'native', got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not 0 < value <= 1000:  # gaf.data.video.MAX_FPS (not imported: this module stays light)
+        raise argparse.ArgumentTypeError(f"must be in (0, 1000], got {text}")
     return value
 
 

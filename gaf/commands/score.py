@@ -59,44 +59,103 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tious", default="0.3,0.4,0.5,0.6,0.7",
                    help="tIoU thresholds: a comma list, or start:stop:step with stop included "
                         "(ActivityNet: 0.5:0.95:0.05; default: %(default)s)")
-    p.add_argument("--subset", help="score on this subset of GT (test/testing, val/validation, train/training; "
-                                    "default: the subset holding most predicted videos)")
+    p.add_argument("--subset", help="score on this subset of GT (test/testing, val/validation, train/training, "
+                                    "or 'all'; default: the subset holding most predicted videos)")
     p.add_argument("--variant", choices=list(THUMOS14_VARIANTS), metavar="NAME",
                    help=f"shape THUMOS14 ground truth into a named variant and check its counts. {variants}")
     p.add_argument("--rules", choices=RULES, default="activitynet", help="matching and AP rules (default: %(default)s)")
     p.add_argument("--per-class", action="store_true", help="also print the AP of every class")
     p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON (atomically)")
+    prefix = p.add_mutually_exclusive_group()
+    prefix.add_argument("--add-prefix", metavar="P", help="prepend P to every predicted video id (e.g. v_)")
+    prefix.add_argument("--strip-prefix", metavar="P", help="remove P from the start of predicted video ids")
     p.set_defaults(run=run)
 
 
+MAX_TIOUS = 200  # more thresholds than any protocol uses (ActivityNet: 10) is a typo in the step
+
+
 def parse_tious(text: str) -> list[float]:
-    """``"0.3,0.5"`` → [0.3, 0.5]; ``"0.5:0.95:0.05"`` → 0.5, 0.55, ..., 0.95 (stop included)."""
+    """``"0.3,0.5"`` → [0.3, 0.5]; ``"0.5:0.95:0.05"`` → 0.5, 0.55, ..., 0.95.
+
+    A range stops at ``stop`` (included when it falls on the step grid,
+    never passed: ``0.1:0.9:0.3`` → 0.1, 0.4, 0.7). Thresholds must be in
+    (0, 1], strictly increasing, at most :data:`MAX_TIOUS` of them.
+    """
+    import math
+
     from gaf.errors import ConfigError
 
     try:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0 or stop < start:
+            if not (math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)) or step <= 0 or stop < start:
                 raise ValueError
-            count = int(round((stop - start) / step)) + 1
-            return [round(start + k * step, 10) for k in range(count)]
-        return [float(x) for x in text.split(",") if x.strip()]
+            count = math.floor((stop - start) / step + 1e-9) + 1
+        else:
+            tious = [float(x) for x in text.split(",") if x.strip()]
+            count = len(tious)
     except ValueError:
         raise ConfigError(f"--tious: expected a comma list like 0.3,0.5,0.7 or start:stop:step like 0.5:0.95:0.05, "
                           f"got {text!r}") from None
+    if not 1 <= count <= MAX_TIOUS:
+        raise ConfigError(f"--tious {text}: {count} thresholds; give 1 to {MAX_TIOUS} (is the step right?)")
+    if ":" in text:
+        tious = [round(start + k * step, 10) for k in range(count)]
+    if any(not 0.0 < t <= 1.0 for t in tious):
+        raise ConfigError(f"--tious {text}: each threshold must be in (0, 1], got {tious}")
+    if any(b <= a for a, b in zip(tious, tious[1:])):
+        raise ConfigError(f"--tious {text}: thresholds must be strictly increasing, got {tious}")
+    return tious
 
 
-def _write_json_atomic(path: str, doc: dict) -> None:
-    from pathlib import Path
+def _renamed(pred, add: str | None, strip: str | None):
+    """``pred`` with ``add`` prepended to / ``strip`` removed from its video ids (unchanged without either)."""
+    if not add and not strip:
+        return pred
+    from gaf.data.annotations import AnnotationSet, Video
 
-    from gaf.errors import DataError
-    from gaf.io import atomic_write_json
+    def new(vid: str) -> str:
+        return add + vid if add else (vid[len(strip):] if strip and vid.startswith(strip) else vid)
 
-    target = Path(path)
-    try:
-        atomic_write_json(target, doc)
-    except OSError as e:
-        raise DataError(f"{target}: cannot write the scores: {e.strerror or e}") from None
+    videos = {new(vid): Video(new(vid), v.segments, duration=v.duration, fps=v.fps, subset=v.subset)
+              for vid, v in pred.videos.items()}
+    return AnnotationSet(videos, pred.labels, pred.source)
+
+
+def _check_id_prefix(gt, pred, prefix: str = "v_") -> None:
+    """ConfigError with the flag to use when the predicted ids match the ground truth's far better once the
+    ``v_`` prefix (ActivityNet's ``v_<youtube id>``) is added or removed."""
+    from gaf.errors import ConfigError
+
+    def hits(ids) -> int:
+        return sum(vid in gt.videos for vid in ids)
+
+    as_given = hits(pred.videos)
+    options = {"--add-prefix": hits(prefix + v for v in pred.videos),
+               "--strip-prefix": hits(v[len(prefix):] for v in pred.videos if v.startswith(prefix))}
+    flag, best = max(options.items(), key=lambda kv: kv[1])
+    if best > as_given and best >= 0.5 * len(pred.videos):
+        how = "lack" if flag == "--add-prefix" else "carry"
+        raise ConfigError(f"{pred.source}: {as_given} of its {len(pred.videos)} video ids are in the ground truth "
+                          f"({gt.source}); they {how} the {prefix!r} prefix of the ground truth's ids, and "
+                          f"{best} match with {flag} {prefix}: pass {flag} {prefix}")
+
+
+def _refuse_unknown_splits(gt, pred) -> None:
+    """A ground truth without subset information of which the predictions cover under half the videos is
+    probably every split of a dataset (e.g. BSN's ActivityNet file without video_info_new.csv): scoring
+    it would count every other split's instances as missed."""
+    from gaf.errors import ConfigError
+
+    if set(gt.subsets()) != {"None"} or not gt.videos:
+        return
+    covered = sum(vid in gt.videos for vid in pred.videos)
+    if covered < 0.5 * len(gt.videos):
+        raise ConfigError(f"{gt.source}: its {len(gt.videos)} videos carry no subset (split) and the predictions "
+                          f"cover {covered} of them: every other video's instances would count as missed. Give the "
+                          "split information (for BSN's ActivityNet file, video_info_new.csv beside it), or pass "
+                          "--subset all to score all of them anyway")
 
 
 def _pick_subset(gt, pred) -> tuple[str | None, str]:
@@ -129,12 +188,16 @@ def run(args: argparse.Namespace) -> int:
     from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth, thumos14_ground_truth
     from gaf.data.predictions import read_predictions
     from gaf.errors import ConfigError
+    from gaf.io import atomic_write_json, refuse_input_as_output
     from gaf.metrics.detection import evaluate_detections
 
+    refuse_input_as_output(args.json, [args.gt, args.pred], "--json")
     tious = parse_tious(args.tious)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pred = read_predictions(args.pred)
+        pred = _renamed(read_predictions(args.pred), args.add_prefix, args.strip_prefix)
+        if not pred.videos:
+            raise ConfigError(f"{args.pred}: 'results' holds no video: there is no detection to score")
         note = ""
         if not Path(args.gt).exists() and args.gt in THUMOS14_VARIANTS:
             if args.variant is not None and args.variant != args.gt:
@@ -143,10 +206,14 @@ def run(args: argparse.Namespace) -> int:
             subset = "per variant"
         else:
             subset = args.subset
-            if subset is None and args.variant is None:
+            if subset == "all":  # every video, whatever its subset: asked for explicitly
+                gt = read_ground_truth(args.gt, variant=args.variant)
+            elif subset is None and args.variant is None:
                 gt = read_ground_truth(args.gt)
+                _check_id_prefix(gt, pred)
                 subset, note = _pick_subset(gt, pred)
                 gt = gt.subset(subset) if subset is not None else gt
+                _refuse_unknown_splits(gt, pred)
             else:
                 gt = read_ground_truth(args.gt, subset=subset, variant=args.variant)
         result = evaluate_detections(gt, pred, tious, rules=args.rules)
@@ -177,6 +244,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         doc = result.to_json()
         doc.update({"predictions": pred.source, "subset": subset})
-        _write_json_atomic(args.json, doc)
+        atomic_write_json(args.json, doc)
         print(f"scores written to {args.json}")
     return 0

@@ -47,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gaf.errors import ConfigError
+    from gaf.io import refuse_input_as_output
     from gaf.models.backbones.i3d_weights import PRETRAINED, build_weights_file, obtain_checkpoint, save_weights_file
 
     out = Path(args.out)
-    if args.source and out.resolve() == Path(args.source).resolve():
-        raise ConfigError(f"--out {out}: is the --from input; write the converted weights elsewhere")
+    refuse_input_as_output(out, [args.source], "--out")
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a file name, e.g. {out / 'i3d_k400_rgb.pt'}")
     spec = PRETRAINED[args.name]

@@ -272,24 +272,26 @@ def _positive(x: Any, where: str) -> float | None:
     return value
 
 
-def _times(start: Any, end: Any, where: str) -> tuple[float, float]:
-    """``(start, end)`` in seconds with ``0 <= start <= end <= MAX_TIME_S``."""
+def _times(start: Any, end: Any, where: str, *, reversed_ok: bool = False) -> tuple[float, float]:
+    """``(start, end)`` in seconds with ``0 <= start <= end <= MAX_TIME_S`` (``end < start`` allowed with
+    ``reversed_ok``: a prediction that the evaluator scores as a false positive, as the official code does)."""
     s, e = _num(start, f"{where}[0]"), _num(end, f"{where}[1]")
-    if e < s:
+    if e < s and not reversed_ok:
         raise AnnotationError(f"{where}: end {e} < start {s} (reversed segment)")
-    if s < 0:
-        raise AnnotationError(f"{where}: start {s} < 0 (before the video starts)")
-    if e > MAX_TIME_S:
+    if min(s, e) < 0:
+        raise AnnotationError(f"{where}: start {s} < 0 (before the video starts)" if s < 0 else
+                              f"{where}: end {e} < 0 (before the video starts)")
+    if max(s, e) > MAX_TIME_S:
         raise AnnotationError(f"{where}: end {e} s is beyond {MAX_TIME_S:g} s (about 32 years; times are seconds)")
     return s, e
 
 
-def _segment(obj: Any, where: str) -> tuple[float, float]:
+def _segment(obj: Any, where: str, *, reversed_ok: bool = False) -> tuple[float, float]:
     if obj is None:
         raise AnnotationError(f"{where}: missing")
     if not isinstance(obj, (list, tuple)) or len(obj) != 2:
         raise AnnotationError(f"{where}: expected [start, end] in seconds, got {_short(obj)}")
-    return _times(obj[0], obj[1], where)
+    return _times(obj[0], obj[1], where, reversed_ok=reversed_ok)
 
 
 def _label(x: Any, where: str) -> str:

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from gaf.config import AT_LEAST_ONE, ranged
 from gaf.data.annotations import read_ucf101_split
 from gaf.errors import AnnotationError, DataError
 
@@ -57,11 +58,11 @@ class ClipDataConfig:
     split: int = 1  # official split 1, 2 or 3
     feature_dir: str = "data/ucf101/features"  # source=features: <stem>.npy, T×C float32
     video_dir: str = "data/ucf101/videos"  # source=video: <Class>/<file>.avi (or flat)
-    input_dim: int | None = None  # source=features: expected C (None: taken from the first file)
-    clip_len: int = 16  # feature steps (features) or frames (video) per clip
-    frame_stride: int = 1  # video: keep every Nth decoded frame
-    resize: int = 256  # video: shorter side after resizing (pixels)
-    crop_size: int = 224  # video: square crop (pixels)
+    input_dim: int | None = ranged(None, AT_LEAST_ONE)  # source=features: expected C (None: taken from the first file)
+    clip_len: int = ranged(16, AT_LEAST_ONE)  # feature steps (features) or frames (video) per clip
+    frame_stride: int = ranged(1, AT_LEAST_ONE)  # video: keep every Nth decoded frame
+    resize: int = ranged(256, AT_LEAST_ONE)  # video: shorter side after resizing (pixels)
+    crop_size: int = ranged(224, AT_LEAST_ONE)  # video: square crop (pixels)
     hflip: bool = True  # video: random horizontal flip in training
 
 

@@ -35,6 +35,8 @@ it has them.
 from __future__ import annotations
 
 import math
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,8 +125,20 @@ class _VideoInfo:
     labels: np.ndarray  # (N,) int64
 
 
+# Larger feature values are a unit or file error (I3D features are O(1)-O(10)): squared in norms and
+# attention logits they overflow float32 and silently zero a video's detections.
+MAX_FEATURE_MAGNITUDE = 1e6
+
+
 def _open_npy(path: Path, video_id: str, cfg: DatasetConfig) -> np.ndarray:
     """Memory-map ``path``; every way it can fail becomes a DataError naming the file."""
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        regular = True  # missing or unreadable: np.load below names the problem
+    if not regular:  # a FIFO would block forever, a device never end
+        raise DataError(f"{path}: feature file of video {video_id!r} is not a regular file "
+                        "(a FIFO, device or folder); refusing to read it")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
@@ -319,6 +333,12 @@ class FeatureDataset(SplitDataset):
             step = start + int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
             raise DataError(f"{info.path}: video {info.video_id!r}: NaN or Inf feature values (or values beyond "
                             f"float32's range), first at step {step}")
+        big = np.abs(x) > MAX_FEATURE_MAGNITUDE
+        if big.any():
+            step = start + int(np.argmax(big.reshape(len(x), -1).any(axis=1)))
+            raise DataError(f"{info.path}: video {info.video_id!r}: feature values up to {float(np.abs(x).max()):.3g} "
+                            f"(first beyond {MAX_FEATURE_MAGNITUDE:g} at step {step}) would overflow the model; "
+                            "rescale the features")
 
 
 def collate(items: list[dict[str, Any]], *, pad_to: int | None = None, size_divisor: int = 1) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def _detections(dets: Any, w: str, known: set[str] | None) -> list[Segment]:
     for i, d in enumerate(dets):
         dw = f"{w}: detection {i}"
         d = _obj(d, dw, "a detection")
-        s, e = _segment(d.get("segment"), f"{dw}: segment")
+        s, e = _segment(d.get("segment"), f"{dw}: segment", reversed_ok=True)  # scored as a false positive
         label = _label(d.get("label"), f"{dw}: label")
         if known is not None and label not in known:
             raise AnnotationError(f"{dw}: label: unknown label {label!r} (not among the {len(known)} classes)")

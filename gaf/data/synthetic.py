@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from gaf.errors import ConfigError, DataError
+from gaf.io import atomic_write_bytes
 
 __all__ = ["SyntheticConfig", "DEMO", "generate_benchmark", "benchmark_dataset_config",
            "build_timing_table", "load_timing_table", "save_timing_table", "nearest_centroid_accuracy",
@@ -170,7 +171,7 @@ def build_timing_table(src: str | os.PathLike[str]) -> dict[str, Any]:
 
 def save_timing_table(table: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write ``table`` as compact JSON, atomically."""
-    _write_atomic(Path(path), json.dumps(table, separators=(",", ":")).encode())
+    atomic_write_bytes(Path(path), json.dumps(table, separators=(",", ":")).encode())
 
 
 def load_timing_table() -> dict[str, Any]:
@@ -268,16 +269,6 @@ def _content_hash(root: Path) -> str:
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_benchmark(root: Path, cfg: SyntheticConfig) -> dict[str, str]:

@@ -47,8 +47,10 @@ from gaf.errors import DataError
 
 __all__ = [
     "VideoInfo", "probe", "iter_frames", "iter_clips", "sliding_windows", "WindowBuffer",
-    "num_windows", "num_resampled_frames", "clips_to_tensor",
+    "num_windows", "num_resampled_frames", "clips_to_tensor", "MAX_FPS",
 ]
+
+MAX_FPS = 1000.0  # sampling rates above this are typos (1e6 would repeat each frame a million times)
 
 # A frame counts as "at or before" a target time within this slack (seconds):
 # far below any frame duration, far above float rounding of pts * time_base.
@@ -283,8 +285,8 @@ def iter_frames(path: str | os.PathLike[str], *, fps: float | None = None, short
     repeats a frame (target rate above the source's), the same array object
     is yielded again: copy it before changing it in place.
     """
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    if fps is not None and not 0 < fps <= MAX_FPS:
+        raise ValueError(f"fps must be in (0, {MAX_FPS:g}], got {fps}")
     if short_side is not None and short_side <= 0:
         raise ValueError(f"short_side must be > 0, got {short_side}")
     if crop is not None and crop <= 0:

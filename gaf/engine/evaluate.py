@@ -11,6 +11,7 @@ outputs are averaged before decoding, as the paper does at test time.
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,14 @@ from gaf.engine.checkpoint import atomic_write_text
 from gaf.engine.distributed import DistContext
 from gaf.engine.experiment import EvalConfig, ExperimentConfig
 from gaf.engine.factory import build_dataset, collate_for
+from gaf.engine.loop import logged_progress, progress_bar
+from gaf.engine.runtime import FILE_ONLY
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
 from gaf.models.build import batch_outputs
 from gaf.postprocess import nms, soft_nms
+
+log = logging.getLogger("gaf")
 
 __all__ = ["Inference", "run_inference", "gather_inference", "postprocess_video", "evaluate_run"]
 
@@ -97,11 +102,9 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
         mine = set(ctx.shard(range(len(ref.video_ids))))
         indices = [i for i, v in zip(indices, ref.item_videos()) if v in mine]
     batches = [indices[i: i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
-    iterator = batches
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(batches, desc="inference", leave=False, dynamic_ncols=True)
+    iterator = progress_bar(batches, "inference", progress)
+    if iterator is batches and (ctx is None or ctx.is_main):
+        iterator = logged_progress(batches, log, "inference", len(batches), unit="batch")
     for idx in iterator:
         outputs, mask, metas = [], None, None
         for model, ds in zip(models, datasets):
@@ -199,7 +202,9 @@ def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentCon
             return None
     result = evaluate_detections(subset_gt, inference.predictions, tious=tuple(cfg.eval.tious))
     if logger is not None:
-        logger.info("evaluation on %d videos (%s):\n%s", len(subset_gt.videos), subset_gt.source, result.format_table())
+        logger.info("evaluation on %d videos (%s): average mAP %.2f", len(subset_gt.videos), subset_gt.source,
+                    100 * result.average_mAP)
+        logger.info("mAP table:\n%s", result.format_table(), extra=FILE_ONLY)  # the command prints it
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
         write_predictions(inference.predictions, predictions_path or work_dir / "predictions.json")

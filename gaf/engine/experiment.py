@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, Sequence
 
+from gaf.config import AT_LEAST_ONE, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, SEED, UNIT, ranged
 from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from gaf.data.features import DatasetConfig
 from gaf.data.frames import FrameDatasetConfig
@@ -52,31 +53,31 @@ __all__ = [
 class TrainConfig:
     """Optimisation settings (paper §IV-B: Adam, weight decay 1e-3, 20 epochs)."""
 
-    epochs: int = 20
-    batch_size: int = 2
-    lr: float = 1e-4
-    frame_lr: float | None = None  # Frame-GAF (stage 1) learning rate; default: lr
-    clf_lr: float | None = None  # the L_clf classifier head's learning rate; default: lr
-    weight_decay: float = 1e-3
-    warmup_epochs: float = 1.0
+    epochs: int = ranged(20, AT_LEAST_ONE)
+    batch_size: int = ranged(2, AT_LEAST_ONE)
+    lr: float = ranged(1e-4, POSITIVE)
+    frame_lr: float | None = ranged(None, POSITIVE)  # Frame-GAF (stage 1) learning rate; default: lr
+    clf_lr: float | None = ranged(None, POSITIVE)  # the L_clf classifier head's learning rate; default: lr
+    weight_decay: float = ranged(1e-3, NON_NEGATIVE)
+    warmup_epochs: float = ranged(1.0, NON_NEGATIVE)
     schedule: Literal["cosine", "constant", "step"] = "cosine"
-    step_epochs: list[int] = field(default_factory=list)  # for schedule=step: multiply lr by 0.1 at these
-    clip_grad: float = 1.0  # max gradient norm; 0 disables
+    step_epochs: list[int] = field(default_factory=list, metadata=AT_LEAST_ONE)  # for schedule=step: multiply lr by 0.1 at these
+    clip_grad: float = ranged(1.0, NON_NEGATIVE)  # max gradient norm; 0 disables
     ema: bool = False
-    ema_decay: float = 0.999
-    seed: int = 0
+    ema_decay: float = ranged(0.999, OPEN_UNIT)
+    seed: int = ranged(0, SEED)
     deterministic: bool = True
-    num_workers: int = 0
+    num_workers: int = ranged(0, NON_NEGATIVE)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    checkpoint_every: int = 1  # epochs between numbered checkpoints (latest.pt is written every epoch)
-    save_every_iters: int = 0  # also write latest.pt every N batches within an epoch (0: at epoch ends only)
-    keep_checkpoints: int = 2  # numbered checkpoints kept (0 = keep all)
+    checkpoint_every: int = ranged(1, NON_NEGATIVE)  # epochs between numbered checkpoints, 0: none (latest.pt: every epoch)
+    save_every_iters: int = ranged(0, NON_NEGATIVE)  # also write latest.pt every N batches within an epoch (0: at epoch ends only)
+    keep_checkpoints: int = ranged(2, NON_NEGATIVE)  # numbered checkpoints kept (0 = keep all)
     eval_at_end: bool = True
     # attention health (docs/method.md "Attention health"): lambda against the ground truth on at most
     # health_items windows of each split at every epoch end (0: off), and the gradient on lambda of each
     # loss term every grad_probe_every iterations of stage "segment" (0: off); rank 0 only
-    health_items: int = 64
-    grad_probe_every: int = 25
+    health_items: int = ranged(64, NON_NEGATIVE)
+    grad_probe_every: int = ranged(25, NON_NEGATIVE)
 
 
 @dataclass
@@ -85,16 +86,24 @@ class EvalConfig:
 
     tious: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
     subset: str | None = None  # default: dataset.test_subset
-    batch_size: int = 4
-    pre_nms_top_k: int = 2000
-    score_threshold: float = 0.001
+    batch_size: int = ranged(4, AT_LEAST_ONE)
+    pre_nms_top_k: int = ranged(2000, AT_LEAST_ONE)
+    score_threshold: float = ranged(0.001, UNIT)
     nms: Literal["soft", "hard", "none"] = "soft"
-    nms_sigma: float = 0.5  # Gaussian Soft-NMS
-    nms_iou: float = 0.5  # hard NMS threshold
-    min_score: float = 0.001  # drop detections below this after Soft-NMS
-    max_per_video: int = 200
+    nms_sigma: float = ranged(0.5, POSITIVE)  # Gaussian Soft-NMS
+    nms_iou: float = ranged(0.5, HALF_OPEN_UNIT)  # hard NMS threshold
+    min_score: float = ranged(0.001, UNIT)  # drop detections below this after Soft-NMS
+    max_per_video: int = ranged(200, AT_LEAST_ONE)
     class_agnostic_nms: bool = False
-    report_videos: int = 4  # timelines drawn in the report
+    report_videos: int = ranged(4, NON_NEGATIVE)  # timelines drawn in the report
+
+    def __post_init__(self) -> None:
+        if not self.tious:
+            raise ConfigError("eval.tious: give at least one tIoU threshold")
+        if any(not 0.0 < t <= 1.0 for t in self.tious):
+            raise ConfigError(f"eval.tious: each must be in (0, 1], got {self.tious}")
+        if any(b <= a for a, b in zip(self.tious, self.tious[1:])):
+            raise ConfigError(f"eval.tious: must be strictly increasing (no repeats), got {self.tious}")
 
 
 @dataclass
@@ -128,6 +137,11 @@ class ExperimentConfig:
             raise ConfigError("frames: frame clips are read only by an end-to-end run; add an 'e2e' section")
         elif self.dataset is None:
             raise ConfigError("missing the 'dataset' section")
+        levels = self.model.detector.num_levels if self.e2e is None else self.e2e.detector.detector.num_levels
+        if self.dataset is not None and 2 ** (levels - 1) > self.dataset.max_seq_len:
+            raise ConfigError(f"model.detector.num_levels: {levels} levels need a window of at least "
+                              f"2**{levels - 1} = {2 ** (levels - 1)} steps, but dataset.max_seq_len is "
+                              f"{self.dataset.max_seq_len}")
 
     def resolved_work_dir(self) -> Path:
         return Path(self.work_dir) if self.work_dir else Path("work_dirs") / self.name

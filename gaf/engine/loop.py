@@ -55,11 +55,12 @@ from gaf.engine.checkpoint import atomic_write_text, load_model_state, save_chec
 from gaf.engine.distributed import DistContext
 from gaf.engine.experiment import TrainConfig
 from gaf.engine.runtime import seed_everything
-from gaf.errors import ConfigError
+from gaf.errors import ConfigError, TrainingError
 from gaf.losses import synchronized_normalizers
 from gaf.models.noise import item_seed, sample_seeds
 
-__all__ = ["EMA", "FitResult", "fit", "write_final", "lr_factor", "progress_bar", "prune", "epoch_batches", "STAGES"]
+__all__ = ["EMA", "FitResult", "fit", "write_final", "lr_factor", "progress_bar", "prune", "epoch_batches", "STAGES",
+           "ProgressLog", "logged_progress", "shows_bars"]
 
 STAGES = ("frame", "segment")
 
@@ -109,11 +110,67 @@ def lr_factor(cfg: TrainConfig, iters_per_epoch: int) -> Callable[[int], float]:
 
 
 def progress_bar(iterable, desc: str, enabled: bool, total: int | None = None):
-    if not enabled:
+    """A tqdm bar over ``iterable`` when ``enabled`` and stderr is a terminal, else ``iterable`` itself
+    (batch jobs log progress lines instead: :class:`ProgressLog`)."""
+    if not shows_bars(enabled):
         return iterable
     from tqdm import tqdm
 
     return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, total=total)
+
+
+POSTFIX_KEYS = 4  # losses shown in a progress bar's postfix (all of them go to the log line)
+
+
+class ProgressLog:
+    """Progress lines for logs without a progress bar: ``desc: done/total it, rate, ETA, values``.
+
+    One line every ``every`` items (default: a tenth of ``total``) or ``seconds``
+    seconds, whichever comes first, and at the end.
+    """
+
+    def __init__(self, logger, desc: str, total: int, *, every: int | None = None, seconds: float = 60.0,
+                 unit: str = "it") -> None:
+        self.logger, self.desc, self.total, self.unit = logger, desc, max(0, total), unit
+        self.every = every or max(1, math.ceil(self.total / 10))
+        self.seconds = seconds
+        self.start = self.last = time.perf_counter()
+        self.done = 0
+
+    def update(self, done: int, values: dict[str, float] | None = None) -> None:
+        now = time.perf_counter()
+        if not (done % self.every == 0 or done == self.total or now - self.last >= self.seconds):
+            return
+        self.last, self.done = now, done
+        rate = done / max(now - self.start, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        shown = " ".join(f"{k}={v:.4g}" for k, v in (values or {}).items())
+        self.logger.info("%s: %d/%d %s, %.2f %s/s, ETA %s%s", self.desc, done, self.total, self.unit, rate,
+                         self.unit, _duration(eta), f", {shown}" if shown else "")
+
+
+def logged_progress(iterable, logger, desc: str, total: int, *, unit: str = "it"):
+    """Yield from ``iterable``, logging a :class:`ProgressLog` line as items complete (for runs whose
+    progress bar is off or not on a terminal)."""
+    lines = ProgressLog(logger, desc, total, unit=unit)
+    for done, item in enumerate(iterable, 1):
+        yield item
+        lines.update(done)
+
+
+def shows_bars(progress: bool) -> bool:
+    """Whether progress bars will be drawn: asked for, and stderr is a terminal."""
+    import sys
+
+    return progress and sys.stderr.isatty()
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def prune(work_dir: Path, keep: int) -> None:
@@ -265,8 +322,9 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
                 sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in mine["sums"].items()}
                 steps = int(mine["steps"])
             key = STAGES.index(stage)
-            bar = progress_bar(zip(batches[start_it:], loader), f"epoch {epoch + 1}/{tcfg.epochs} {stage}", show,
-                               total=len(batches) - start_it)
+            desc = f"epoch {epoch + 1}/{tcfg.epochs} {stage}"
+            bar = progress_bar(zip(batches[start_it:], loader), desc, show, total=len(batches) - start_it)
+            lines = None if hasattr(bar, "set_postfix") or not ctx.is_main else ProgressLog(logger, desc, len(batches))
             for it, (indices, batch) in enumerate(bar, start=start_it):
                 frac = (epoch + it / iters) / max(1, tcfg.epochs)
                 seeds = [item_seed(tcfg.seed, epoch, key, i) for i in indices]
@@ -274,9 +332,12 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
                     losses = runner(batch, frac)
                 total = losses["total"]
                 if not torch.isfinite(total):
-                    raise FloatingPointError(
-                        f"epoch {epoch + 1} stage {stage}: loss is {total.item()} "
-                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())}); lower train.lr")
+                    videos = batch.get("video_id") if isinstance(batch, dict) else None
+                    raise TrainingError(
+                        f"epoch {epoch + 1} stage {stage} batch {it + 1}: loss is {total.item()} "
+                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())})"
+                        + (f" on videos {', '.join(map(str, videos))}" if videos else "")
+                        + f"; {latest.name} holds the last good state: lower train.lr, or check those files")
                 opt = optimizers[stage]
                 opt.zero_grad(set_to_none=True)
                 total.backward()
@@ -293,8 +354,11 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
                     v = value.detach().double().cpu()
                     sums[name] = sums[name] + v if name in sums else v
                 if hasattr(bar, "set_postfix"):
-                    bar.set_postfix({k: f"{float(v) / steps:.3f}" for k, v in sums.items()}, refresh=False)
+                    bar.set_postfix({k: f"{float(v) / steps:.3f}" for k, v in list(sums.items())[:POSTFIX_KEYS]},
+                                    refresh=False)
                 done = it + 1
+                if lines is not None:
+                    lines.update(done, {k: float(v) / steps for k, v in sums.items()})
                 if tcfg.save_every_iters > 0 and done % tcfg.save_every_iters == 0 and done < len(batches):
                     # Mid-epoch checkpoint: where we are, and each rank's RNG state and running sums.
                     parts = ctx.gather({"rng": _rng_state(), "sums": {k: float(v) for k, v in sums.items()},

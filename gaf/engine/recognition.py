@@ -38,10 +38,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from gaf.config import AT_LEAST_ONE, ranged
 from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from gaf.data.clips import ClipDataConfig, build_clip_dataset, collate_clips
 from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, load_model_state
 from gaf.engine.experiment import TrainConfig, resolve_config_path
+from gaf.engine.runlock import hold_work_dir
 from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.engine.distributed import DistContext, init_distributed
 from gaf.engine.loop import fit, progress_bar, write_final
@@ -60,9 +62,9 @@ __all__ = ["RecognitionEvalConfig", "RecognitionExperiment", "RecognitionResult"
 class RecognitionEvalConfig:
     """Test-time settings: clips per video (multi-clip averaging), k of top-k, batch size (videos)."""
 
-    num_clips: int = 10
-    topk: list[int] = field(default_factory=lambda: [1, 5])
-    batch_size: int = 4
+    num_clips: int = ranged(10, AT_LEAST_ONE)
+    topk: list[int] = field(default_factory=lambda: [1, 5], metadata=AT_LEAST_ONE)
+    batch_size: int = ranged(4, AT_LEAST_ONE)
 
 
 @dataclass
@@ -241,10 +243,16 @@ def train_recognizer(cfg: RecognitionExperiment, *, work_dir: Path | None = None
     ``stop_after_epochs`` epochs in this call, evaluation at the end when ``train.eval_at_end``,
     several processes under ``torchrun`` (rank 0 writes; it evaluates on its own)."""
     work_dir = Path(work_dir) if work_dir is not None else cfg.resolved_work_dir()
+    ctx = ctx if ctx is not None else init_distributed(cfg.train.device)
+    with hold_work_dir(work_dir, enabled=ctx.is_main):  # one run per work dir
+        return _train_recognizer_holding(cfg, work_dir, ctx, resume=resume, stop_after_epochs=stop_after_epochs,
+                                         progress=progress)
+
+
+def _train_recognizer_holding(cfg: RecognitionExperiment, work_dir: Path, ctx: DistContext, *, resume: bool,
+                              stop_after_epochs: int | None, progress: bool) -> RecognitionTrainResult:
+    """:func:`train_recognizer`'s body, run while this process holds ``work_dir``'s lock."""
     tcfg = cfg.train
-    ctx = ctx if ctx is not None else init_distributed(tcfg.device)
-    if ctx.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
     logger = setup_logging(work_dir if ctx.is_main else None, console=ctx.is_main)
     device = ctx.device
     config_dict = to_dict(cfg)

@@ -46,8 +46,15 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
             torch.backends.cudnn.deterministic = True
 
 
+FILE_ONLY = {"file_only": True}
+
+
 def setup_logging(work_dir: Path | None, *, filename: str = "log.txt", console: bool = True) -> logging.Logger:
-    """The ``gaf`` logger: INFO to stderr and (when ``work_dir``) appended to ``work_dir/filename``."""
+    """The ``gaf`` logger: INFO to stderr and (when ``work_dir``) appended to ``work_dir/filename``.
+
+    A record logged with ``extra=FILE_ONLY`` goes to the file only (e.g. the mAP table, which the
+    command prints itself: it shows once on the terminal).
+    """
     logger = logging.getLogger(LOGGER_NAME)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -58,6 +65,7 @@ def setup_logging(work_dir: Path | None, *, filename: str = "log.txt", console: 
     if console:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(fmt)
+        stream.addFilter(lambda record: not getattr(record, "file_only", False))
         logger.addHandler(stream)
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ Work dir layout::
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from gaf.engine.distributed import DistContext, init_distributed
 from gaf.engine.experiment import ExperimentConfig
 from gaf.engine.factory import build_dataset, build_detector, collate_for, detector_config
 from gaf.engine.loop import STAGES, fit, write_final
+from gaf.engine.runlock import hold_work_dir
 from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.errors import ConfigError, DataError
 from gaf.models.build import GAFDetector
@@ -99,6 +101,35 @@ def open_run(work_dir: Path, config_dict: dict[str, Any], *, resume: bool) -> di
     return state
 
 
+def data_fingerprint(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What a run's data looked like when it started: the annotation file's size and sha256, and the
+    count, total size and newest modification time of the feature (or video) folder's files."""
+    from gaf.io import sha256_file
+
+    source = cfg.dataset if cfg.e2e is None else cfg.frames
+    folder = Path(cfg.dataset.feature_dir if cfg.e2e is None else cfg.frames.video_dir)
+    annotation = Path(source.annotation_file)
+    doc: dict[str, Any] = {"annotation": str(annotation)}
+    if annotation.is_file():
+        doc.update(annotation_bytes=annotation.stat().st_size, annotation_sha256=sha256_file(annotation))
+    files = [p.stat() for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+    doc.update(folder=str(folder), files=len(files), bytes=sum(f.st_size for f in files),
+               newest_mtime=max((f.st_mtime for f in files), default=0.0))
+    return doc
+
+
+def _warn_if_data_changed(before: dict[str, Any] | None, now: dict[str, Any], logger) -> None:
+    """A loud warning when a resumed run's data differ from what the run started on."""
+    if not before:
+        return
+    changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in now if k in before and before[k] != now[k]]
+    if changed:
+        message = ("the data changed since this run started (" + "; ".join(changed) + "): the resumed run mixes "
+                   "two datasets; start a new run (another --work-dir) unless that is intended")
+        warnings.warn(message, UserWarning, stacklevel=2)
+        logger.warning("WARNING: %s", message)
+
+
 def _check_extraction(cfg: ExperimentConfig, extraction: dict[str, Any]) -> None:
     """The dataset config must read the features as ``gaf extract`` made them (its features.json)."""
     ds = cfg.dataset
@@ -132,10 +163,16 @@ def train(
     metrics on rank 0.
     """
     work_dir = Path(work_dir) if work_dir is not None else cfg.resolved_work_dir()
+    ctx = ctx if ctx is not None else init_distributed(cfg.train.device)
+    with hold_work_dir(work_dir, enabled=ctx.is_main):  # one run per work dir
+        return _train_holding(cfg, work_dir, ctx, resume=resume, stop_after_epochs=stop_after_epochs,
+                              progress=progress)
+
+
+def _train_holding(cfg: ExperimentConfig, work_dir: Path, ctx: DistContext, *, resume: bool,
+                   stop_after_epochs: int | None, progress: bool) -> TrainResult:
+    """:func:`train`'s body, run while this process holds ``work_dir``'s lock."""
     tcfg = cfg.train
-    ctx = ctx if ctx is not None else init_distributed(tcfg.device)
-    if ctx.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
     logger = setup_logging(work_dir if ctx.is_main else None, console=ctx.is_main)
     device = ctx.device
     config_dict = to_dict(cfg)
@@ -150,7 +187,16 @@ def train(
     seed_everything(tcfg.seed, deterministic=tcfg.deterministic)
     train_set = build_dataset(cfg, "train", training=True)
     train_set.check(progress=progress and ctx.is_main)
-    meta = {"in_dim": train_set.input_dim, "num_classes": train_set.num_classes, "labels": list(train_set.labels)}
+    if tcfg.eval_at_end and ctx.is_main:  # a bad test file is found now, not after the last epoch
+        build_dataset(cfg, "test", training=False).check(progress=progress)
+    gt = train_set.ground_truth()
+    if gt.num_segments == 0:
+        raise DataError(f"{gt.source}: the training subset holds no action instance in its {len(gt.videos)} "
+                        "videos (dataset.train_subset, and the annotation's subset names); nothing to learn")
+    meta = {"in_dim": train_set.input_dim, "num_classes": train_set.num_classes, "labels": list(train_set.labels),
+            "data": data_fingerprint(cfg)}
+    if state is not None:
+        _warn_if_data_changed(state.get("meta", {}).get("data"), meta["data"], logger)
     from gaf.extract import read_preprocessing
 
     extraction = read_preprocessing(cfg.dataset.feature_dir) if cfg.e2e is None else None

@@ -47,8 +47,10 @@ github.com/activitynet/ActivityNet, ``compute_average_precision_detection``,
   average mAP is the mean over the tIoU thresholds.
 * Predicted labels without ground-truth instances are ignored, with an
   :class:`EvaluationWarning` counting them (the official code raises
-  ``KeyError``). A reversed predicted or ground-truth segment (end < start),
-  a time that is not a real number, not finite or beyond ±``MAX_TIME_S``
+  ``KeyError``). A predicted segment with end < start can overlap nothing:
+  it is a false positive (as in the official code, whose tIoU is then 0),
+  with an :class:`EvaluationWarning` counting them. A reversed ground-truth
+  segment, a time that is not a real number, not finite or beyond ±``MAX_TIME_S``
   (1e9 s: past it tIoU unions and search keys would overflow to inf/NaN and
   a perfect match would silently score 0), a missing / non-finite score, or
   an unhashable label raises :class:`~gaf.errors.AnnotationError` naming the
@@ -221,6 +223,7 @@ class _Flat:
     score: np.ndarray
     names: list[str]  # video id of each segment's video, for messages
     unknown_labels: dict[str, int]
+    reversed: np.ndarray  # (N,) bool: a prediction with end < start (its end set to its start; never matched)
 
 
 def _gather(aset: AnnotationSet) -> tuple[list[Any], list[int], list[str]]:
@@ -273,10 +276,13 @@ def _flatten(aset: AnnotationSet, gathered: tuple[list[Any], list[int], list[str
     end = _float64([s.end for s in segs])
     score = _float64([s.score for s in segs]) if scored else np.zeros(len(segs))
     # |t| <= MAX_TIME_S also rules out NaN; end - start then stays finite, as do the unions and search keys.
+    reverse = end < start
     ok = (np.all(np.abs(start) <= MAX_TIME_S) and np.all(np.abs(end) <= MAX_TIME_S) and np.isfinite(score).all()
-          and (end >= start).all())
+          and (scored or not reverse.any()))
     if not ok:
         _raise_bad_segment(aset, scored)
+    if scored and reverse.any():  # never matched: an empty interval at its start (a false positive)
+        end = np.where(reverse, start, end)
     vmap = np.array([video_index.get(n, -1) for n in names], dtype=np.int64)
     unknown: dict[str, int] = {}
     try:
@@ -295,7 +301,8 @@ def _flatten(aset: AnnotationSet, gathered: tuple[list[Any], list[int], list[str
     except TypeError:  # an unhashable label (a list, an array): no class name
         _raise_bad_label(aset, scored)
         raise
-    return _Flat(np.repeat(vmap, np.array(counts, dtype=np.int64)), label, start, end, score, names, unknown)
+    video = np.repeat(vmap, np.array(counts, dtype=np.int64))
+    return _Flat(video, label, start, end, score, names, unknown, reverse)
 
 
 def _short(x: Any) -> str:
@@ -342,7 +349,7 @@ def _raise_bad_segment(aset: AnnotationSet, scored: bool) -> None:
             if abs(start) > MAX_TIME_S or abs(end) > MAX_TIME_S:
                 raise AnnotationError(f"{where}: segment: [{start}, {end}] s reaches beyond ±{MAX_TIME_S:g} s "
                                       "(about 32 years; times are seconds)")
-            if end < start:
+            if end < start and not scored:
                 raise AnnotationError(f"{where}: segment: end {end} < start {start} (reversed segment)")
             if scored and not math.isfinite(_real(s.score)):
                 raise AnnotationError(f"{where}: score: must be a finite number, got {_short(s.score)}")
@@ -460,7 +467,16 @@ def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
             f"{len(pr.unknown_labels)} label(s) that have no instance in the ground truth "
             f"({ground_truth.source}) were ignored: {shown}{more}"), stacklevel=2)
     keep = pr.label >= 0
-    num_absent = int(np.count_nonzero(keep & (pr.video < 0)))
+    num_reversed = int(np.count_nonzero(keep & pr.reversed))
+    if num_reversed:
+        first = next((vid for vid, v in predictions.videos.items() for seg in v.segments
+                      if seg.end < seg.start and seg.label in class_index), None)
+        warnings.warn(EvaluationWarning(
+            f"{predictions.source}: {num_reversed} predicted segment(s) with end < start"
+            + (f" (e.g. in video {first!r})" if first else "")
+            + " count as false positives, as in the official ActivityNet evaluation"), stacklevel=2)
+        pr.video = np.where(pr.reversed, -1, pr.video)  # matched by nothing
+    num_absent = int(np.count_nonzero(keep & (pr.video < 0) & ~pr.reversed))
     if num_absent:
         absent_videos = [n for n in pr.names if n not in video_index]
         warnings.warn(EvaluationWarning(

@@ -38,6 +38,7 @@ from typing import Literal, Sequence
 import torch
 import torch.nn as nn
 
+from gaf.config import NON_NEGATIVE, POSITIVE, UNIT, ranged
 from gaf.models.detector import AnchorFreeDetector, DetectorConfig, detection_losses
 from gaf import losses as L
 from gaf.models.gaf import GAF, GAFConfig, action_mask, as_channels, stage_parameters, step_attention
@@ -49,30 +50,30 @@ __all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complemen
 class LossConfig:
     """Loss weights (all switchable to 0) and loss settings."""
 
-    cls: float = 1.0  # focal loss on class logits
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
-    reg: float = 1.0  # (G)IoU loss on offsets
+    cls: float = ranged(1.0, NON_NEGATIVE)  # focal loss on class logits
+    focal_alpha: float = ranged(0.25, UNIT)
+    focal_gamma: float = ranged(2.0, NON_NEGATIVE)
+    reg: float = ranged(1.0, NON_NEGATIVE)  # (G)IoU loss on offsets
     reg_mode: Literal["giou", "iou"] = "giou"
-    quality: float = 1.0  # BCE on the quality logit
-    saliency: float = 0.5  # start / end saliency BCE
-    saliency_pos_weight: float = 5.0
-    refine: float = 1.0  # refined class + offsets
-    ai: float = 1.0  # L_ai: detector on F'
-    nai: float = 0.5  # L_nai: the detector on F*(1-lambda), weight (official: 35 with nai_form=background)
+    quality: float = ranged(1.0, NON_NEGATIVE)  # BCE on the quality logit
+    saliency: float = ranged(0.5, NON_NEGATIVE)  # start / end saliency BCE
+    saliency_pos_weight: float = ranged(5.0, POSITIVE)
+    refine: float = ranged(1.0, NON_NEGATIVE)  # refined class + offsets
+    ai: float = ranged(1.0, NON_NEGATIVE)  # L_ai: detector on F'
+    nai: float = ranged(0.5, NON_NEGATIVE)  # L_nai: the detector on F*(1-lambda), weight (official: 35 with nai_form=background)
     # what L_nai asks of the detector on F*(1-lambda): find the complement intervals (the background before,
     # between and after the instances) on an extra class channel, with regression ("complement"), or find no
     # action anywhere: every action class a focal-loss negative, no extra channel, no regression
     # ("background", the official code's)
     nai_form: Literal["complement", "background"] = "complement"
-    clf: float = 0.1  # alpha of Eq. 14 (L_clf); 0 builds no classifier head (the official code has none)
+    clf: float = ranged(0.1, NON_NEGATIVE)  # alpha of Eq. 14 (L_clf); 0 builds no classifier head (the official code has none)
     clf_prior: bool = True  # start the L_clf head's bias at the class prior (False: p = 0.5 for every output)
     # L_att (not in the paper): BCE of lambda against the ground-truth action mask of the window, a direct
     # actionness signal for Segment-GAF (the paper trains lambda only through L_d and L_R)
-    att: float = 0.0
-    cvae: float = 1.0  # L_CVAE (stage "frame")
-    cvae_beta: float = 1.0  # beta of Eq. 7
-    rep: float = 0.5  # L_R max weight; weight = rep * training progress (official 0.5 * epoch / max_epoch)
+    att: float = ranged(0.0, NON_NEGATIVE)
+    cvae: float = ranged(1.0, NON_NEGATIVE)  # L_CVAE (stage "frame")
+    cvae_beta: float = ranged(1.0, NON_NEGATIVE)  # beta of Eq. 7
+    rep: float = ranged(0.5, NON_NEGATIVE)  # L_R max weight; weight = rep * training progress (official 0.5 * epoch / max_epoch)
 
 
 @dataclass

@@ -45,6 +45,7 @@ import torch
 import torch.nn as nn
 
 from gaf import losses as L
+from gaf.config import AT_LEAST_ONE, NON_NEGATIVE, ODD, OPEN_UNIT, POSITIVE, ranged
 from gaf.models.gaf import ConvBlock
 
 __all__ = [
@@ -71,20 +72,20 @@ def __getattr__(name: str):
 class DetectorConfig:
     """Settings of the anchor-free detector (units: feature steps)."""
 
-    embed_dim: int = 256
-    stem_layers: int = 2  # stride-1 conv blocks before the pyramid
-    num_levels: int = 6  # pyramid levels, strides 1, 2, ..., 2**(num_levels-1)
-    kernel_size: int = 3
-    head_layers: int = 2  # conv blocks in each shared tower (cls, reg)
-    regression_range_base: float = 4.0  # level l: max(left, right) in [base*2**(l-1), base*2**l]
-    center_sample_radius: float = 1.5  # in strides of the level
-    prior_prob: float = 0.01  # initial class probability
+    embed_dim: int = ranged(256, AT_LEAST_ONE)
+    stem_layers: int = ranged(2, NON_NEGATIVE)  # stride-1 conv blocks before the pyramid
+    num_levels: int = ranged(6, AT_LEAST_ONE)  # pyramid levels, strides 1, 2, ..., 2**(num_levels-1)
+    kernel_size: int = ranged(3, ODD)
+    head_layers: int = ranged(2, NON_NEGATIVE)  # conv blocks in each shared tower (cls, reg)
+    regression_range_base: float = ranged(4.0, POSITIVE)  # level l: max(left, right) in [base*2**(l-1), base*2**l]
+    center_sample_radius: float = ranged(1.5, POSITIVE)  # in strides of the level
+    prior_prob: float = ranged(0.01, OPEN_UNIT)  # initial class probability
     refine: bool = True  # AFSD boundary pooling refinement
-    boundary_ratio: float = 0.2  # half-width of start / end regions, fraction of proposal length (>= 1 step)
+    boundary_ratio: float = ranged(0.2, POSITIVE)  # half-width of start / end regions, fraction of proposal length (>= 1 step)
     quality_target: Literal["tiou", "centerness"] = "tiou"
     score: Literal["product", "sqrt", "cls"] = "product"  # sigmoid(cls) * sigmoid(quality), its sqrt, or cls only
     saliency: bool = True  # start / end saliency head
-    saliency_sigma: float = 0.1  # Gaussian width of the heat maps, fraction of gt length (>= 1 step)
+    saliency_sigma: float = ranged(0.1, POSITIVE)  # Gaussian width of the heat maps, fraction of gt length (>= 1 step)
 
 
 def build_sparse_table(x: torch.Tensor, *, with_index: bool = False

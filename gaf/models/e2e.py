@@ -62,6 +62,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gaf.config import AT_LEAST_ONE, ranged
 from gaf.errors import ConfigError
 from gaf.models.build import GAFDetector, ModelConfig, build_model
 from gaf.models.gaf import stage_parameters
@@ -82,7 +83,7 @@ class E2EConfig:
     freeze_backbone: bool = False  # True: the backbone is a fixed feature extractor
     freeze_bn: bool = True  # keep the backbone's BatchNorm statistics fixed while fine-tuning
     merge: Literal["concat", "average"] = "concat"  # how Mixed_4f and Mixed_5c become F
-    proj_dim: int = 512  # merge "average": width of the two 1×1 projections
+    proj_dim: int = ranged(512, AT_LEAST_ONE)  # merge "average": width of the two 1×1 projections
     detector: ModelConfig = field(default_factory=ModelConfig)
 
 

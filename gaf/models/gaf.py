@@ -66,6 +66,8 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from gaf import losses as L
+from gaf.config import AT_LEAST_ONE, NON_NEGATIVE, ODD, ranged
+from gaf.errors import ConfigError
 from gaf.models.noise import randn_like
 
 __all__ = [
@@ -98,13 +100,13 @@ class GAFConfig:
     # the attention head's temporal reach: its convs alone ("local", a few steps), or convs then masked
     # multi-head self-attention over the whole window ("global", segment-level context)
     context: Literal["local", "global"] = "global"
-    context_heads: int = 4  # heads of the "global" self-attention (must divide attention_dim)
-    attention_dim: int = 128  # width of the attention head's temporal convs
-    attention_layers: int = 2  # temporal conv layers before the output layer
-    attention_kernel: int = 3
-    reduce_dim: int = 64  # channels after theta (1x1 conv), Eq. 8
-    hidden_dim: int = 128  # width of the fc layers of encoder / decoder / fusion
-    latent_dim: int = 16  # z_t dimensions
+    context_heads: int = ranged(4, AT_LEAST_ONE)  # heads of the "global" self-attention (must divide attention_dim)
+    attention_dim: int = ranged(128, AT_LEAST_ONE)  # width of the attention head's temporal convs
+    attention_layers: int = ranged(2, NON_NEGATIVE)  # temporal conv layers before the output layer
+    attention_kernel: int = ranged(3, ODD)
+    reduce_dim: int = ranged(64, AT_LEAST_ONE)  # channels after theta (1x1 conv), Eq. 8
+    hidden_dim: int = ranged(128, AT_LEAST_ONE)  # width of the fc layers of encoder / decoder / fusion
+    latent_dim: int = ranged(16, AT_LEAST_ONE)  # z_t dimensions
     fusion: Literal["generative", "attention"] = "generative"  # Eq. 16, or F' = F*lambda
     fusion_latent: Literal["posterior", "prior"] = "posterior"  # Z used by the fusion
     # Eq. 10's f_fpm "averages two layers as the input of the detector": F' = (F + enhanced) / 2
@@ -117,6 +119,11 @@ class GAFConfig:
     # lambda = the ground-truth action mask in training and at test: an upper bound on what any attention
     # can add. For measurement only (needs ground truth at test; gaf detect refuses such a model).
     oracle: bool = False
+
+    def __post_init__(self) -> None:
+        if self.context == "global" and self.attention_dim % self.context_heads:
+            raise ConfigError(f"model.gaf.context_heads: {self.context_heads} must divide model.gaf.attention_dim "
+                              f"({self.attention_dim}) for the global context")
 
 
 @dataclass
@@ -237,8 +244,6 @@ class TemporalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if heads < 1 or dim % heads:
-            from gaf.errors import ConfigError
-
             raise ConfigError(f"model.gaf.context_heads: {heads} must be >= 1 and divide attention_dim ({dim})")
         self.norm = nn.LayerNorm(dim)
         # no projection biases: the key bias has a zero gradient (softmax is shift-invariant), which Adam would

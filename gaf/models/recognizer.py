@@ -53,6 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gaf.config import NON_NEGATIVE, check, ranged
 from gaf.errors import ConfigError
 from gaf.models.gaf import GAF, GAFConfig, SegmentGAF, stage_parameters
 
@@ -65,12 +66,12 @@ STAGES = ("frame", "segment")
 class RecognitionLossConfig:
     """Loss weights of the recognizer (0 switches a term off)."""
 
-    clf: float = 1.0  # L_clf (Eq. 12): the only task loss of recognition (footnote 2)
+    clf: float = ranged(1.0, NON_NEGATIVE)  # L_clf (Eq. 12): the only task loss of recognition (footnote 2)
     clf_form: Literal["softmax", "sigmoid"] = "softmax"  # single-label CE over K+1, or the multi-label BCE
-    label_smoothing: float = 0.0  # softmax form only
-    cvae: float = 1.0  # L_CVAE (stage "frame")
-    cvae_beta: float = 1.0  # beta of Eq. 7
-    rep: float = 0.5  # L_R max weight, ramped by training progress (0 = off)
+    label_smoothing: float = ranged(0.0, check("in [0, 1)", lambda v: 0 <= v < 1))  # softmax form only
+    cvae: float = ranged(1.0, NON_NEGATIVE)  # L_CVAE (stage "frame")
+    cvae_beta: float = ranged(1.0, NON_NEGATIVE)  # beta of Eq. 7
+    rep: float = ranged(0.5, NON_NEGATIVE)  # L_R max weight, ramped by training progress (0 = off)
 
 
 @dataclass
@@ -82,7 +83,7 @@ class RecognizerConfig:
     stream: Literal["rgb", "flow"] = "rgb"  # I3D input: 3 (RGB) or 2 (flow) channels
     freeze_backbone: bool = False  # True: the backbone is a fixed feature extractor
     freeze_bn: bool = True  # keep the backbone's BatchNorm statistics fixed while fine-tuning
-    dropout: float = 0.5  # on the pooled feature, before the classifier
+    dropout: float = ranged(0.5, check("in [0, 1)", lambda v: 0 <= v < 1))  # on the pooled feature, before the classifier
     gaf: GAFConfig = field(default_factory=GAFConfig)  # set fusion: attention (F' is not used here)
     loss: RecognitionLossConfig = field(default_factory=RecognitionLossConfig)
 
