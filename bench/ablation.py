@@ -15,7 +15,7 @@ training (test-split AUROC and mean λ on action / background steps) and the
 lowest per-epoch mean λ on action steps (a collapse shows there).
 
     OMP_WAIT_POLICY=PASSIVE python bench/ablation.py --base demo --seeds 3 \\
-        --variants plain,legacy,default --jobs 2 [--epochs N] [--set key=value ...]
+        --variants plain,no_att,default --jobs 2 [--epochs N] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -31,42 +31,47 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PLAIN = ["model.gaf.enabled=false", "model.loss.nai=0", "model.loss.rep=0", "model.loss.clf=0",
-         "model.loss.cvae=0"]
-# today's formulation before issue 9 (scalar λ, local head, (F + E)/2, complement L_nai, L_clf from p = 0.5)
+         "model.loss.cvae=0", "model.loss.att=0"]
+# the shipped default without L_att: the paper's losses (the default until L_att was measured best)
+NO_ATT = ["model.loss.att=0"]
+# the formulation before issue 9 (scalar λ, local head, (F + E)/2, complement L_nai, L_clf from p = 0.5)
 LEGACY = ["model.gaf.attention=scalar", "model.gaf.context=local", "model.gaf.output=average",
           "model.loss.nai_form=complement", "model.loss.nai=0.5", "model.loss.clf=0.1",
-          "model.loss.clf_prior=false", "model.loss.rep=0.5"]
+          "model.loss.clf_prior=false", "model.loss.rep=0.5", "model.loss.att=0"]
 # the authors' code: λ per channel, F*λ/Σλ, "no action" on F*(1-λ) weighted 35, no L_clf head (their attention
 # head mixes the time axis with a fixed-length Linear layer; the local head is the closest length-free stand-in)
 OFFICIAL = ["model.gaf.attention=channel", "model.gaf.context=local", "model.gaf.output=normalized",
-            "model.loss.nai_form=background", "model.loss.nai=35", "model.loss.clf=0", "model.loss.rep=0.5"]
+            "model.loss.nai_form=background", "model.loss.nai=35", "model.loss.clf=0", "model.loss.rep=0.5",
+            "model.loss.att=0"]
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "plain": ("L_ai only: the plain detector (Table IV row 1)", PLAIN),
-    "default": ("the shipped demo.yaml as is (scalar λ, global head, (F + E)/2, complement L_nai 0.5, "
-                "L_clf 0.1 from the class prior, L_R 0.5)", []),
-    "default_ai_nai": ("Table IV row 2: Segment-GAF only (F' from F*λ, L_nai, L_clf; no Frame-GAF, no L_R) "
-                       "= configs/ablation_ai_nai.yaml", ["model.gaf.fusion=attention", "model.loss.rep=0",
-                                                          "model.loss.cvae=0"]),
-    "default_noclf": ("the default without the L_clf head", ["model.loss.clf=0"]),
-    "default_clf03": ("the default with L_clf weighted 0.3", ["model.loss.clf=0.3"]),
-    "default_nai1": ("the default with L_nai weighted 1.0", ["model.loss.nai=1.0"]),
-    "default_noclf_nai1": ("no L_clf head, L_nai weighted 1.0", ["model.loss.clf=0", "model.loss.nai=1.0"]),
-    "default_wide": ("the default with a 128-wide attention head", ["model.gaf.attention_dim=128"]),
-    "default_channel": ("the default with channel attention (B, C, T)", ["model.gaf.attention=channel"]),
-    "default_channel_noclf": ("channel attention, no L_clf head",
-                              ["model.gaf.attention=channel", "model.loss.clf=0"]),
-    "default_enhanced_noclf": ("F' = E (no averaging with F), no L_clf head",
-                               ["model.gaf.output=enhanced", "model.loss.clf=0"]),
-    "default_background_noclf": ("the official L_nai (background form, x35), no L_clf head",
-                                 ["model.loss.nai_form=background", "model.loss.nai=35", "model.loss.clf=0"]),
-    "default_att": ("the default plus L_att (λ supervised by the action mask; not in the paper)",
-                    ["model.loss.att=1.0"]),
-    "default_att_noclf": ("L_att instead of the L_clf head", ["model.loss.att=1.0", "model.loss.clf=0"]),
+    "default": ("the shipped demo.yaml as is: scalar λ, global head, (F + E)/2, complement L_nai 0.5, "
+                "L_clf 0.1 from the class prior, L_R 0.5, L_att 1.0 (λ supervised by the action mask; ours)", []),
+    "no_att": ("the default without L_att: the paper's losses (Table IV row 3, = configs/ablation_ai_nai_r.yaml)",
+               NO_ATT),
+    "no_att_ai_nai": ("Table IV row 2: Segment-GAF only (F' from F*λ, L_nai, L_clf; no Frame-GAF, no L_R, no L_att) "
+                      "= configs/ablation_ai_nai.yaml", NO_ATT + ["model.gaf.fusion=attention", "model.loss.rep=0",
+                                                               "model.loss.cvae=0"]),
+    "no_att_noclf": ("no_att without the L_clf head", NO_ATT + ["model.loss.clf=0"]),
+    "no_att_clf03": ("no_att with L_clf weighted 0.3", NO_ATT + ["model.loss.clf=0.3"]),
+    "no_att_nai1": ("no_att with L_nai weighted 1.0", NO_ATT + ["model.loss.nai=1.0"]),
+    "no_att_noclf_nai1": ("no_att, no L_clf head, L_nai weighted 1.0",
+                          NO_ATT + ["model.loss.clf=0", "model.loss.nai=1.0"]),
+    "no_att_wide": ("no_att with a 128-wide attention head", NO_ATT + ["model.gaf.attention_dim=128"]),
+    "no_att_channel": ("no_att with channel attention (B, C, T)", NO_ATT + ["model.gaf.attention=channel"]),
+    "no_att_channel_noclf": ("no_att, channel attention, no L_clf head",
+                             NO_ATT + ["model.gaf.attention=channel", "model.loss.clf=0"]),
+    "no_att_enhanced_noclf": ("no_att, F' = E (no averaging with F), no L_clf head",
+                              NO_ATT + ["model.gaf.output=enhanced", "model.loss.clf=0"]),
+    "no_att_background_noclf": ("no_att, the official L_nai (background form, x35), no L_clf head",
+                                NO_ATT + ["model.loss.nai_form=background", "model.loss.nai=35", "model.loss.clf=0"]),
+    "default_noclf": ("the default (with L_att) without the L_clf head", ["model.loss.clf=0"]),
     "legacy": ("the formulation before the fix: local head, L_clf from p = 0.5", LEGACY),
     "legacy_noclf": ("legacy without the L_clf head", LEGACY + ["model.loss.clf=0"]),
     "official": ("the authors' formulation: channel λ, F*λ/Σλ, background L_nai x35, no L_clf head", OFFICIAL),
-    "oracle": ("λ = the ground-truth action mask (an upper bound)", ["model.gaf.oracle=true"]),
+    "oracle": ("λ = the ground-truth action mask (an upper bound; L_att has nothing to train)",
+               ["model.gaf.oracle=true", "model.loss.att=0"]),
 }
 
 
@@ -79,15 +84,33 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
+def _check_stored(work: Path, base: str, sets: list[str]) -> None:
+    """A finished run is reused only when it trained what the variant asks today (its config.yaml, work dir
+    aside, equals the config the overrides give); a run from another definition would mislabel a row."""
+    import yaml
+
+    from gaf.config import to_dict
+    from gaf.engine.experiment import load_experiment
+    from gaf.engine.train import config_differences
+
+    stored = yaml.safe_load((work / "config.yaml").read_text())
+    wanted = to_dict(load_experiment(base, sets))
+    diffs = [d for d in config_differences(stored, wanted) if not d.startswith(("work_dir:", "train.device:"))]
+    if diffs:
+        raise SystemExit(f"{work}: trained with another definition of this variant ({'; '.join(diffs[:4])}); "
+                         "move it away or use another --work-dir")
+
+
 def _run(base: str, variant: str, seed: int, root: Path, extra: list[str], threads: int) -> Path:
     work = root / base / variant / f"seed{seed}"
+    sets = VARIANTS[variant][1] + [f"train.seed={seed}"] + extra
     if (work / "metrics.json").exists():
+        _check_stored(work, base, sets)
         return work
     if work.exists():  # an interrupted run: start it again
         import shutil
 
         shutil.rmtree(work)
-    sets = VARIANTS[variant][1] + [f"train.seed={seed}"] + extra
     cmd = [sys.executable, "-m", "gaf", "train", base, "--work-dir", str(work), "--no-progress"]
     for s in sets:
         cmd += ["--set", s]

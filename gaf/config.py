@@ -29,7 +29,7 @@ from gaf.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["from_dict", "to_dict", "load_yaml", "apply_overrides", "dump_yaml", "ranged", "check",
+__all__ = ["from_dict", "to_dict", "load_yaml", "apply_overrides", "dump_yaml", "describe", "ranged", "check",
            "POSITIVE", "NON_NEGATIVE", "AT_LEAST_ONE", "UNIT", "OPEN_UNIT", "HALF_OPEN_UNIT", "ODD", "SEED"]
 
 
@@ -259,3 +259,42 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if isinstance(tp, type) and isinstance(value, tp):
         return value
     raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {_show(value)}")
+
+
+def _default_of(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return field.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+def describe(obj: Any, indent: int = 0) -> str:
+    """YAML text of config dataclass ``obj`` with every key, each value that differs from its field's
+    default followed by ``# default: ...``, and each range rule as ``# must be ...`` (``gaf config show``)."""
+    lines: list[str] = []
+    pad = "  " * indent
+    hints = typing.get_type_hints(type(obj))
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{pad}{field.name}:")
+            lines.append(describe(value, indent + 1))
+            continue
+        text = yaml.safe_dump(to_dict(value), default_flow_style=True, width=10**6).strip()
+        if text.endswith("\n..."):
+            text = text[: -len("\n...")]
+        text = text.removesuffix("...").strip()
+        notes = []
+        default = _default_of(field)
+        if default is dataclasses.MISSING:
+            notes.append("required")
+        elif to_dict(default) != to_dict(value):
+            shown = yaml.safe_dump(to_dict(default), default_flow_style=True, width=10**6).strip()
+            notes.append(f"default: {shown.removesuffix('...').strip()}")
+        if "check" in field.metadata:
+            notes.append(f"must be {field.metadata['check'][0]}")
+        if typing.get_origin(hints[field.name]) is typing.Literal:
+            notes.append("one of " + " | ".join(map(str, typing.get_args(hints[field.name]))))
+        lines.append(f"{pad}{field.name}: {text}" + (f"  # {'; '.join(notes)}" if notes else ""))
+    return "\n".join(lines)

@@ -3,7 +3,9 @@
 The shipped formulation (``gaf/configs/demo.yaml``, scaled down to a small
 embedded benchmark) must keep λ separating actions from background on the
 held-out split at the end of training, and never let it collapse on the
-action steps at any epoch. The formulation gaf had before (a local attention
+action steps at any epoch — with its L_att term and without it (the paper's
+losses: the collapse is fixed at its cause, the global head and the
+prior-started L_clf head, not by supervising λ). The formulation gaf had before (a local attention
 head and an L_clf head starting at p = 0.5: ``bench/ablation.py``'s
 ``legacy`` variant) fails the same check on the same data; see
 docs/benchmark.md. The oracle (λ = the ground-truth mask) runs through the
@@ -22,7 +24,8 @@ from gaf.engine.train import train
 
 pytestmark = pytest.mark.slow
 
-LEGACY = ["model.gaf.context=local", "model.loss.clf_prior=false"]
+LEGACY = ["model.gaf.context=local", "model.loss.clf_prior=false", "model.loss.att=0"]
+NO_ATT = ["model.loss.att=0"]  # the paper's losses: the collapse must be fixed at its cause, not by L_att
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +49,11 @@ def small_demo(bench: str, run_dir, *extra: str):
     return cfg
 
 
-def test_lambda_of_the_default_formulation_stays_healthy_to_the_end(demo_data, tmp_path):
-    cfg = small_demo(demo_data, tmp_path / "run")
+@pytest.mark.parametrize("extra", [[], NO_ATT], ids=["default", "without_L_att"])
+def test_lambda_of_the_default_formulation_stays_healthy_to_the_end(demo_data, tmp_path, extra):
+    cfg = small_demo(demo_data, tmp_path / "run", *extra)
     assert cfg.model.gaf.context == "global" and cfg.model.loss.clf_prior  # what demo.yaml ships
+    assert cfg.model.loss.att == (0.0 if extra else 1.0)
     result = train(cfg, progress=False)
     history = json.loads((result.work_dir / "history.json").read_text())
     assert len(history) == 10

@@ -90,3 +90,60 @@ def test_score_refuses_a_ground_truth_of_unknown_splits_that_the_predictions_bar
     empty.write_text('{"results": {}}')
     assert main(["score", str(bare), str(empty)]) == 2
     assert "'results' holds no video" in capsys.readouterr().err
+
+
+def test_score_uses_the_ground_truths_protocol_and_says_which(tmp_path, capsys) -> None:
+    from conftest import SHARED, THUMOS_DIR
+
+    anet = SHARED / "activitynet"
+    out = tmp_path / "anet.json"
+    assert main(["score", str(anet / "anet_anno_action.json"), str(anet / "sample_detection_prediction.json"),
+                 "--add-prefix", "v_", "--json", str(out)]) == 0
+    assert "tIoU thresholds: 0.5:0.95:0.05, ActivityNet's" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())["tious"]) == 10
+    pred = tmp_path / "p.json"
+    pred.write_text(json.dumps({"results": {"video_test_0000004": [
+        {"label": "CricketBowling", "segment": [0.2, 1.1], "score": 0.9}]}}))
+    assert main(["score", "thumos14-test-212", str(pred), "--json", str(out)]) == 0
+    assert "tIoU thresholds: 0.3:0.7:0.1, THUMOS14's" in capsys.readouterr().out
+    assert json.loads(out.read_text())["tious"] == [0.3, 0.4, 0.5, 0.6, 0.7]
+    # a mistyped variant name lists the valid ones; library advice is given as CLI flags
+    assert main(["score", "thumos14-tset-212", str(pred)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean thumos14-test-212?" in err and "thumos14-val-200" in err
+    assert main(["score", str(pred), str(pred)]) == 2
+    assert "this is a predictions file" in capsys.readouterr().err
+    assert THUMOS_DIR.is_dir()
+
+
+def test_score_overrun_flag_clips_or_refuses_segments_past_the_video_end(tmp_path, capsys) -> None:
+    gt, pred = tmp_path / "gt.json", tmp_path / "pred.json"
+    gt.write_text(json.dumps({"database": {"v1": {"subset": "test", "duration": 10.0, "annotations": [
+        {"label": "Jump", "segment": [8.0, 14.0]}]}}}))
+    pred.write_text(json.dumps({"results": {"v1": [{"label": "Jump", "segment": [8.0, 10.0], "score": 0.9}]}}))
+    assert main(["score", str(gt), str(pred), "--tious", "0.5"]) == 0
+    captured = capsys.readouterr()
+    assert "gaf score --overrun clip|error" in captured.err
+    assert captured.out.splitlines()[-1].split()[-1] == "0.00"  # [8, 10] vs [8, 14]: tIoU 1/3
+    assert main(["score", str(gt), str(pred), "--tious", "0.5", "--overrun", "clip"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split()[-1] == "100.00"  # clipped to [8, 10]
+    assert main(["score", str(gt), str(pred), "--overrun", "error"]) == 2
+
+
+def test_score_reads_actionformer_outputs_with_a_label_map(tmp_path, capsys) -> None:
+    gt, pred, names = tmp_path / "gt.json", tmp_path / "af.json", tmp_path / "classes.txt"
+    gt.write_text(json.dumps({"database": {"v1": {"subset": "test", "duration": 10.0, "annotations": [
+        {"label": "Jump", "segment": [1.0, 3.0]}, {"label": "Throw", "segment": [6.0, 8.0]}]}}}))
+    pred.write_text(json.dumps({"results": [  # ActionFormer's rows, integer class ids
+        {"video-id": "v1", "t-start": 1.0, "t-end": 3.1, "label": 0, "score": 0.9},
+        {"video-id": "v1", "t-start": 6.0, "t-end": 8.0, "label": 1, "score": 0.8},
+        {"video-id": "v1", "t-start": 6.0, "t-end": 8.0, "label": 0, "score": 0.7}]}))
+    names.write_text("Jump\nThrow\n")
+    assert main(["score", str(gt), str(pred), "--tious", "0.5"]) == 2  # ids without names: never guessed
+    assert "integer class id 0: give the class names (gaf score --label-map FILE" in capsys.readouterr().err
+    out = tmp_path / "s.json"
+    assert main(["score", str(gt), str(pred), "--tious", "0.5", "--label-map", str(names), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["per_class_ap"] == {"Jump": [1.0], "Throw": [1.0]}
+    names.write_text("Jump\n")
+    assert main(["score", str(gt), str(pred), "--label-map", str(names)]) == 2
+    assert "class id 1 is outside the label map's 1 classes" in capsys.readouterr().err

@@ -73,3 +73,23 @@ def test_recognition_configs_are_checked_too(tmp_path: Path, capsys) -> None:
         assert main(["train", "ucf101_features", "--set", override, "--work-dir", str(tmp_path / "r")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("name", ["demo", "thumos14_i3d", "ucf101_features"])
+def test_config_show_prints_every_key_resolved_with_defaults_and_ranges(name: str, capsys) -> None:
+    import yaml
+
+    from gaf.config import to_dict
+    from gaf.engine.experiment import load_experiment
+    from gaf.engine.recognition import is_recognition_config, load_recognition_experiment
+
+    assert main(["config", "show", name, "--set", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    loader = load_recognition_experiment if is_recognition_config(name) else load_experiment
+    assert yaml.safe_load(out) == to_dict(loader(name, ["train.epochs=3"]))  # every key, resolved
+    assert "epochs: 3  # default: 20; must be >= 1" in out
+    for key in ("keep_checkpoints:", "checkpoint_every:", "eval_at_end:", "frame_lr:", "health_items:"):
+        assert key in out
+    if name != "ucf101_features":
+        assert "class_agnostic_nms: false" in out and "pre_nms_top_k: 2000  # must be >= 1" in out
+        assert "att: 1.0  # must be >= 0" in out and "context: global  # one of local | global" in out

@@ -56,9 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("gt", metavar="GT", help="ground-truth file or folder, or a THUMOS14 variant name (formats above)")
     p.add_argument("pred", metavar="PRED", help="predictions: ActivityNet results JSON")
-    p.add_argument("--tious", default="0.3,0.4,0.5,0.6,0.7",
-                   help="tIoU thresholds: a comma list, or start:stop:step with stop included "
-                        "(ActivityNet: 0.5:0.95:0.05; default: %(default)s)")
+    p.add_argument("--tious", default=None,
+                   help="tIoU thresholds: a comma list, or start:stop:step with stop included (default: the "
+                        "ground truth's protocol: ActivityNet 0.5:0.95:0.05, THUMOS14 and others 0.3:0.7:0.1)")
     p.add_argument("--subset", help="score on this subset of GT (test/testing, val/validation, train/training, "
                                     "or 'all'; default: the subset holding most predicted videos)")
     p.add_argument("--variant", choices=list(THUMOS14_VARIANTS), metavar="NAME",
@@ -66,6 +66,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", choices=RULES, default="activitynet", help="matching and AP rules (default: %(default)s)")
     p.add_argument("--per-class", action="store_true", help="also print the AP of every class")
     p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON (atomically)")
+    p.add_argument("--label-map", metavar="FILE",
+                   help="class names for integer labels in PRED (ActionFormer's outputs): one per line, line k = "
+                        "class k")
+    p.add_argument("--overrun", choices=("warn", "clip", "error"), default="warn",
+                   help="ground-truth segments ending after their video's duration: keep with a warning, clip "
+                        "them to the duration, or refuse the file (default: %(default)s)")
     prefix = p.add_mutually_exclusive_group()
     prefix.add_argument("--add-prefix", metavar="P", help="prepend P to every predicted video id (e.g. v_)")
     prefix.add_argument("--strip-prefix", metavar="P", help="remove P from the start of predicted video ids")
@@ -107,6 +113,39 @@ def parse_tious(text: str) -> list[float]:
     if any(b <= a for a, b in zip(tious, tious[1:])):
         raise ConfigError(f"--tious {text}: thresholds must be strictly increasing, got {tious}")
     return tious
+
+
+ACTIVITYNET_TIOUS = "0.5:0.95:0.05"
+THUMOS14_TIOUS = "0.3:0.7:0.1"
+
+
+def _protocol_tious(gt) -> tuple[list[float], str]:
+    """The thresholds of the ground truth's benchmark and a line saying which: ActivityNet's for a
+    ground truth that looks like ActivityNet (>= 100 classes, or ``v_<youtube id>`` video ids),
+    else THUMOS14's (the field's default for temporal action detection)."""
+    ids = list(gt.videos)[:200]
+    anet = len(gt.labels) >= 100 or (bool(ids) and all(v.startswith("v_") and len(v) == 13 for v in ids))
+    if anet:
+        return parse_tious(ACTIVITYNET_TIOUS), (f"{ACTIVITYNET_TIOUS}, ActivityNet's (this ground truth has "
+                                                f"{len(gt.labels)} classes and ActivityNet-style video ids)")
+    return parse_tious(THUMOS14_TIOUS), f"{THUMOS14_TIOUS}, THUMOS14's (the default for other ground truths)"
+
+
+def _label_map(path: str | None) -> list[str] | None:
+    """Class names, one per non-empty line of ``path`` (line k = class k); None without a path."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from gaf.errors import ConfigError
+
+    try:
+        names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--label-map {path}: cannot read it ({exc})") from None
+    if not names:
+        raise ConfigError(f"--label-map {path}: no class name in it (one per line, line k = class k)")
+    return names
 
 
 def _renamed(pred, add: str | None, strip: str | None):
@@ -191,14 +230,22 @@ def run(args: argparse.Namespace) -> int:
     from gaf.io import atomic_write_json, refuse_input_as_output
     from gaf.metrics.detection import evaluate_detections
 
-    refuse_input_as_output(args.json, [args.gt, args.pred], "--json")
-    tious = parse_tious(args.tious)
+    refuse_input_as_output(args.json, [args.gt, args.pred, args.label_map], "--json")
+    tious = parse_tious(args.tious) if args.tious else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pred = _renamed(read_predictions(args.pred), args.add_prefix, args.strip_prefix)
+        pred = _renamed(read_predictions(args.pred, label_names=_label_map(args.label_map)), args.add_prefix,
+                        args.strip_prefix)
         if not pred.videos:
             raise ConfigError(f"{args.pred}: 'results' holds no video: there is no detection to score")
         note = ""
+        if not Path(args.gt).exists() and args.gt not in THUMOS14_VARIANTS and args.gt.lower().startswith("thumos"):
+            import difflib
+
+            close = difflib.get_close_matches(args.gt, list(THUMOS14_VARIANTS), n=1)
+            raise ConfigError(f"GT {args.gt}: no such file, and not a THUMOS14 variant"
+                              + (f" (did you mean {close[0]}?)" if close else "")
+                              + f"; variants: {', '.join(THUMOS14_VARIANTS)}")
         if not Path(args.gt).exists() and args.gt in THUMOS14_VARIANTS:
             if args.variant is not None and args.variant != args.gt:
                 raise ConfigError(f"GT is the variant {args.gt!r} but --variant says {args.variant!r}")
@@ -207,15 +254,18 @@ def run(args: argparse.Namespace) -> int:
         else:
             subset = args.subset
             if subset == "all":  # every video, whatever its subset: asked for explicitly
-                gt = read_ground_truth(args.gt, variant=args.variant)
+                gt = read_ground_truth(args.gt, variant=args.variant, overrun=args.overrun)
             elif subset is None and args.variant is None:
-                gt = read_ground_truth(args.gt)
+                gt = read_ground_truth(args.gt, overrun=args.overrun)
                 _check_id_prefix(gt, pred)
                 subset, note = _pick_subset(gt, pred)
                 gt = gt.subset(subset) if subset is not None else gt
                 _refuse_unknown_splits(gt, pred)
             else:
-                gt = read_ground_truth(args.gt, subset=subset, variant=args.variant)
+                gt = read_ground_truth(args.gt, subset=subset, variant=args.variant, overrun=args.overrun)
+        protocol = ""
+        if tious is None:
+            tious, protocol = _protocol_tious(gt)
         result = evaluate_detections(gt, pred, tious, rules=args.rules)
     for w in caught:
         print(f"gaf score: warning: {w.message}", file=sys.stderr)
@@ -229,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
     if gt.num_ambiguous:
         line += f"; {gt.num_ambiguous} Ambiguous intervals"
     print(line)
+    if protocol:
+        print(f"tIoU thresholds: {protocol} (--tious to change)")
     print(f"predictions: {pred.source}; {len(pred.videos)} videos, {pred.num_segments} detections"
           + (f" ({result.num_ignored_predictions} ignored: label not in the ground truth)"
              if result.num_ignored_predictions else ""))

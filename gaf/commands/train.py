@@ -18,7 +18,8 @@ ablation_ai_nai, ablation_ai_nai_r, ucf101_features, ucf101_i3d).
 GAF's formulation is a config choice (model.gaf.attention scalar|channel,
 model.gaf.context local|global, model.gaf.output average|enhanced|normalized,
 model.loss.nai_form complement|background, model.loss.clf/clf_prior,
-model.gaf.oracle; docs/method.md); the defaults are the measured ones
+model.loss.att (L_att, ours: 0 = the paper's losses), model.gaf.oracle;
+docs/method.md); the defaults are the measured ones
 (docs/benchmark.md). Every epoch logs λ's health (health/...: mean λ on action
 and background steps, AUROC against the ground truth, share of λ < 0.05; and
 grad_lambda/...: each loss term's pull on λ) into history.json, the log,

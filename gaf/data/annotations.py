@@ -327,7 +327,7 @@ def _apply_overrun(aset: AnnotationSet, policy: str, tolerance: float = DURATION
         warnings.warn(AnnotationWarning(
             f"{aset.source}: {len(bad)} segment(s) in {len({b[0] for b in bad})} video(s) end more than "
             f"{tolerance} s after the video's duration (worst: video {vid!r} segment [{s.start}, {s.end}] s, "
-            f"duration {aset.videos[vid].duration} s); kept as written (overrun='clip' or 'error' to change)"),
+            f"duration {aset.videos[vid].duration} s); kept as written (to clip or refuse them: gaf score --overrun clip|error, or overrun='clip'|'error' in Python)"),
             stacklevel=3)
         return
     for v in aset.videos.values():  # clip
@@ -503,7 +503,8 @@ def read_activitynet(path: str | os.PathLike[str], *, subset: str | None = None,
     p = Path(path)
     root = _root(p)
     if "database" not in root:
-        hint = " (this is a predictions file: read it with read_predictions)" if "results" in root else ""
+        hint = (" (this is a predictions file: give it as PRED, or read it with read_predictions)"
+                if "results" in root else "")
         raise AnnotationError(f"{p}: missing field 'database'{hint}")
     aset = _from_database(root, str(p), require_duration)
     _apply_overrun(aset, overrun)

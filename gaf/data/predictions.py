@@ -24,30 +24,84 @@ from gaf.errors import AnnotationError
 __all__ = ["read_predictions"]
 
 
-def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None = None) -> AnnotationSet:
+def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None = None,
+                     label_names: list[str] | None = None) -> AnnotationSet:
     """Read an ActivityNet results JSON ``{"results": {vid: [{"segment", "label", "score"}]}}``.
 
     Videos and detections keep file order (the evaluator's tie-break). With
     ``labels`` every label must be among them and the set's ``labels`` is
     ``labels``; without, the sorted names found. Durations are None.
+
+    ActionFormer-style outputs are read too: ``"results"`` as a list of rows
+    ``{"video-id", "t-start", "t-end", "label", "score"}``, and integer
+    labels, which ``label_names`` (class ``k`` = ``label_names[k]``, e.g.
+    ``gaf score --label-map``) turns into names; integer labels without it
+    are an error (a guessed order would score silently wrong).
     """
     p = Path(path)
     known = set(labels) if labels is not None else None
     text = _read_text(p)
     with _gc_paused():
-        videos = _quick_predictions(p, text, known)
+        videos = _quick_predictions(p, text, known) if label_names is None else None
         if videos is None:
             root = _root(p, text)
             if "results" not in root:
-                hint = " (this is a ground-truth file: read it with read_ground_truth)" if "database" in root else ""
+                hint = (" (this is a ground-truth file: give it as GT, or read it with read_ground_truth)"
+                        if "database" in root else "")
                 raise AnnotationError(f"{p}: missing field 'results'{hint}")
-            results = _obj(root["results"], f"{p}: results", "'results'", "video id")
+            rows = root["results"]
+            if isinstance(rows, list):  # ActionFormer: one row per detection
+                rows = _rows_by_video(rows, p)
+            results = _obj(rows, f"{p}: results", "'results'", "video id")
             videos = {}
             for vid, dets in results.items():
                 safe_video_id(vid, f"{p}: results")
+                dets = _named(dets, label_names, f"{p}: video {vid!r}")
                 videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known))
     found = sorted({s.label for v in videos.values() for s in v.segments})
     return AnnotationSet(videos, list(labels) if labels is not None else found, str(p))
+
+
+def _rows_by_video(rows: list, p: Path) -> dict[str, list[dict]]:
+    """ActionFormer's row list ``[{"video-id", "t-start", "t-end", "label", "score"}]`` → ``{vid: [detection]}``."""
+    out: dict[str, list[dict]] = {}
+    for i, row in enumerate(rows):
+        row = _obj(row, f"{p}: results[{i}]", "a result row")
+        missing = [k for k in ("video-id", "t-start", "t-end", "label", "score") if k not in row]
+        if missing:
+            raise AnnotationError(f"{p}: results[{i}]: missing {', '.join(map(repr, missing))} (a list of results "
+                                  "needs ActionFormer's rows: video-id, t-start, t-end, label, score)")
+        vid = row["video-id"]
+        if not isinstance(vid, str):
+            raise AnnotationError(f"{p}: results[{i}]: video-id: expected a string, got {_short_repr(vid)}")
+        out.setdefault(vid, []).append({"segment": [row["t-start"], row["t-end"]], "label": row["label"],
+                                        "score": row["score"]})
+    return out
+
+
+def _named(dets: Any, names: list[str] | None, w: str) -> Any:
+    """Detections whose integer labels are replaced by ``names[label]``; an integer label without names is
+    an error saying which flag gives them."""
+    if not isinstance(dets, list):
+        return dets
+    out = []
+    for i, d in enumerate(dets):
+        label = d.get("label") if isinstance(d, dict) else None
+        if isinstance(label, int) and not isinstance(label, bool):
+            if names is None:
+                raise AnnotationError(f"{w}: detection {i}: label: integer class id {label}: give the class names "
+                                      "(gaf score --label-map FILE, one class per line, line k = class k)")
+            if not 0 <= label < len(names):
+                raise AnnotationError(f"{w}: detection {i}: label: class id {label} is outside the label map's "
+                                      f"{len(names)} classes (0..{len(names) - 1})")
+            d = {**d, "label": names[label]}
+        out.append(d)
+    return out
+
+
+def _short_repr(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _detections(dets: Any, w: str, known: set[str] | None) -> list[Segment]:

@@ -271,7 +271,8 @@ def find_thumos14_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
         if (c / marker).is_file():
             return c
     raise DataError(f"THUMOS14 annotation folder not found (looked for {marker} in "
-                    f"{', '.join(str(c) for c in candidates)}): pass data_dir or set GAF_THUMOS14_DIR")
+                    f"{', '.join(str(c) for c in candidates)}): set GAF_THUMOS14_DIR=/path/to/thumos14 "
+                    "(Python: data_dir=)")
 
 
 def thumos14_ground_truth(split: str | None = None, variant: str | None = None, *,
