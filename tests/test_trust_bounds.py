@@ -147,3 +147,11 @@ def test_score_reads_actionformer_outputs_with_a_label_map(tmp_path, capsys) -> 
     names.write_text("Jump\n")
     assert main(["score", str(gt), str(pred), "--label-map", str(names)]) == 2
     assert "class id 1 is outside the label map's 1 classes" in capsys.readouterr().err
+    # ActionFormer's own annotation files carry label_id: then the ground truth names the ids
+    numbered = tmp_path / "gt_ids.json"
+    numbered.write_text(json.dumps({"database": {"v1": {"subset": "test", "duration": 10.0, "annotations": [
+        {"label": "Throw", "label_id": 1, "segment": [6.0, 8.0]}, {"label": "Jump", "label_id": 0,
+                                                                   "segment": [1.0, 3.0]}]}}}))
+    assert main(["score", str(numbered), str(pred), "--tious", "0.5", "--json", str(out)]) == 0
+    assert "named by the class ids of" in capsys.readouterr().err
+    assert json.loads(out.read_text())["per_class_ap"] == {"Jump": [1.0], "Throw": [1.0]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 RULES = ("activitynet", "thumos14")  # = gaf.metrics.detection.RULES (kept here so --help does not import NumPy)
 
@@ -131,6 +132,29 @@ def _protocol_tious(gt) -> tuple[list[float], str]:
     return parse_tious(THUMOS14_TIOUS), f"{THUMOS14_TIOUS}, THUMOS14's (the default for other ground truths)"
 
 
+def _read_pred(args: argparse.Namespace):
+    """PRED, its integer class ids (ActionFormer) named by --label-map, else by the ground truth's own ids
+    when its file fixes them (a 'labels' list or label_id); never by a guessed order."""
+    from pathlib import Path
+
+    from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth
+    from gaf.data.predictions import read_predictions
+    from gaf.errors import AnnotationError
+
+    names = _label_map(args.label_map)
+    try:
+        return read_predictions(args.pred, label_names=names)
+    except AnnotationError as exc:
+        if names is not None or "integer class id" not in str(exc) or args.gt in THUMOS14_VARIANTS \
+                or not Path(args.gt).exists():
+            raise
+        gt = read_ground_truth(args.gt)
+        if not gt.labels_numbered:
+            raise
+    print(f"gaf score: integer labels of {args.pred} named by the class ids of {args.gt}", file=sys.stderr)
+    return read_predictions(args.pred, label_names=gt.labels)
+
+
 def _label_map(path: str | None) -> list[str] | None:
     """Class names, one per non-empty line of ``path`` (line k = class k); None without a path."""
     if path is None:
@@ -234,8 +258,7 @@ def run(args: argparse.Namespace) -> int:
     tious = parse_tious(args.tious) if args.tious else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pred = _renamed(read_predictions(args.pred, label_names=_label_map(args.label_map)), args.add_prefix,
-                        args.strip_prefix)
+        pred = _renamed(_read_pred(args), args.add_prefix, args.strip_prefix)
         if not pred.videos:
             raise ConfigError(f"{args.pred}: 'results' holds no video: there is no detection to score")
         note = ""

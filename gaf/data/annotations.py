@@ -135,12 +135,16 @@ class AnnotationSet:
     messages and reports. ``variant`` names the ground-truth version when gaf
     built it (e.g. THUMOS14's ``"thumos14-test-212"``), else ``None``.
     ``videos`` iterates in file order (see the module docstring).
+    ``labels_numbered``: the file fixed the class ids (a top-level ``labels``
+    list or ``label_id`` on every annotation), so integer labels of
+    predictions can be mapped through ``labels``.
     """
 
     videos: dict[str, Video]
     labels: list[str]
     source: str = "<memory>"
     variant: str | None = None
+    labels_numbered: bool = False  # the file fixed the ids (a 'labels' list or label_id): labels[k] is class k
 
     @property
     def label_index(self) -> dict[str, int]:
@@ -170,7 +174,7 @@ class AnnotationSet:
             found = ", ".join(self.subsets()) or "none"
             raise AnnotationError(f"{self.source}: no video has subset {name!r} (field 'subset'); "
                                   f"subsets in the file: {found}")
-        return AnnotationSet(videos, list(self.labels), self.source, self.variant)
+        return AnnotationSet(videos, list(self.labels), self.source, self.variant, self.labels_numbered)
 
     def overruns(self, tolerance: float = DURATION_TOLERANCE_S) -> list[tuple[str, int, Segment]]:
         """``(video_id, index, segment)`` of segments ending > ``tolerance`` s after their video's duration."""
@@ -550,7 +554,8 @@ def _from_database(root: dict, src: str, require_duration: bool) -> AnnotationSe
             raise AnnotationError(f"{w}: ambiguous: expected a list of [start, end], got {_short(extra)}")
         ambiguous += [_segment(x, f"{w}: ambiguous[{i}]") for i, x in enumerate(extra)]
         videos[vid] = Video(vid, segments, duration, fps, sub, ambiguous)
-    return AnnotationSet(videos, _label_list(named, root.get("labels"), src), src)
+    numbered = root.get("labels") is not None or any(lid is not None for _, lid, _ in named)
+    return AnnotationSet(videos, _label_list(named, root.get("labels"), src), src, labels_numbered=numbered)
 
 
 def _label_list(named: list[tuple[str, Any, str]], declared: Any, src: str) -> list[str]:
