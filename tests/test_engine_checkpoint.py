@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, load_model_state, save_checkpoint
+from gaf.engine.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from gaf.io import atomic_write_text
 from gaf.errors import CheckpointError
 
 

@@ -44,10 +44,9 @@ from typing import Any
 import numpy as np
 
 from gaf.errors import ConfigError, DataError
-from gaf.io import atomic_write_bytes
 
 __all__ = ["SyntheticConfig", "DEMO", "generate_benchmark", "benchmark_dataset_config",
-           "build_timing_table", "load_timing_table", "save_timing_table", "nearest_centroid_accuracy",
+           "build_timing_table", "load_timing_table", "nearest_centroid_accuracy",
            "GENERATOR_VERSION"]
 
 GENERATOR_VERSION = 1
@@ -167,11 +166,6 @@ def build_timing_table(src: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(f"{path}: label_id values are not 0..N-1: {sorted(names)}")
     return {"source": f"{path.name} (ActionFormer-layout THUMOS14, Ambiguous removed)",
             "labels": [names[i] for i in range(len(names))], "videos": videos}
-
-
-def save_timing_table(table: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write ``table`` as compact JSON, atomically."""
-    atomic_write_bytes(Path(path), json.dumps(table, separators=(",", ":")).encode())
 
 
 def load_timing_table() -> dict[str, Any]:

@@ -25,11 +25,11 @@ from typing import Any, Mapping
 import torch
 
 from gaf.errors import CheckpointError
-from gaf.io import atomic_write_bytes, atomic_write_text
+from gaf.io import atomic_write_bytes
 
 FORMAT = "gaf-checkpoint-v1"
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model_state", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model_state"]
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:

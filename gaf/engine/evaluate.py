@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from gaf.data.annotations import AnnotationSet, Segment, Video, write_predictions
-from gaf.engine.checkpoint import atomic_write_text
 from gaf.engine.distributed import DistContext
 from gaf.engine.experiment import EvalConfig, ExperimentConfig
 from gaf.engine.factory import build_dataset, collate_for
 from gaf.engine.loop import logged_progress, progress_bar
 from gaf.engine.runtime import FILE_ONLY
+from gaf.io import atomic_write_text
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
 from gaf.models.build import batch_outputs

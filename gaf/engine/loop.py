@@ -51,10 +51,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from gaf.engine.checkpoint import atomic_write_text, load_model_state, save_checkpoint
+from gaf.engine.checkpoint import load_model_state, save_checkpoint
 from gaf.engine.distributed import DistContext
 from gaf.engine.experiment import TrainConfig
 from gaf.engine.runtime import seed_everything
+from gaf.io import atomic_write_text
 from gaf.errors import ConfigError, TrainingError
 from gaf.losses import synchronized_normalizers
 from gaf.models.noise import item_seed, sample_seeds

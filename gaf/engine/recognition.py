@@ -41,13 +41,14 @@ from torch.utils.data import DataLoader
 from gaf.config import AT_LEAST_ONE, ranged
 from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from gaf.data.clips import ClipDataConfig, build_clip_dataset, collate_clips
-from gaf.engine.checkpoint import atomic_write_text, load_checkpoint, load_model_state
+from gaf.engine.checkpoint import load_checkpoint, load_model_state
 from gaf.engine.experiment import TrainConfig, resolve_config_path
 from gaf.engine.runlock import hold_work_dir
 from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.engine.distributed import DistContext, init_distributed
 from gaf.engine.loop import fit, progress_bar, write_final
 from gaf.engine.train import open_run
+from gaf.io import atomic_write_text
 from gaf.errors import ConfigError
 from gaf.metrics.recognition import mean_class_accuracy, topk_accuracy
 from gaf.models.recognizer import Recognizer, RecognizerConfig

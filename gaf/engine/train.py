@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from gaf.config import to_dict
-from gaf.engine.checkpoint import atomic_write_text, load_checkpoint
+from gaf.engine.checkpoint import load_checkpoint
 from gaf.engine.distributed import DistContext, init_distributed
 from gaf.engine.experiment import ExperimentConfig
 from gaf.engine.factory import build_dataset, build_detector, collate_for, detector_config
@@ -42,6 +42,7 @@ from gaf.engine.loop import STAGES, fit, write_final
 from gaf.engine.runlock import hold_work_dir
 from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.errors import ConfigError, DataError
+from gaf.io import atomic_write_text
 from gaf.models.build import GAFDetector
 
 __all__ = ["train", "TrainResult", "prepare_benchmark", "open_run", "config_differences", "detection_step_losses"]

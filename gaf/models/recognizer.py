@@ -57,7 +57,7 @@ from gaf.config import NON_NEGATIVE, check, ranged
 from gaf.errors import ConfigError
 from gaf.models.gaf import GAF, GAFConfig, SegmentGAF, stage_parameters
 
-__all__ = ["RecognitionLossConfig", "RecognizerConfig", "Recognizer", "build_recognizer"]
+__all__ = ["RecognitionLossConfig", "RecognizerConfig", "Recognizer"]
 
 STAGES = ("frame", "segment")
 
@@ -247,11 +247,6 @@ class Recognizer(nn.Module):
             result["rep"] = self.gaf.representation_loss(feats, mask, lam)
             total = total + lc.rep * float(min(max(progress, 0.0), 1.0)) * result["rep"]
         return {"total": total, **result}
-
-
-def build_recognizer(cfg: RecognizerConfig, num_classes: int, in_dim: int | None = None) -> Recognizer:
-    """The recognizer of ``cfg`` for ``num_classes`` classes (``in_dim`` feature channels without backbone)."""
-    return Recognizer(cfg, num_classes, in_dim)
 
 
 def _batch_ce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
