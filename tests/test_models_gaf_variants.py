@@ -170,7 +170,7 @@ def test_gradient_probe_reports_each_terms_pull_on_lambda_and_leaves_parameters_
     x, mask, segs, labels = detection_batch()
     grads = attention_gradients(m, {"features": x, "mask": mask, "segments": segs, "labels": labels}, 0.5,
                                 torch.device("cpu"))
-    assert set(grads) == {"ai", "nai", "clf", "rep"}
+    assert set(grads) == {"ai", "nai", "clf", "rep", "att"}  # L_att is on by default
     assert all(v > 0 for v in grads.values())
     assert all(p.grad is None for p in m.parameters())
 
@@ -187,11 +187,12 @@ def test_oracle_detector_uses_the_ground_truth_in_training_and_inference():
     assert torch.equal(out["attention"], action_mask(segs, 40) * mask)
 
 
-def test_attention_supervision_is_bce_against_the_action_mask_and_off_by_default():
+def test_attention_supervision_is_bce_against_the_action_mask_on_by_default_and_switchable():
     from gaf.models.build import attention_bce
 
     x, mask, segs, labels = detection_batch()
-    assert "att" not in model_with().train().losses(x, mask, segs, labels, stage="segment")
+    assert "att" in model_with().train().losses(x, mask, segs, labels, stage="segment")  # the measured default
+    assert "att" not in model_with(LossConfig(att=0.0)).train().losses(x, mask, segs, labels, stage="segment")
     m = model_with(LossConfig(att=2.0)).train()
     logged, weighted, lam = m.segment_terms(x, mask, segs, labels)
     torch.testing.assert_close(weighted["att"], 2.0 * logged["att"])
