@@ -703,3 +703,50 @@ def write_report(
     html_path = atomic_write_bytes(out / "report.html", _html(blocks).encode("utf-8"))
     atomic_write_bytes(out / "report.md", _markdown(blocks).encode("utf-8"))
     return html_path
+
+
+def plot_error_analysis(path: str | os.PathLike[str], analysis: Any) -> Path:
+    """The DETAD figure of a :class:`gaf.metrics.analysis.ErrorAnalysis` to a PNG: the false-positive
+    profile per slice (stacked shares of each error type), the average-mAP gain of removing each error
+    type, and the normalized mAP and missed share per bin of each instance characteristic."""
+    from gaf.metrics.analysis import ERROR_TYPES
+
+    Figure, colormaps, _ = _mpl()
+    chars = list(analysis.sensitivity)
+    ncols = 3
+    nrows = -(-(2 + len(chars)) // ncols)
+    fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows), layout="constrained")
+    axes = list(np.atleast_1d(fig.subplots(nrows, ncols)).ravel())
+    for ax in axes[2 + len(chars):]:
+        ax.set_visible(False)
+    colors = ["#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#d62728", "#7f7f7f"]
+    slices = [f"{g + 1}G" for g in range(len(analysis.profile))]
+    bottom = np.zeros(len(slices))
+    for k, name in enumerate(ERROR_TYPES):
+        values = np.array([100 * row[name] for row in analysis.profile])
+        axes[0].bar(slices, values, bottom=bottom, color=colors[k], label=name.replace("_", " "))
+        bottom += values
+    axes[0].set_ylabel("% of the slice's predictions")
+    axes[0].set_title("false-positive profile", fontsize=10)
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0].tick_params(axis="x", labelsize=7)
+    names = list(analysis.map_gain)
+    axes[1].bar([n.replace("_", "\n") for n in names], [100 * analysis.map_gain[n] for n in names],
+                color=colors[1:1 + len(names)])
+    axes[1].set_ylabel("average-mAP gain (points)")
+    axes[1].set_title("removing each error type", fontsize=10)
+    axes[1].tick_params(axis="x", labelsize=7)
+    for ax, char in zip(axes[2:], chars):
+        bins = list(analysis.sensitivity[char])
+        sens = [np.nan if analysis.sensitivity[char][b] is None else 100 * analysis.sensitivity[char][b] for b in bins]
+        miss = [np.nan if analysis.false_negatives[char][b] is None else 100 * analysis.false_negatives[char][b]
+                for b in bins]
+        x = np.arange(len(bins))
+        ax.bar(x - 0.2, sens, 0.4, color="#1f77b4", label="normalized mAP")
+        ax.bar(x + 0.2, miss, 0.4, color="#d62728", label="missed (FN)")
+        ax.set_xticks(x, [f"{b}\nn={analysis.bin_counts[char][b]}" for b in bins], fontsize=7)
+        ax.set_ylim(0, 118)  # room for the legend above full bars
+        ax.set_title(char.replace("_", " "), fontsize=10)
+        ax.legend(fontsize=7, loc="upper right", ncols=2)
+    fig.suptitle(f"error analysis at tIoU {', '.join(f'{t:g}' for t in analysis.tious)}", fontsize=11)
+    return _save_figure(fig, path)

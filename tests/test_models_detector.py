@@ -204,7 +204,7 @@ def test_switched_off_terms_are_skipped():
     torch.manual_seed(0)
     cfg = ModelConfig(gaf=GAFConfig(**SMALL_GAF), detector=DetectorConfig(embed_dim=16, num_levels=3, refine=False,
                                                                           saliency=False),
-                      loss=LossConfig(nai=0.0, clf=0.0, rep=0.0))
+                      loss=LossConfig(nai=0.0, clf=0.0, rep=0.0, att=0.0))
     m = build_model(cfg, 8, 3, 64)
     x, mask, segs, labels = padded_batch()
     out = m.losses(x, mask, segs, labels, stage="segment", progress=1.0)

@@ -50,9 +50,6 @@ examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from gaf.data.annotations import THUMOS14_VARIANTS
-
-    variants = "; ".join(f"{name}: {text}" for name, text in THUMOS14_VARIANTS.items())
     p = sub.add_parser("score", help="mAP of a predictions JSON against ground truth (no model needed)",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("gt", metavar="GT", help="ground-truth file or folder, or a THUMOS14 variant name (formats above)")
@@ -60,13 +57,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tious", default=None,
                    help="tIoU thresholds: a comma list, or start:stop:step with stop included (default: the "
                         "ground truth's protocol: ActivityNet 0.5:0.95:0.05, THUMOS14 and others 0.3:0.7:0.1)")
+    p.add_argument("--rules", choices=RULES, default="activitynet", help="matching and AP rules (default: %(default)s)")
+    p.add_argument("--per-class", action="store_true", help="also print the AP of every class")
+    p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON (atomically)")
+    add_ground_truth_arguments(p)
+    p.set_defaults(run=run)
+
+
+MAX_TIOUS = 200  # more thresholds than any protocol uses (ActivityNet: 10) is a typo in the step
+
+
+def add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that pick the ground truth and read the predictions (shared by gaf score and gaf analyze)."""
+    from gaf.data.annotations import THUMOS14_VARIANTS
+
+    variants = "; ".join(f"{name}: {text}" for name, text in THUMOS14_VARIANTS.items())
     p.add_argument("--subset", help="score on this subset of GT (test/testing, val/validation, train/training, "
                                     "or 'all'; default: the subset holding most predicted videos)")
     p.add_argument("--variant", choices=list(THUMOS14_VARIANTS), metavar="NAME",
                    help=f"shape THUMOS14 ground truth into a named variant and check its counts. {variants}")
-    p.add_argument("--rules", choices=RULES, default="activitynet", help="matching and AP rules (default: %(default)s)")
-    p.add_argument("--per-class", action="store_true", help="also print the AP of every class")
-    p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON (atomically)")
     p.add_argument("--label-map", metavar="FILE",
                    help="class names for integer labels in PRED (ActionFormer's outputs): one per line, line k = "
                         "class k")
@@ -76,10 +85,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     prefix = p.add_mutually_exclusive_group()
     prefix.add_argument("--add-prefix", metavar="P", help="prepend P to every predicted video id (e.g. v_)")
     prefix.add_argument("--strip-prefix", metavar="P", help="remove P from the start of predicted video ids")
-    p.set_defaults(run=run)
-
-
-MAX_TIOUS = 200  # more thresholds than any protocol uses (ActivityNet: 10) is a typo in the step
 
 
 def parse_tious(text: str) -> list[float]:
@@ -120,16 +125,62 @@ ACTIVITYNET_TIOUS = "0.5:0.95:0.05"
 THUMOS14_TIOUS = "0.3:0.7:0.1"
 
 
-def _protocol_tious(gt) -> tuple[list[float], str]:
-    """The thresholds of the ground truth's benchmark and a line saying which: ActivityNet's for a
-    ground truth that looks like ActivityNet (>= 100 classes, or ``v_<youtube id>`` video ids),
-    else THUMOS14's (the field's default for temporal action detection)."""
+def benchmark_of(gt) -> str:
+    """``"activitynet"`` for a ground truth that looks like ActivityNet (>= 100 classes, or
+    ``v_<youtube id>`` video ids), else ``"thumos14"`` (the field's default protocol)."""
     ids = list(gt.videos)[:200]
     anet = len(gt.labels) >= 100 or (bool(ids) and all(v.startswith("v_") and len(v) == 13 for v in ids))
-    if anet:
+    return "activitynet" if anet else "thumos14"
+
+
+def _protocol_tious(gt) -> tuple[list[float], str]:
+    """The thresholds of the ground truth's benchmark (:func:`benchmark_of`) and a line saying which."""
+    if benchmark_of(gt) == "activitynet":
         return parse_tious(ACTIVITYNET_TIOUS), (f"{ACTIVITYNET_TIOUS}, ActivityNet's (this ground truth has "
                                                 f"{len(gt.labels)} classes and ActivityNet-style video ids)")
     return parse_tious(THUMOS14_TIOUS), f"{THUMOS14_TIOUS}, THUMOS14's (the default for other ground truths)"
+
+
+def load_for_scoring(args: argparse.Namespace):
+    """``(gt, pred, subset, note)`` for GT and PRED with the options of
+    :func:`add_ground_truth_arguments`: the predictions read (integer labels named, ids re-prefixed), the
+    ground truth resolved (a file or a THUMOS14 variant name; the subset picked, split-less or id-prefix
+    mismatches refused). ``subset`` is what was scored, ``note`` why it was picked. Warnings are raised,
+    not printed: callers collect them."""
+    from pathlib import Path
+
+    from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth, thumos14_ground_truth
+    from gaf.errors import ConfigError
+
+    pred = _renamed(_read_pred(args), args.add_prefix, args.strip_prefix)
+    if not pred.videos:
+        raise ConfigError(f"{args.pred}: 'results' holds no video: there is no detection to score")
+    note = ""
+    if not Path(args.gt).exists() and args.gt not in THUMOS14_VARIANTS and args.gt.lower().startswith("thumos"):
+        import difflib
+
+        close = difflib.get_close_matches(args.gt, list(THUMOS14_VARIANTS), n=1)
+        raise ConfigError(f"GT {args.gt}: no such file, and not a THUMOS14 variant"
+                          + (f" (did you mean {close[0]}?)" if close else "")
+                          + f"; variants: {', '.join(THUMOS14_VARIANTS)}")
+    if not Path(args.gt).exists() and args.gt in THUMOS14_VARIANTS:
+        if args.variant is not None and args.variant != args.gt:
+            raise ConfigError(f"GT is the variant {args.gt!r} but --variant says {args.variant!r}")
+        gt = thumos14_ground_truth(variant=args.gt)
+        subset = "per variant"
+    else:
+        subset = args.subset
+        if subset == "all":  # every video, whatever its subset: asked for explicitly
+            gt = read_ground_truth(args.gt, variant=args.variant, overrun=args.overrun)
+        elif subset is None and args.variant is None:
+            gt = read_ground_truth(args.gt, overrun=args.overrun)
+            _check_id_prefix(gt, pred)
+            subset, note = _pick_subset(gt, pred)
+            gt = gt.subset(subset) if subset is not None else gt
+            _refuse_unknown_splits(gt, pred)
+        else:
+            gt = read_ground_truth(args.gt, subset=subset, variant=args.variant, overrun=args.overrun)
+    return gt, pred, subset, note
 
 
 def _read_pred(args: argparse.Namespace):
@@ -258,34 +309,7 @@ def run(args: argparse.Namespace) -> int:
     tious = parse_tious(args.tious) if args.tious else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pred = _renamed(_read_pred(args), args.add_prefix, args.strip_prefix)
-        if not pred.videos:
-            raise ConfigError(f"{args.pred}: 'results' holds no video: there is no detection to score")
-        note = ""
-        if not Path(args.gt).exists() and args.gt not in THUMOS14_VARIANTS and args.gt.lower().startswith("thumos"):
-            import difflib
-
-            close = difflib.get_close_matches(args.gt, list(THUMOS14_VARIANTS), n=1)
-            raise ConfigError(f"GT {args.gt}: no such file, and not a THUMOS14 variant"
-                              + (f" (did you mean {close[0]}?)" if close else "")
-                              + f"; variants: {', '.join(THUMOS14_VARIANTS)}")
-        if not Path(args.gt).exists() and args.gt in THUMOS14_VARIANTS:
-            if args.variant is not None and args.variant != args.gt:
-                raise ConfigError(f"GT is the variant {args.gt!r} but --variant says {args.variant!r}")
-            gt = thumos14_ground_truth(variant=args.gt)
-            subset = "per variant"
-        else:
-            subset = args.subset
-            if subset == "all":  # every video, whatever its subset: asked for explicitly
-                gt = read_ground_truth(args.gt, variant=args.variant, overrun=args.overrun)
-            elif subset is None and args.variant is None:
-                gt = read_ground_truth(args.gt, overrun=args.overrun)
-                _check_id_prefix(gt, pred)
-                subset, note = _pick_subset(gt, pred)
-                gt = gt.subset(subset) if subset is not None else gt
-                _refuse_unknown_splits(gt, pred)
-            else:
-                gt = read_ground_truth(args.gt, subset=subset, variant=args.variant, overrun=args.overrun)
+        gt, pred, subset, note = load_for_scoring(args)
         protocol = ""
         if tious is None:
             tious, protocol = _protocol_tious(gt)
