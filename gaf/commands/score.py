@@ -42,10 +42,17 @@ Rules (--rules):
 Subset: ground truth with several subsets (training/validation/testing) is
 cut to --subset; without it, to the subset holding most predicted videos.
 
+Proposals (--proposals): class-agnostic proposals (labels optional and
+ignored) scored as the ActivityNet proposal task's eval_proposal.py does:
+average recall (mean over tIoU 0.5:0.05:0.95) at an average number of
+proposals per video AN = 1..--max-proposals (each video keeping its share of
+its best proposals), AR@1/5/10/50/100 and the area under the AR-AN curve (%).
+
 examples:
   gaf score ../shared/data/thumos14/thumos14.json predictions.json
   gaf score activity_net.v1-3.min.json results.json --subset validation --tious 0.5:0.95:0.05
   gaf score thumos14-test-213-ambiguous predictions.json --rules thumos14 --per-class --json scores.json
+  gaf score anet_anno_action.json bmn_proposals.json --proposals --subset validation
 """
 
 
@@ -60,6 +67,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", choices=RULES, default="activitynet", help="matching and AP rules (default: %(default)s)")
     p.add_argument("--per-class", action="store_true", help="also print the AP of every class")
     p.add_argument("--json", metavar="OUT.json", help="also write the scores as JSON (atomically)")
+    p.add_argument("--proposals", action="store_true",
+                   help="score PRED as class-agnostic proposals: AR@AN and the AR-AN area (default tIoUs "
+                        "0.5:0.95:0.05)")
+    p.add_argument("--max-proposals", type=float, default=100.0, metavar="AN",
+                   help="with --proposals: the largest average number of proposals per video (default: %(default)g)")
     add_ground_truth_arguments(p)
     p.set_defaults(run=run)
 
@@ -193,8 +205,9 @@ def _read_pred(args: argparse.Namespace):
     from gaf.errors import AnnotationError
 
     names = _label_map(args.label_map)
+    unlabelled = "proposal" if getattr(args, "proposals", False) else None
     try:
-        return read_predictions(args.pred, label_names=names)
+        return read_predictions(args.pred, label_names=names, unlabelled=unlabelled)
     except AnnotationError as exc:
         if names is not None or "integer class id" not in str(exc) or args.gt in THUMOS14_VARIANTS \
                 or not Path(args.gt).exists():
@@ -203,7 +216,7 @@ def _read_pred(args: argparse.Namespace):
         if not gt.labels_numbered:
             raise
     print(f"gaf score: integer labels of {args.pred} named by the class ids of {args.gt}", file=sys.stderr)
-    return read_predictions(args.pred, label_names=gt.labels)
+    return read_predictions(args.pred, label_names=gt.labels, unlabelled=unlabelled)
 
 
 def _label_map(path: str | None) -> list[str] | None:
@@ -302,25 +315,36 @@ def run(args: argparse.Namespace) -> int:
     from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth, thumos14_ground_truth
     from gaf.data.predictions import read_predictions
     from gaf.errors import ConfigError
-    from gaf.io import atomic_write_json, refuse_input_as_output
+    from gaf.io import refuse_input_as_output
     from gaf.metrics.detection import evaluate_detections
 
     refuse_input_as_output(args.json, [args.gt, args.pred, args.label_map], "--json")
     tious = parse_tious(args.tious) if args.tious else None
+    if args.proposals and args.rules != "activitynet":
+        raise ConfigError("--proposals scores recall as the ActivityNet proposal task does; --rules does not apply")
+    if not (0 < args.max_proposals < 1e6):
+        raise ConfigError(f"--max-proposals: expected a number of proposals per video > 0, got {args.max_proposals:g}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gt, pred, subset, note = load_for_scoring(args)
         protocol = ""
-        if tious is None:
-            tious, protocol = _protocol_tious(gt)
-        result = evaluate_detections(gt, pred, tious, rules=args.rules)
+        if args.proposals:
+            from gaf.metrics.proposals import evaluate_proposals
+
+            if tious is None:
+                tious, protocol = parse_tious(ACTIVITYNET_TIOUS), f"{ACTIVITYNET_TIOUS}, the proposal task's"
+            result = evaluate_proposals(gt, pred, tious, max_avg_proposals=args.max_proposals)
+        else:
+            if tious is None:
+                tious, protocol = _protocol_tious(gt)
+            result = evaluate_detections(gt, pred, tious, rules=args.rules)
     for w in caught:
         print(f"gaf score: warning: {w.message}", file=sys.stderr)
 
     subsets = ", ".join(gt.subsets())
     line = (f"ground truth: {gt.source}, subset {subset if subset else subsets}"
-            + (f" ({note})" if note else "")
-            + f"; {len(gt.videos)} videos, {gt.num_segments} instances, {len(result.per_class_ap)} classes")
+            + (f" ({note})" if note else "") + f"; {len(gt.videos)} videos, {gt.num_segments} instances"
+            + ("" if args.proposals else f", {len(result.per_class_ap)} classes"))
     if gt.variant:
         line += f"; variant {gt.variant}"
     if gt.num_ambiguous:
@@ -328,6 +352,13 @@ def run(args: argparse.Namespace) -> int:
     print(line)
     if protocol:
         print(f"tIoU thresholds: {protocol} (--tious to change)")
+    if args.proposals:
+        print(f"proposals: {pred.source}; {len(pred.videos)} videos, {pred.num_segments} proposals "
+              f"({result.num_videos} ground-truth videos with instances scored)")
+        print(result.format())
+        _write_scores(args.json, {**result.to_json(), "ground_truth": gt.source, "predictions": pred.source,
+                                  "subset": subset})
+        return 0
     print(f"predictions: {pred.source}; {len(pred.videos)} videos, {pred.num_segments} detections"
           + (f" ({result.num_ignored_predictions} ignored: label not in the ground truth)"
              if result.num_ignored_predictions else ""))
@@ -340,9 +371,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("rules: activitynet (ActivityNet official evaluation: interpolated AP, tIoU >= threshold)")
     print(result.format_table(per_class=args.per_class))
-    if args.json:
-        doc = result.to_json()
-        doc.update({"predictions": pred.source, "subset": subset})
-        atomic_write_json(args.json, doc)
-        print(f"scores written to {args.json}")
+    _write_scores(args.json, {**result.to_json(), "predictions": pred.source, "subset": subset})
     return 0
+
+
+def _write_scores(path: str | None, doc: dict) -> None:
+    """``doc`` to ``path`` (atomically) and a line saying so; nothing without a path."""
+    if path:
+        from gaf.io import atomic_write_json
+
+        atomic_write_json(path, doc)
+        print(f"scores written to {path}")

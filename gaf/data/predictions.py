@@ -25,7 +25,7 @@ __all__ = ["read_predictions"]
 
 
 def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None = None,
-                     label_names: list[str] | None = None) -> AnnotationSet:
+                     label_names: list[str] | None = None, unlabelled: str | None = None) -> AnnotationSet:
     """Read an ActivityNet results JSON ``{"results": {vid: [{"segment", "label", "score"}]}}``.
 
     Videos and detections keep file order (the evaluator's tie-break). With
@@ -37,12 +37,16 @@ def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None =
     labels, which ``label_names`` (class ``k`` = ``label_names[k]``, e.g.
     ``gaf score --label-map``) turns into names; integer labels without it
     are an error (a guessed order would score silently wrong).
+
+    ``unlabelled`` is the label of detections without one (class-agnostic
+    proposals, e.g. ``gaf score --proposals``); None: a missing label is an
+    error.
     """
     p = Path(path)
     known = set(labels) if labels is not None else None
     text = _read_text(p)
     with _gc_paused():
-        videos = _quick_predictions(p, text, known) if label_names is None else None
+        videos = _quick_predictions(p, text, known, unlabelled) if label_names is None else None
         if videos is None:
             root = _root(p, text)
             if "results" not in root:
@@ -51,30 +55,32 @@ def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None =
                 raise AnnotationError(f"{p}: missing field 'results'{hint}")
             rows = root["results"]
             if isinstance(rows, list):  # ActionFormer: one row per detection
-                rows = _rows_by_video(rows, p)
+                rows = _rows_by_video(rows, p, unlabelled)
             results = _obj(rows, f"{p}: results", "'results'", "video id")
             videos = {}
             for vid, dets in results.items():
                 safe_video_id(vid, f"{p}: results")
                 dets = _named(dets, label_names, f"{p}: video {vid!r}")
-                videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known))
+                videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known, unlabelled))
     found = sorted({s.label for v in videos.values() for s in v.segments})
     return AnnotationSet(videos, list(labels) if labels is not None else found, str(p))
 
 
-def _rows_by_video(rows: list, p: Path) -> dict[str, list[dict]]:
+def _rows_by_video(rows: list, p: Path, unlabelled: str | None = None) -> dict[str, list[dict]]:
     """ActionFormer's row list ``[{"video-id", "t-start", "t-end", "label", "score"}]`` → ``{vid: [detection]}``."""
     out: dict[str, list[dict]] = {}
     for i, row in enumerate(rows):
         row = _obj(row, f"{p}: results[{i}]", "a result row")
-        missing = [k for k in ("video-id", "t-start", "t-end", "label", "score") if k not in row]
+        missing = [k for k in ("video-id", "t-start", "t-end", "label", "score")
+                   if k not in row and not (k == "label" and unlabelled is not None)]
         if missing:
             raise AnnotationError(f"{p}: results[{i}]: missing {', '.join(map(repr, missing))} (a list of results "
                                   "needs ActionFormer's rows: video-id, t-start, t-end, label, score)")
         vid = row["video-id"]
         if not isinstance(vid, str):
             raise AnnotationError(f"{p}: results[{i}]: video-id: expected a string, got {_short_repr(vid)}")
-        out.setdefault(vid, []).append({"segment": [row["t-start"], row["t-end"]], "label": row["label"],
+        out.setdefault(vid, []).append({"segment": [row["t-start"], row["t-end"]],
+                                        "label": row.get("label", unlabelled),
                                         "score": row["score"]})
     return out
 
@@ -104,8 +110,9 @@ def _short_repr(x: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _detections(dets: Any, w: str, known: set[str] | None) -> list[Segment]:
-    """One video's detections, each checked (``w`` names the file and video)."""
+def _detections(dets: Any, w: str, known: set[str] | None, unlabelled: str | None = None) -> list[Segment]:
+    """One video's detections, each checked (``w`` names the file and video); ``unlabelled`` is the label
+    of a detection without one (None: an error)."""
     if not isinstance(dets, list):
         raise AnnotationError(f"{w}: results: expected a list of detections, got {type(dets).__name__}")
     segments = []
@@ -113,7 +120,9 @@ def _detections(dets: Any, w: str, known: set[str] | None) -> list[Segment]:
         dw = f"{w}: detection {i}"
         d = _obj(d, dw, "a detection")
         s, e = _segment(d.get("segment"), f"{dw}: segment", reversed_ok=True)  # scored as a false positive
-        label = _label(d.get("label"), f"{dw}: label")
+        if "label" not in d and unlabelled is None:
+            raise AnnotationError(f"{dw}: label: missing (class-agnostic proposals: gaf score --proposals)")
+        label = unlabelled if "label" not in d else _label(d["label"], f"{dw}: label")
         if known is not None and label not in known:
             raise AnnotationError(f"{dw}: label: unknown label {label!r} (not among the {len(known)} classes)")
         if "score" not in d:
@@ -147,7 +156,8 @@ def _quick_detections(dets: Any, known: set[str] | None, label_colons: dict[str,
     return segments
 
 
-def _quick_predictions(p: Path, text: str, known: set[str] | None) -> dict[str, Video] | None:
+def _quick_predictions(p: Path, text: str, known: set[str] | None,
+                       unlabelled: str | None = None) -> dict[str, Video] | None:
     """:func:`read_predictions`' videos from a fast pass, or None: then the checked path decides.
 
     Parses without the duplicate-key hook and builds each video's Segments in
@@ -185,7 +195,7 @@ def _quick_predictions(p: Path, text: str, known: set[str] | None) -> dict[str, 
                 quick.append(segments)
                 videos[vid] = Video(vid, segments)
                 continue
-            videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known))
+            videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known, unlabelled))
             counts = _json_counts(dets)
             if counts is None:
                 return None
