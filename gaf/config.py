@@ -298,3 +298,19 @@ def describe(obj: Any, indent: int = 0) -> str:
             notes.append("one of " + " | ".join(map(str, typing.get_args(hints[field.name]))))
         lines.append(f"{pad}{field.name}: {text}" + (f"  # {'; '.join(notes)}" if notes else ""))
     return "\n".join(lines)
+
+
+def config_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every leaf key of config dataclass ``cls`` as a dotted path (``model.loss.att``), sections that may
+    be None (``e2e``, ``frames``) included; the README's key table is checked against this list."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        tp = hints[field.name]
+        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] if typing.get_origin(tp) else []
+        sub = tp if dataclasses.is_dataclass(tp) else (inner[0] if len(inner) == 1 else None)
+        if sub is not None:
+            keys += config_keys(sub, f"{prefix}{field.name}.")
+        else:
+            keys.append(f"{prefix}{field.name}")
+    return keys

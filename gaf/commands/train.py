@@ -32,7 +32,7 @@ final evaluation predictions.json, metrics.json and report/report.html.
 examples:
   gaf train thumos14_i3d --set dataset.feature_dir=/data/thumos/i3d_features \\
       --set dataset.annotation_file=/data/thumos/annotations/thumos14.json
-  gaf train thumos14_e2e --set frames.video_dir=/data/thumos/videos \
+  gaf train thumos14_e2e --set frames.video_dir=/data/thumos/videos \\
       --set e2e.backbone_weights=/weights/rgb_imagenet.pt     # end to end (GPU)
   gaf train demo --set train.epochs=3 --work-dir work_dirs/try
   gaf train demo --work-dir work_dirs/try --resume     # continue a killed run
