@@ -6,7 +6,7 @@
 On CPU with 2 threads (``torch.set_num_threads(2)``), and on CUDA when
 available, it times in the same run:
 
-* ``pipeline``: :func:`gaf.extract.extract_features` on the clip (PyAV decode,
+* ``pipeline``: :func:`gaf.extraction.extract_features` on the clip (PyAV decode,
   resampling, resize + crop, windowing, batching, I3D, ``.npy`` +
   ``features.json`` writes) with an already built, untrained I3D (so the
   one-off model construction is not counted);
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from gaf.data.flow import compute_flow, tvl1_available  # noqa: E402
 from gaf.data.video import iter_clips, iter_frames  # noqa: E402
-from gaf.extract import ExtractConfig, extract_features  # noqa: E402
+from gaf.extraction import ExtractConfig, extract_features  # noqa: E402
 from gaf.models.backbones.i3d import InceptionI3d  # noqa: E402
 
 DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "v_Basketball_g01_c01.avi"

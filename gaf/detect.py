@@ -3,7 +3,7 @@
 :func:`detect_video` chains the three parts gaf already has, so nothing is
 computed differently from ``gaf extract`` + ``gaf eval``:
 
-1. **extraction** (:func:`gaf.extract.extract_features`) with the settings
+1. **extraction** (:func:`gaf.extraction.extract_features`) with the settings
    the checkpoint's model was trained on: ``fps = dataset.fps`` (30 when the
    config has none), ``stride = dataset.feature_stride``, ``window =
    dataset.num_frames``, and the I3D stream(s) implied by the model's input
@@ -127,7 +127,7 @@ def _check_preprocessing(ckpt, recorded: dict | None, streams: list[str], weight
     were made (``meta["extraction"]``, from ``gaf extract``'s index), which the caller's explicit
     values and weights must match (ConfigError otherwise); 256 / 224 when nothing is recorded.
     ``short_side`` / ``crop`` = ``"auto"``: take the recorded (or default) value."""
-    from gaf.extract import weights_sha256
+    from gaf.extraction import weights_sha256
 
     recorded = recorded or {}
     chosen = {}
@@ -157,7 +157,7 @@ def _feature_dataset(cfg, ckpt, video: Path, video_id: str, info, labels: list[s
                      progress):
     """Feature checkpoint: extract I3D features as the model was trained on, then a one-video feature dataset."""
     from gaf.data.features import FeatureDataset
-    from gaf.extract import ExtractConfig, extract_features
+    from gaf.extraction import ExtractConfig, extract_features
 
     ds = cfg.dataset
     chosen = stream_for_model(in_dim, ds.input_dim, ds.channels, where=str(ckpt), stream=stream)
@@ -237,7 +237,7 @@ def detect_video(
     from gaf.engine.experiment import experiment_from_dict
     from gaf.engine.inference import load_detector
     from gaf.engine.runtime import select_device
-    from gaf.extract import video_id_of
+    from gaf.extraction import video_id_of
 
     if not (isinstance(score_threshold, (int, float)) and 0.0 <= score_threshold <= 1.0):
         raise ConfigError(f"score_threshold: must be in [0, 1], got {score_threshold!r}")

@@ -197,3 +197,22 @@ def test_stream_follows_the_model_input_width() -> None:
         stream_for_model(512, 512, None, where="m.pt")
     with pytest.raises(ConfigError, match="2048"):
         stream_for_model(1024, 1024, None, where="m.pt", stream="both")
+
+
+def test_the_python_api_detects_what_the_command_writes(trained, tmp_path: Path) -> None:
+    """gaf.load_detector(ckpt).detect(video) is gaf detect's code path: the same detections, with λ."""
+    import gaf
+
+    ckpt, _ = trained
+    out = tmp_path / "cli"
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        assert main(["detect", str(CLIP), "--ckpt", str(ckpt), "--out", str(out), "--score-threshold", "0.05",
+                     "--device", "cpu", "--no-progress"]) == 0
+    written = json.loads((out / f"{CLIP.stem}.json").read_text())["results"][CLIP.stem]
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        dets = gaf.load_detector(ckpt, device="cpu").detect(CLIP, score_threshold=0.05)
+    assert len(dets) == len(written) >= 1
+    for d, w in zip(dets, written):
+        assert [d.start, d.end] == pytest.approx(w["segment"], abs=1e-6) and d.label == w["label"]
+        assert d.score == pytest.approx(w["score"], abs=1e-6) and 0.0 <= d.attention <= 1.0
+    assert dets.attention is not None and dets.attention_times[-1] <= probe(CLIP).duration + 1.0

@@ -15,7 +15,7 @@ pytest.importorskip("av")
 from gaf.cli import main  # noqa: E402
 from gaf.data.video import iter_clips, num_windows, probe  # noqa: E402
 from gaf.errors import ConfigError, DataError  # noqa: E402
-from gaf.extract import ExtractConfig, collect_videos, extract_features, video_id_of  # noqa: E402
+from gaf.extraction import ExtractConfig, collect_videos, extract_features, video_id_of  # noqa: E402
 from gaf.models.backbones.i3d import InceptionI3d  # noqa: E402
 
 from conftest import VIDEOS_DIR as VIDEOS  # noqa: E402

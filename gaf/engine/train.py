@@ -198,7 +198,7 @@ def _train_holding(cfg: ExperimentConfig, work_dir: Path, ctx: DistContext, *, r
             "data": data_fingerprint(cfg)}
     if state is not None:
         _warn_if_data_changed(state.get("meta", {}).get("data"), meta["data"], logger)
-    from gaf.extract import read_preprocessing
+    from gaf.extraction import read_preprocessing
 
     extraction = read_preprocessing(cfg.dataset.feature_dir) if cfg.e2e is None else None
     if extraction:  # features from `gaf extract`: gaf detect must make new ones the same way
