@@ -19,7 +19,7 @@ from gaf.errors import GafError
 from gaf.io import install_sigterm_handler
 
 # Order is the order shown by ``gaf --help``.
-COMMANDS: tuple[str, ...] = ("demo", "train", "eval", "score", "analyze", "extract", "detect", "classify", "weights", "config")
+COMMANDS: tuple[str, ...] = ("demo", "train", "eval", "score", "analyze", "extract", "detect", "classify", "weights", "config", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,24 +97,21 @@ def build_sparse_table(x: torch.Tensor, *, with_index: bool = False
     ``(B, C, K, T)`` int32 table of the positions of those maxima.
     """
     B, C, T = x.shape
-    K = T.bit_length()  # floor(log2 T) + 1
-    table = x.new_empty(B, C, K, T)
-    table[:, :, 0] = x
-    index = None
-    if with_index:
-        index = torch.empty(B, C, K, T, dtype=torch.int32, device=x.device)
-        index[:, :, 0] = torch.arange(T, dtype=torch.int32, device=x.device)
+    K = int(T).bit_length()  # floor(log2 T) + 1 (int(): T is a tensor when traced for export)
+    # Built level by level without writes into views, so tracing and ONNX export record it faithfully.
+    levels = [x]
+    indices = [torch.arange(T, dtype=torch.int32, device=x.device).expand(B, C, T)] if with_index else []
     span = 1
-    for k in range(1, K):
-        prev, cur = table[:, :, k - 1], table[:, :, k]
+    for _ in range(1, K):
+        prev = levels[-1]
         a, b = prev[..., :-span], prev[..., span:]
-        torch.maximum(a, b, out=cur[..., :-span])
-        cur[..., -span:] = prev[..., -span:]
-        if index is not None:
-            pi, ci = index[:, :, k - 1], index[:, :, k]
-            ci[..., :-span] = torch.where(a >= b, pi[..., :-span], pi[..., span:])
-            ci[..., -span:] = pi[..., -span:]
+        levels.append(torch.cat([torch.maximum(a, b), prev[..., -span:]], -1))
+        if with_index:
+            pi = indices[-1]
+            indices.append(torch.cat([torch.where(a >= b, pi[..., :-span], pi[..., span:]), pi[..., -span:]], -1))
         span *= 2
+    table = torch.stack(levels, 2)
+    index = torch.stack(indices, 2) if with_index else None
     return (table, index) if with_index else table
 
 

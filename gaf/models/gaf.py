@@ -309,7 +309,10 @@ class SegmentGAF(nn.Module):
 
 
 def _frozen(module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
-    """Call ``module`` with its parameters detached: gradients reach the inputs only."""
+    """Call ``module`` with its parameters detached: gradients reach the inputs only (without autograd,
+    e.g. at inference or when tracing for export, a plain call: the same values)."""
+    if not torch.is_grad_enabled():
+        return module(*args)
     params = {k: v.detach() for k, v in module.named_parameters()}
     return functional_call(module, params, args)
 
