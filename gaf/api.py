@@ -241,14 +241,11 @@ def analyze(gt: AnnotationSet | PathLike, pred: AnnotationSet | PathLike, tious:
     """DETAD's error analysis of ``pred`` (as ``gaf analyze``): ``.profile``, ``.map_gain``,
     ``.sensitivity``, ``.false_negatives``, ``.format()``, ``.to_json()``. ``tious`` default: the
     benchmark's (0.5 on THUMOS14, 0.5:0.05:0.95 on ActivityNet). No torch import."""
-    from gaf.commands.score import benchmark_of, parse_tious
-    from gaf.metrics.analysis import analyze_detections
+    from gaf.metrics.analysis import analyze_detections, default_tious, protocol_of
 
     ground_truth, predictions = _scoring_inputs(gt, pred, subset, False, label_map)
-    protocol = benchmark_of(ground_truth)
-    if tious is None:
-        tious = [0.5] if protocol == "thumos14" else parse_tious("0.5:0.95:0.05")
-    return analyze_detections(ground_truth, predictions, tious, protocol=protocol)
+    protocol = protocol_of(ground_truth)
+    return analyze_detections(ground_truth, predictions, tious or default_tious(protocol), protocol=protocol)
 
 
 def extract(videos: PathLike | Sequence[PathLike], out_dir: PathLike, **settings: Any) -> ExtractReport:

@@ -125,6 +125,8 @@ def plot_timeline(
     max_detections: int = 20,
     score_threshold: float = 0.0,
     title: str | None = None,
+    outcomes: Sequence[bool] | None = None,
+    outcome_tiou: float = 0.5,
 ) -> Path:
     """Draw one video's ground truth, top detections and attention curve to a PNG (paper Fig. 5).
 
@@ -138,8 +140,12 @@ def plot_timeline(
 
     ``attention``: shape (T,), values in [0, 1]. ``attention_times``: shape
     (T,), seconds; when ``None`` the T steps are taken as evenly spaced bin
-    centres over ``[0, duration]``. Returns ``Path(path)``.
+    centres over ``[0, duration]``. ``outcomes``: one bool per detection (true / false positive at
+    ``outcome_tiou``, e.g. :func:`gaf.metrics.curves.match_video`): true positives get a solid dark edge
+    and "✓", false positives a hatch and "✗", with a legend entry each. Returns ``Path(path)``.
     """
+    if outcomes is not None and len(outcomes) != len(detections):
+        raise DataError(f"video {video_id!r}: {len(outcomes)} outcomes for {len(detections)} detections")
     if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
         raise DataError(f"video {video_id!r}: field 'duration' must be a positive number of seconds, got {duration!r}")
     att = None if attention is None else np.asarray(attention, dtype=np.float64).reshape(-1)
@@ -153,6 +159,7 @@ def plot_timeline(
             raise DataError(f"video {video_id!r}: field 'attention_times' has {att_t.size} values "
                             f"but 'attention' has {att.size}")
     gt = sorted(ground_truth, key=lambda g: (g.start, -g.end))
+    verdict = {id(d): ok for d, ok in zip(detections, outcomes)} if outcomes is not None else {}
     kept = [d for d in detections if d.score is None or d.score >= score_threshold]
     kept = sorted(kept, key=lambda d: (-_score_of(d), d.start, d.end))[: max(int(max_detections), 0)]
 
@@ -162,7 +169,7 @@ def plot_timeline(
     det_lanes, det_room = _assign_lanes(kept)
     n_gt = (max(gt_lanes) + 1) if gt else 0
     n_det = max(det_lanes) + 1 if kept else 1
-    n_legend_rows = math.ceil(len(colors) / 8) if colors else 0
+    n_legend_rows = math.ceil((len(colors) + (2 if outcomes is not None else 0)) / 8) if colors else 0
 
     # Layout in inches, converted to figure fractions below.
     top_in = 0.45 + 0.28 * n_legend_rows
@@ -183,11 +190,16 @@ def plot_timeline(
     fontsize = 8.0
     char_px = 0.6 * fontsize * DPI / 72.0
 
-    def bar(seg: Segment, y: float, alpha: float, room: float, text: str, short: str | None) -> None:
-        """One bar; ``text`` inside if it fits, else right of the bar if the lane is free, else ``short``."""
+    def bar(seg: Segment, y: float, alpha: float, room: float, text: str, short: str | None,
+            ok: bool | None = None) -> None:
+        """One bar; ``text`` inside if it fits, else right of the bar if the lane is free, else ``short``.
+        ``ok``: a true positive (solid dark edge) or a false positive (hatched), None: neither drawn."""
         color = colors[seg.label]
         w = max(seg.end - seg.start, 0.0)
         ax.barh(y, w, left=seg.start, height=0.8, color=color, alpha=alpha, edgecolor=color, linewidth=1.0)
+        if ok is not None:
+            ax.barh(y, w, left=seg.start, height=0.8, fill=False, edgecolor="0.1" if ok else "0.35",
+                    linewidth=1.6 if ok else 0.8, hatch=None if ok else "///")
         need = len(text) * char_px + 6
         if need <= w * px_per_s:
             ax.text(seg.start + w / 2, y, text, ha="center", va="center", fontsize=fontsize,
@@ -207,8 +219,10 @@ def plot_timeline(
     for seg, lane, room in zip(kept, det_lanes, det_room):
         s = seg.score
         alpha = 0.9 if s is None else 0.25 + 0.7 * float(np.clip(s, 0.0, 1.0))
-        text = seg.label if s is None else f"{seg.label} {s:.2f}"
-        bar(seg, det_top - lane, alpha, room, text, None if s is None else f"{s:.2f}")
+        ok = verdict.get(id(seg))
+        mark = "" if ok is None else (" ✓" if ok else " ✗")
+        text = (seg.label if s is None else f"{seg.label} {s:.2f}") + mark
+        bar(seg, det_top - lane, alpha, room, text, None if s is None else f"{s:.2f}{mark}", ok)
     y_lo, y_hi = -0.6, (gt_base + n_gt - 0.4) if n_gt else n_det - 0.4
     for seg in gt:  # faint guides: where the ground truth is, across the detection lanes
         ax.axvspan(seg.start, seg.end, ymax=(n_det - 0.25 - y_lo) / (y_hi - y_lo), color="0.5", alpha=0.08,
@@ -245,6 +259,9 @@ def plot_timeline(
                  y=1.0 - 0.1 / height_in, va="top", fontsize=12)
     if colors:
         handles = [Patch(facecolor=c, edgecolor=c, label=n) for n, c in colors.items()]
+        if verdict:
+            handles += [Patch(facecolor="white", edgecolor="0.1", linewidth=1.6, label=f"✓ true positive (tIoU ≥ {outcome_tiou:g})"),
+                        Patch(facecolor="white", edgecolor="0.35", hatch="///", label="✗ false positive")]
         fig.legend(handles=handles, loc="upper left", ncol=min(len(handles), 8), frameon=False, fontsize=9,
                    bbox_to_anchor=(left, 1.0 - 0.4 / height_in), handlelength=1.5, columnspacing=1.5)
     return _save_figure(fig, path)
@@ -574,6 +591,36 @@ def _per_class_rows(metrics: Mapping[str, Any], tious: Sequence[float]) -> list[
     return rows
 
 
+def plot_pr_curves(path: str | os.PathLike[str], curves: Mapping[str, Any], tiou: float) -> Path:
+    """Precision–recall curve of each class (:func:`gaf.metrics.curves.precision_recall`), one small panel
+    per class (5 per row) with its AP and instance count, to a PNG."""
+    Figure, colormaps, _ = _mpl()
+    names = list(curves)
+    ncols = min(5, max(1, len(names)))
+    nrows = max(1, math.ceil(len(names) / ncols))
+    fig = Figure(figsize=(2.8 * ncols, 2.4 * nrows), layout="constrained")
+    axes = list(np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True)).ravel())
+    colors = _class_colors(names, colormaps)
+    for ax, name in zip(axes, names):
+        c = curves[name]
+        if len(c.recall):
+            # the interpolated envelope the AP integrates, over the raw curve
+            envelope = np.maximum.accumulate(c.precision[::-1])[::-1]
+            ax.plot(c.recall, c.precision, color=colors[name], linewidth=0.8, alpha=0.5)
+            ax.step(c.recall, envelope, where="post", color=colors[name], linewidth=1.6)
+        ax.set_title(f"{name}: AP {100 * c.ap:.1f} (n={c.num_instances})", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.supxlabel("recall", fontsize=9)
+    fig.supylabel("precision", fontsize=9)
+    fig.suptitle(f"precision–recall per class at tIoU {tiou:g} (thin: raw; thick: interpolated)", fontsize=10)
+    return _save_figure(fig, path)
+
+
 def _rel_image(path: Path, out_dir: Path) -> str:
     path = Path(path)
     if not path.is_file():
@@ -654,6 +701,10 @@ def write_report(
     extra: dict[str, str] | None = None,
     curves_plot: Path | None = None,
     health: dict[str, float] | None = None,
+    run_info: Mapping[str, Any] | None = None,
+    pr_plot: Path | None = None,
+    analysis_plot: Path | None = None,
+    analysis_text: str | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` (one self-contained page) and ``out_dir/report.md``.
 
@@ -664,7 +715,11 @@ def write_report(
     resolved config verbatim. With ``curves_plot`` (see
     :func:`plot_training_curves`) and / or ``health`` (the last epoch's
     ``health/...`` entries), a section "Training and attention health" holds
-    the curves and the health values (3 decimals). All text is HTML-escaped.
+    the curves and the health values (3 decimals). ``run_info`` (config,
+    checkpoint, epoch, date, wall time, data counts, ground truth) opens the
+    page as a table; ``pr_plot`` (:func:`plot_pr_curves`) and
+    ``analysis_plot`` / ``analysis_text`` (:func:`plot_error_analysis`,
+    ``ErrorAnalysis.format()``) get a section each. All text is HTML-escaped.
     Returns the HTML path.
     """
     out = Path(out_dir)
@@ -675,6 +730,9 @@ def write_report(
     blocks: list[_Block] = [("h1", title)]
     if metrics.get("ground_truth_variant"):
         blocks.append(("note", f"Ground truth: {metrics['ground_truth_variant']}"))
+    if run_info:
+        blocks += [("h2", "Run"), ("table", (["field", "value"], [[str(k), str(v)] for k, v in run_info.items()],
+                                             None, False))]
     blocks += [("h2", "mAP"), ("table", (["tIoU", *t_head, "Avg"], [["mAP (%)", *map_cells]], None, True))]
     blocks.append(("h2", "Per-class AP (%)"))
     pc_rows = [[name, *vals, mean] for name, vals, mean in _per_class_rows(metrics, tious)]
@@ -684,6 +742,14 @@ def write_report(
         blocks.append(("note", "No per-class AP in these metrics."))
     if per_class_plot is not None:
         blocks.append(("img", ("per-class AP", _rel_image(Path(per_class_plot), out))))
+    if pr_plot is not None:
+        blocks += [("h2", "Precision–recall"), ("img", ("precision-recall curves", _rel_image(Path(pr_plot), out)))]
+    if analysis_plot is not None or analysis_text:
+        blocks += [("h2", "Error analysis (DETAD)")]
+        if analysis_plot is not None:
+            blocks.append(("img", ("error analysis", _rel_image(Path(analysis_plot), out))))
+        if analysis_text:
+            blocks.append(("pre", analysis_text))
     if timelines:
         blocks.append(("h2", "Detections"))
         blocks += [("img", (f"detections: {Path(p).stem}", _rel_image(Path(p), out))) for p in timelines]

@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     import warnings
 
-    from gaf.commands.score import benchmark_of, load_for_scoring, parse_tious
+    from gaf.commands.score import load_for_scoring, parse_tious
     from gaf.io import atomic_write_json, refuse_input_as_output
-    from gaf.metrics.analysis import analyze_detections
+    from gaf.metrics.analysis import analyze_detections, default_tious, protocol_of
 
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -60,9 +60,8 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gt, pred, _, _ = load_for_scoring(args)
-        protocol = benchmark_of(gt)
-        if tious is None:  # DETAD's: 0.5 on THUMOS14, 0.5:0.05:0.95 on ActivityNet
-            tious = [0.5] if protocol == "thumos14" else parse_tious("0.5:0.95:0.05")
+        protocol = protocol_of(gt)
+        tious = tious or default_tious(protocol)
         analysis = analyze_detections(gt, pred, tious, protocol=protocol)
     for w in caught:
         print(f"gaf analyze: warning: {w.message}", file=sys.stderr)

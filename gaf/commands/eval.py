@@ -68,13 +68,19 @@ def run(args: argparse.Namespace) -> int:
     ckpt = Path(args.ckpt)
     work_dir = Path(args.work_dir) if args.work_dir else ckpt.parent / f"eval_{ckpt.stem}{'_fused' if args.fuse else ''}"
     logger = setup_logging(work_dir if ctx.is_main else None, filename="eval_log.txt", console=ctx.is_main)
-    history = None
-    if args.report and ctx.is_main and not args.fuse:  # a fused report has no single training history
-        stored = load_checkpoint(ckpt).get("history")
-        history = list(stored) if isinstance(stored, list) and stored else None
+    history, run_info = None, {"checkpoint": str(ckpt), "device": str(device)}
+    if args.fuse:
+        run_info["fused with"] = str(args.fuse)
+    if args.report and ctx.is_main:
+        state = load_checkpoint(ckpt)
+        run_info["epoch"] = state.get("epoch", "?")
+        stored = state.get("history")
+        if not args.fuse:  # a fused report has no single training history
+            history = list(stored) if isinstance(stored, list) and stored else None
+        del state
     result = evaluate_run(models, cfgs, work_dir=work_dir, device=device, progress=args.progress, logger=logger,
                           predictions_path=Path(args.out) if args.out else None, report=args.report, ctx=ctx,
-                          history=history)
+                          history=history, run_info=run_info)
     if result is None:  # not rank 0: rank 0 scores and prints
         return 0
     print(result.format_table())

@@ -137,17 +137,12 @@ ACTIVITYNET_TIOUS = "0.5:0.95:0.05"
 THUMOS14_TIOUS = "0.3:0.7:0.1"
 
 
-def benchmark_of(gt) -> str:
-    """``"activitynet"`` for a ground truth that looks like ActivityNet (>= 100 classes, or
-    ``v_<youtube id>`` video ids), else ``"thumos14"`` (the field's default protocol)."""
-    ids = list(gt.videos)[:200]
-    anet = len(gt.labels) >= 100 or (bool(ids) and all(v.startswith("v_") and len(v) == 13 for v in ids))
-    return "activitynet" if anet else "thumos14"
-
-
 def _protocol_tious(gt) -> tuple[list[float], str]:
-    """The thresholds of the ground truth's benchmark (:func:`benchmark_of`) and a line saying which."""
-    if benchmark_of(gt) == "activitynet":
+    """The thresholds of the ground truth's benchmark (:func:`gaf.metrics.analysis.protocol_of`) and a line
+    saying which."""
+    from gaf.metrics.analysis import protocol_of
+
+    if protocol_of(gt) == "activitynet":
         return parse_tious(ACTIVITYNET_TIOUS), (f"{ACTIVITYNET_TIOUS}, ActivityNet's (this ground truth has "
                                                 f"{len(gt.labels)} classes and ActivityNet-style video ids)")
     return parse_tious(THUMOS14_TIOUS), f"{THUMOS14_TIOUS}, THUMOS14's (the default for other ground truths)"

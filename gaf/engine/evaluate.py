@@ -179,11 +179,13 @@ def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentCon
                  device: torch.device, progress: bool = True, logger=None,
                  predictions_path: Path | None = None, report: bool = True,
                  ctx: DistContext | None = None,
-                 history: Sequence[Mapping[str, Any]] | None = None) -> DetectionResult | None:
+                 history: Sequence[Mapping[str, Any]] | None = None,
+                 run_info: Mapping[str, Any] | None = None) -> DetectionResult | None:
     """Infer on the test split, score, and write predictions / metrics / report into ``work_dir``.
 
     ``history``: the run's per-epoch records (``history.json``); when given,
     the report also shows the training curves and the attention health.
+    ``run_info``: run metadata for the report's first table (:func:`write_run_report`).
 
     With ``ctx`` of several processes the videos are shared out, the
     detections gathered, and rank 0 scores and writes; the other ranks
@@ -210,38 +212,67 @@ def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentCon
         write_predictions(inference.predictions, predictions_path or work_dir / "predictions.json")
         atomic_write_text(work_dir / "metrics.json", json.dumps(result.to_json(), indent=1))
         if report:
-            write_run_report(work_dir / "report", cfg, subset_gt, inference, result, history=history)
+            write_run_report(work_dir / "report", cfg, subset_gt, inference, result, history=history,
+                             run_info=run_info)
     return result
 
 
 def write_run_report(out_dir: Path, cfg: ExperimentConfig, gt: AnnotationSet, inference: Inference,
-                     result: DetectionResult, history: Sequence[Mapping[str, Any]] | None = None) -> Path:
-    """The report of paper Fig. 5 / Table III: mAP table, per-class AP, timelines with λ.
+                     result: DetectionResult, history: Sequence[Mapping[str, Any]] | None = None,
+                     run_info: Mapping[str, Any] | None = None) -> Path:
+    """The run's report (``report.html`` + ``report.md``, every figure a PNG beside them): run metadata,
+    the mAP table, per-class AP, precision–recall curves at tIoU 0.5, DETAD's error analysis, timelines of
+    the videos with the most instances (each detection marked true / false positive at tIoU 0.5, with λ),
+    and with a non-empty ``history`` the training curves and the last epoch's attention health.
 
-    With a non-empty ``history`` (per-epoch records), also ``training_curves.png``
-    (:func:`gaf.viz.plot_training_curves`) and the last epoch's ``health/...`` values.
+    ``run_info``: what the caller knows of the run (checkpoint, epoch, wall time, training videos, ...);
+    the report adds the date, the config name, the ground truth scored and the counts.
     """
+    import datetime
+
     from gaf import viz
+    from gaf.metrics.analysis import analyze_detections, default_tious, protocol_of
+    from gaf.metrics.curves import match_video, precision_recall
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    preds = inference.predictions
+    info: dict[str, Any] = {"config": cfg.name, **(run_info or {}),
+                            "report written": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                            "ground truth": gt.source + (f" (variant {gt.variant})" if gt.variant else ""),
+                            "test videos / instances": f"{len(gt.videos)} / {gt.num_segments}",
+                            "detections scored": str(preds.num_segments),
+                            "tIoU thresholds": ", ".join(f"{t:g}" for t in cfg.eval.tious)}
     # The videos with the most ground-truth instances make the most telling timelines.
     chosen = sorted(gt.videos.values(), key=lambda v: (-len(v.segments), v.video_id))[: cfg.eval.report_videos]
     timelines = []
     for video in chosen:
-        pred = inference.predictions.videos.get(video.video_id)
+        pred = preds.videos.get(video.video_id)
         times, lam = inference.attention.get(video.video_id, (None, None))
+        dets = pred.segments if pred else []
         timelines.append(viz.plot_timeline(
             out_dir / f"timeline_{video.video_id}.png", video_id=video.video_id,
             duration=float(video.duration or (pred.duration if pred else 0.0) or 1.0),
-            ground_truth=video.segments, detections=pred.segments if pred else [],
-            attention=lam, attention_times=times))
+            ground_truth=video.segments, detections=dets, attention=lam, attention_times=times,
+            outcomes=match_video(video.segments, dets, 0.5), outcome_tiou=0.5))
     metrics = result.to_json()
     per_class = viz.plot_per_class_ap(out_dir / "per_class_ap.png", metrics["per_class_ap"], metrics["tious"])
+    pr_plot = viz.plot_pr_curves(out_dir / "pr_curves.png", precision_recall(gt, preds, 0.5), 0.5)
+    analysis_plot = analysis_text = None
+    if gt.num_segments:
+        protocol = protocol_of(gt)
+        analysis = analyze_detections(gt, preds, default_tious(protocol), protocol=protocol)
+        analysis_plot = viz.plot_error_analysis(out_dir / "error_analysis.png", analysis)
+        analysis_text = analysis.format()
+        atomic_write_text(out_dir / "error_analysis.json", json.dumps(analysis.to_json(), indent=1))
     curves, health = None, None
     if history:
         curves = viz.plot_training_curves(out_dir / "training_curves.png", history)
         last = history[-1] if isinstance(history[-1], Mapping) else {}
         health = {k: float(v) for k, v in last.items()
                   if k.startswith("health/") and isinstance(v, (int, float)) and not isinstance(v, bool)} or None
+        seconds = [float(h["seconds"]) for h in history if isinstance(h, Mapping) and isinstance(h.get("seconds"), (int, float))]
+        if seconds:
+            info.setdefault("training wall time", f"{sum(seconds) / 60:.1f} min over {len(history)} epochs")
     return viz.write_report(out_dir, title=f"gaf report: {cfg.name}", metrics=metrics, timelines=timelines,
-                            per_class_plot=per_class, config_text=cfg.to_yaml(), curves_plot=curves, health=health)
+                            per_class_plot=per_class, config_text=cfg.to_yaml(), curves_plot=curves, health=health,
+                            run_info=info, pr_plot=pr_plot, analysis_plot=analysis_plot, analysis_text=analysis_text)

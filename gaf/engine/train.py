@@ -232,8 +232,12 @@ def _train_holding(cfg: ExperimentConfig, work_dir: Path, ctx: DistContext, *, r
     if tcfg.eval_at_end:
         from gaf.engine.evaluate import evaluate_run
 
+        run_info = {"checkpoint": str(final), "epoch": result.epochs_done, "device": str(device),
+                    "training videos / instances / windows": f"{len(train_set.video_ids)} / "
+                                                             f"{train_set.ground_truth().num_segments} / {len(train_set)}",
+                    "weights": "EMA" if result.ema is not None else "last epoch"}
         evaluated = evaluate_run([model], [cfg], work_dir=work_dir, device=device, progress=progress, logger=logger,
-                                 ctx=ctx, history=result.history)
+                                 ctx=ctx, history=result.history, run_info=run_info)
         metrics = evaluated.to_json() if evaluated is not None else None
         final_state["metrics"] = metrics
     return TrainResult(work_dir, result.epochs_done, write_final(final, final_state, ctx, logger), metrics)

@@ -41,7 +41,8 @@ import numpy as np
 from gaf.data.annotations import AnnotationSet
 from gaf.errors import AnnotationError
 
-__all__ = ["ERROR_TYPES", "BINS", "ErrorAnalysis", "analyze_detections", "interpolated_ap"]
+__all__ = ["ERROR_TYPES", "BINS", "ErrorAnalysis", "analyze_detections", "interpolated_ap", "protocol_of",
+           "default_tious"]
 
 ERROR_TYPES = ("true_positive", "double_detection", "wrong_label", "localization", "confusion", "background")
 _TP, _DOUBLE, _WRONG, _LOC, _CONF, _BG = range(6)
@@ -59,6 +60,19 @@ BINS: dict[str, dict[str, tuple[tuple[float, ...], tuple[str, ...]]]] = {
         "coverage": ((0, 0.2, 0.4, 0.6, 0.8, 1.0), ("XS", "S", "M", "L", "XL")),
     },
 }
+
+
+def protocol_of(gt: AnnotationSet) -> str:
+    """``"activitynet"`` for a ground truth that looks like ActivityNet (>= 100 classes, or ``v_<youtube id>``
+    video ids), else ``"thumos14"`` (the field's default protocol): picks default tIoUs and DETAD's bins."""
+    ids = list(gt.videos)[:200]
+    anet = len(gt.labels) >= 100 or (bool(ids) and all(v.startswith("v_") and len(v) == 13 for v in ids))
+    return "activitynet" if anet else "thumos14"
+
+
+def default_tious(protocol: str) -> list[float]:
+    """DETAD's thresholds: 0.5 on THUMOS14, 0.5:0.05:0.95 on ActivityNet."""
+    return [0.5] if protocol == "thumos14" else [round(0.5 + 0.05 * k, 10) for k in range(10)]
 
 
 def interpolated_ap(tp: np.ndarray, npos: int, *, normalizer: float | None = None) -> float:
