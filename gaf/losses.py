@@ -134,19 +134,19 @@ def _as_segments(x: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor
     raise ValueError(f"kind must be 'distances' or 'segments', got {kind!r}")
 
 
-def tiou_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["distances", "segments"] = "segments",
-            eps: float = 1e-6) -> torch.Tensor:
-    """Element-wise temporal IoU of aligned 1-D segments, shape ``(...,)``.
+def tiou_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["distances", "segments"] = "segments"
+            ) -> torch.Tensor:
+    """Element-wise temporal IoU of aligned 1-D segments, shape ``(...,)`` (0 where the union is empty).
 
     ``pred`` and ``target`` are ``(..., 2)``: absolute ``[start, end]``
     (``kind="segments"``) or ``(left, right)`` distances (>= 0) from a
     shared reference point (``kind="distances"``).
     """
+    from gaf.postprocess import segment_tiou
+
     ps, pe = _as_segments(pred, kind)
     ts, te = _as_segments(target, kind)
-    inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
-    union = (pe - ps).clamp(min=0) + (te - ts).clamp(min=0) - inter
-    return inter / union.clamp(min=eps)
+    return segment_tiou(ps, pe, ts, te)
 
 
 def giou_loss_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["distances", "segments"] = "distances",

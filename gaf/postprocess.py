@@ -26,6 +26,7 @@ from torch import Tensor
 
 __all__ = [
     "pairwise_tiou",
+    "segment_tiou",
     "nms",
     "soft_nms",
     "decode_offsets",
@@ -59,10 +60,10 @@ def pairwise_tiou(a: Tensor, b: Tensor) -> Tensor:
     _check_segments(a, "pairwise_tiou(a)")
     _check_segments(b, "pairwise_tiou(b)")
     a, b = _float(a), _float(b)
-    return _tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1])
+    return segment_tiou(a[:, None, 0], a[:, None, 1], b[None, :, 0], b[None, :, 1])
 
 
-def _tiou(s1: Tensor, e1: Tensor, s2: Tensor, e2: Tensor) -> Tensor:
+def segment_tiou(s1: Tensor, e1: Tensor, s2: Tensor, e2: Tensor) -> Tensor:
     """Broadcasting tIoU of ``[s1, e1]`` against ``[s2, e2]`` (0 where the union is empty)."""
     len1 = (e1 - s1).clamp(min=0)
     len2 = (e2 - s2).clamp(min=0)
@@ -77,7 +78,7 @@ def _tiou(s1: Tensor, e1: Tensor, s2: Tensor, e2: Tensor) -> Tensor:
 def _tiou_one_to_many(segments: Tensor, i: Tensor) -> Tensor:
     """``(N,)`` tIoU of segment ``i`` (a 0-d device index) with every segment."""
     picked = segments.index_select(0, i.reshape(1))[0]
-    return _tiou(picked[0], picked[1], segments[:, 0], segments[:, 1])
+    return segment_tiou(picked[0], picked[1], segments[:, 0], segments[:, 1])
 
 
 def _check_inputs(segments: Tensor, scores: Tensor, labels: Tensor | None, max_keep: int | None,

@@ -30,6 +30,9 @@ from gaf.data.annotations import Segment
 from gaf.errors import DataError
 from gaf.io import atomic_write_bytes
 from gaf.metrics.attention import ACTION_MEAN_TARGET, AUROC_TARGET, LOW_LAMBDA
+from gaf.metrics.detection import format_percent as _pct
+from gaf.metrics.detection import format_tiou as _fmt_tiou
+from gaf.metrics.detection import map_table, text_table
 
 __all__ = ["plot_timeline", "plot_per_class_ap", "plot_training_curves", "write_report", "format_detections_table",
            "format_metrics_table"]
@@ -504,17 +507,8 @@ def plot_training_curves(path: str | os.PathLike[str], history: Sequence[Mapping
 
 
 # ----------------------------------------------------------------------------- text tables
-def _fmt_tiou(t: float) -> str:
-    return f"{t:.2f}" if abs(round(t, 2) - t) < 1e-9 else f"{t:g}"
-
-
 def _tiou_range(tious: Sequence[float]) -> str:
     return f"{_fmt_tiou(min(tious))}-{_fmt_tiou(max(tious))}" if tious else ""
-
-
-def _pct(v: float | None) -> str:
-    """An AP fraction as a percentage with two decimals; ``-`` for missing / NaN."""
-    return "-" if v is None or not math.isfinite(float(v)) else f"{100.0 * float(v):.2f}"
 
 
 def _metric_rows(metrics: Mapping[str, Any]) -> tuple[list[float], list[float], float]:
@@ -539,21 +533,10 @@ def _metric_rows(metrics: Mapping[str, Any]) -> tuple[list[float], list[float], 
     return tious, maps, avg
 
 
-def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 def format_metrics_table(metrics: dict) -> str:
-    """Plain-text mAP table for the terminal: one row, tIoUs as columns, then ``Avg`` (values in %)."""
-    tious, maps, avg = _metric_rows(metrics)
-    header = ["tIoU"] + [_fmt_tiou(t) for t in tious] + ["Avg"]
-    row = ["mAP (%)"] + [_pct(v) for v in maps] + [_pct(avg)]
-    return _text_table(header, [row], [False] + [True] * (len(header) - 1))
+    """Plain-text mAP table of a metrics dict (``metrics.json``): one row, tIoUs as columns, then ``Avg``
+    (values in %), the table ``gaf score`` / ``gaf eval`` print."""
+    return map_table(*_metric_rows(metrics))
 
 
 def format_detections_table(detections: Sequence[Segment], *, max_rows: int | None = None) -> str:
@@ -572,7 +555,7 @@ def format_detections_table(detections: Sequence[Segment], *, max_rows: int | No
     rows = [[f"{d.start:.2f}", f"{d.end:.2f}", f"{d.end - d.start:.2f}", d.label,
              "-" if d.score is None else f"{d.score:.4f}"] for d in shown]
     header = ["start (s)", "end (s)", "duration (s)", "label", "score"]
-    table = _text_table(header, rows, [True, True, True, False, True])
+    table = text_table(header, rows, [True, True, True, False, True])
     if len(shown) < len(dets):
         table += f"\n({len(dets) - len(shown)} more detections with lower scores not shown; {len(dets)} in total)"
     return table

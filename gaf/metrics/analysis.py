@@ -40,6 +40,7 @@ import numpy as np
 
 from gaf.data.annotations import AnnotationSet
 from gaf.errors import AnnotationError
+from gaf.metrics._matching import iou as tiou_of
 
 __all__ = ["ERROR_TYPES", "BINS", "ErrorAnalysis", "analyze_detections", "interpolated_ap", "protocol_of",
            "default_tious"]
@@ -144,12 +145,6 @@ class ErrorAnalysis:
         return "\n".join(out)
 
 
-def _tiou(s: float, e: float, gs: np.ndarray, ge: np.ndarray) -> np.ndarray:
-    inter = np.clip(np.minimum(e, ge) - np.maximum(s, gs), 0.0, None)
-    union = (e - s) + (ge - gs) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def _bin_of(value: float, edges: Sequence[float], labels: Sequence[str]) -> str | None:
     for i, label in enumerate(labels):
         if edges[i] < value <= edges[i + 1]:
@@ -200,7 +195,7 @@ def analyze_detections(ground_truth: AnnotationSet, predictions: AnnotationSet, 
     order = sorted(range(P), key=lambda i: (p_label[i], -limited[i][4], limited[i][5]))  # class, score
     # ---- tIoU of every prediction with the instances of its video
     overlaps = [(by_video.get(p_vid[i], np.zeros(0, np.int64)),
-                 _tiou(p_start[i], p_end[i], g_start[by_video[p_vid[i]]], g_end[by_video[p_vid[i]]])
+                 tiou_of(p_start[i], p_end[i], g_start[by_video[p_vid[i]]], g_end[by_video[p_vid[i]]])
                  if p_vid[i] in by_video else np.zeros(0)) for i in range(P)]
     T = len(tious)
     types = np.full((T, P), _BG, dtype=np.int64)

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from gaf.data.annotations import AnnotationSet, Segment
+from gaf.metrics._matching import iou
 
 __all__ = ["PRCurve", "match_video", "precision_recall"]
 
@@ -36,13 +37,10 @@ def match_video(ground_truth: Sequence[Segment], detections: Sequence[Segment], 
         ge = np.array([ground_truth[j].end for j in gts], dtype=np.float64)
         taken = np.zeros(len(gts), dtype=bool)
         for i in sorted(dets, key=lambda i: (-float(detections[i].score or 0.0), i)):
-            s, e = detections[i].start, max(detections[i].end, detections[i].start)
-            inter = np.clip(np.minimum(e, ge) - np.maximum(s, gs), 0.0, None)
-            union = (e - s) + (ge - gs) - inter
-            iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-            iou[taken] = -1.0
-            best = int(np.argmax(iou))
-            if iou[best] >= tiou:
+            overlap = iou(detections[i].start, max(detections[i].end, detections[i].start), gs, ge)
+            overlap[taken] = -1.0
+            best = int(np.argmax(overlap))
+            if overlap[best] >= tiou:
                 taken[best] = True
                 outcome[i] = True
     return outcome

@@ -103,7 +103,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -111,7 +111,8 @@ from gaf.data.annotations import MAX_TIME_S, AnnotationSet
 from gaf.errors import AnnotationError, ConfigError
 from gaf.metrics._matching import candidate_pairs, greedy, iou, rank_order, same_key_pairs, suffix_max
 
-__all__ = ["DEFAULT_TIOUS", "RULES", "DetectionResult", "EvaluationWarning", "evaluate_detections",
+__all__ = ["DEFAULT_TIOUS", "RULES", "DetectionResult", "EvaluationWarning", "evaluate_detections", "map_table",
+           "text_table", "format_tiou", "format_percent",
            "segment_iou_matrix"]
 
 DEFAULT_TIOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -137,21 +138,40 @@ def segment_iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- result
-def _fmt_tiou(t: float) -> str:
+def format_tiou(t: float) -> str:
+    """A tIoU for a table header: two decimals (0.50), or as many as it needs (0.525)."""
     return f"{t:.2f}" if abs(round(t, 2) - t) < 1e-9 else f"{t:g}"
 
 
-def _pct(v: float) -> str:
-    return f"{100.0 * v:.2f}" if math.isfinite(v) else "-"
+def format_percent(v: float | None) -> str:
+    """An AP fraction as a percentage with two decimals; ``-`` for missing / NaN."""
+    return "-" if v is None or not math.isfinite(float(v)) else f"{100.0 * float(v):.2f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(c) for c in col) for col in zip(header, *rows)]
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
+    """A plain-text table with a dashed rule under the header; ``right[i]``: right-align column i (default:
+    every column but the first)."""
+    right = [i > 0 for i in range(len(header))] if right is None else list(right)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def map_table(tious: Sequence[float], maps: Sequence[float], average: float,
+              per_class: Mapping[str, Sequence[float]] | None = None) -> str:
+    """The mAP table every command prints, in percent: tIoUs as columns, then ``Avg``. With ``per_class``
+    (label → AP per tIoU), the paper's Table III: one row per class (its mean last), a final ``mAP`` row."""
+    header = ["tIoU"] + [format_tiou(t) for t in tious] + ["Avg"]
+    total = ["mAP (%)"] + [format_percent(v) for v in maps] + [format_percent(average)]
+    if per_class is None:
+        return text_table(header, [total])
+    rows = [[name] + [format_percent(v) for v in aps] + [format_percent(float(np.mean(aps)) if aps else math.nan)]
+            for name, aps in per_class.items()]
+    header[0] = "class (AP %)"
+    return text_table(header, rows + [total])
 
 
 @dataclass
@@ -201,14 +221,7 @@ class DetectionResult:
         ``per_class=True`` gives the table of the paper's Table III instead:
         one row per class (AP per tIoU, then the class's mean), a last ``mAP`` row.
         """
-        header = ["tIoU"] + [_fmt_tiou(t) for t in self.tious] + ["Avg"]
-        total = ["mAP (%)"] + [_pct(v) for v in self.mAP] + [_pct(self.average_mAP)]
-        if not per_class:
-            return _table(header, [total])
-        rows = [[name] + [_pct(v) for v in aps] + [_pct(float(np.mean(aps)) if aps else math.nan)]
-                for name, aps in self.per_class_ap.items()]
-        header[0] = "class (AP %)"
-        return _table(header, rows + [total])
+        return map_table(self.tious, self.mAP, self.average_mAP, self.per_class_ap if per_class else None)
 
 
 # ---------------------------------------------------------------- flattening

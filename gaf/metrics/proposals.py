@@ -27,6 +27,7 @@ import numpy as np
 
 from gaf.data.annotations import AnnotationSet
 from gaf.errors import AnnotationError
+from gaf.metrics._matching import iou
 
 __all__ = ["ProposalResult", "evaluate_proposals", "REPORTED_AN"]
 
@@ -81,15 +82,6 @@ class ProposalResult:
                 "average_recall": self.average_recall.tolist(), "recall": self.recall.tolist()}
 
 
-def _tiou(proposals: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """(G, P) tIoU of every instance with every proposal, in the official code's float operations."""
-    inter = (np.minimum(gt[:, None, 1], proposals[None, :, 1])
-             - np.maximum(gt[:, None, 0], proposals[None, :, 0])).clip(0)
-    union = (gt[:, None, 1] - gt[:, None, 0]) + (proposals[None, :, 1] - proposals[None, :, 0]) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / union
-
-
 def evaluate_proposals(ground_truth: AnnotationSet, proposals: AnnotationSet,
                        tious: Sequence[float] | None = None, max_avg_proposals: float = 100.0) -> ProposalResult:
     """AR–AN of ``proposals`` (labels ignored) against ``ground_truth`` (module docstring for the rules).
@@ -119,7 +111,8 @@ def evaluate_proposals(ground_truth: AnnotationSet, proposals: AnnotationSet,
         order = np.argsort(-np.array([s.score for s in pv.segments], dtype=np.float64), kind="stable")
         n = min(int(len(segs) * ratio), len(segs))
         kept += n
-        scored.append(_tiou(segs[order[:n]], gt))
+        kept_segs = segs[order[:n]]  # (G, m) below: tIoU in the official code's float operations
+        scored.append(iou(kept_segs[None, :, 0], kept_segs[None, :, 1], gt[:, None, 0], gt[:, None, 1]))
     if kept == 0:
         raise AnnotationError(f"{proposals.source}: none of its proposals is in a ground-truth video of "
                               f"{ground_truth.source}")
