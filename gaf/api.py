@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-
 from gaf.errors import ConfigError
 
-if TYPE_CHECKING:  # heavy types, only for annotations
+if TYPE_CHECKING:  # heavy types, only for annotations (importing gaf imports neither numpy nor torch)
+    import numpy as np
+
     from gaf.classification import ClassifyResult
     from gaf.data.annotations import AnnotationSet
     from gaf.engine.train import TrainResult
@@ -69,6 +69,8 @@ class Detections(list):
 def _with_attention(segments: Sequence[Any], times: np.ndarray | None, lam: np.ndarray | None) -> Detections:
     """:class:`Detections` from gaf Segments, each with the mean λ of the steps inside it (the nearest step
     when none is)."""
+    import numpy as np
+
     items = []
     for s in segments:
         mean = None
@@ -124,7 +126,9 @@ class Detector:
             raise ConfigError(f"score_threshold: must be in [0, 1], got {score_threshold!r}")
         if top is not None and top < 1:
             raise ConfigError(f"top: must be >= 1, got {top}")
-        if isinstance(source, np.ndarray) or type(source).__module__.startswith("torch"):
+        if not isinstance(source, (str, os.PathLike)):  # an array: NumPy, torch, or anything array-like
+            import numpy as np
+
             return self._detect_features(np.asarray(source), score_threshold, top, duration, progress)
         from gaf.detect import detect_video
 
@@ -138,6 +142,8 @@ class Detector:
     def _detect_features(self, x: np.ndarray, score_threshold: float, top: int | None, duration: float | None,
                          progress: bool) -> Detections:
         import dataclasses
+
+        import numpy as np
 
         from gaf.data.annotations import AnnotationSet, Video, write_activitynet
         from gaf.data.features import FeatureDataset
