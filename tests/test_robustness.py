@@ -404,7 +404,8 @@ BAD_DOCUMENTS = {
     "bsn-annotations-not-a-list": ("bsn", {"clip_7": {"duration_second": 5.0, "annotations": 7}},
                                    ["'clip_7'", "annotations", "expected a list"]),
     "pred-truncated-json": ("pred", json.dumps(_pred([_DET]))[:-3], ["invalid JSON"]),
-    "pred-results-is-a-list": ("pred", {"results": [_DET]}, ["results", "JSON object", "list"]),
+    # a list of results is ActionFormer's row format (issue 11): rows without its fields are named
+    "pred-results-is-a-list": ("pred", {"results": [_DET]}, ["results[0]", "missing 'video-id'", "ActionFormer"]),
     "pred-detections-not-a-list": ("pred", _pred(_DET), ["'clip_7'", "expected a list of detections", "dict"]),
     "pred-detection-is-a-string": ("pred", _pred(["x"]), ["'clip_7'", "detection 0", "JSON object"]),
     "pred-segment-as-string": ("pred", _pred([{**_DET, "segment": "1 2"}]), ["'clip_7'", "detection 0: segment"]),
@@ -456,7 +457,7 @@ def test_gaf_score_refuses_a_lone_surrogate_label_instead_of_crashing_on_print(t
 
 @pytest.mark.parametrize("content, message", [
     ('{"results": {"t1": [{"segment": [0, 1], "label": "a", "score": 0.5}', "invalid JSON"),
-    ('{"results": []}', "must be a JSON object"),
+    ('{"results": []}', "'results' holds no video"),  # an empty ActionFormer row list
     ('{"results": {"t1": [{"segment": "0-1", "label": "a", "score": 0.5}]}}', "segment"),
     ('{"results": {"t1": [{"segment": [0, 1], "label": "a", "score": NaN}]}}', "finite"),
     ('{"results": {"t1": [{"segment": [0, 1e300], "label": "a", "score": 0.5}]}}', "beyond 1e+09 s"),

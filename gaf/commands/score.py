@@ -305,10 +305,7 @@ def _pick_subset(gt, pred) -> tuple[str | None, str]:
 def run(args: argparse.Namespace) -> int:
     import sys
     import warnings
-    from pathlib import Path
 
-    from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth, thumos14_ground_truth
-    from gaf.data.predictions import read_predictions
     from gaf.errors import ConfigError
     from gaf.io import refuse_input_as_output
     from gaf.metrics.detection import evaluate_detections

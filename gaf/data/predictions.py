@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gaf.data.annotations import (MAX_TIME_S, AnnotationSet, Segment, Video, _gc_paused,
-                                  _json_counts, _label, _num, _obj, _parse, _read_text, _root, _segment,
-                                  safe_video_id)
+from gaf.data.annotation_core import (MAX_TIME_S, AnnotationSet, Segment, Video, gc_paused, json_counts, json_object,
+                                      json_root, parse_json, parse_label, parse_number, parse_segment, read_text,
+                                      safe_video_id)
 from gaf.errors import AnnotationError
 
 __all__ = ["read_predictions"]
@@ -44,11 +44,11 @@ def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None =
     """
     p = Path(path)
     known = set(labels) if labels is not None else None
-    text = _read_text(p)
-    with _gc_paused():
+    text = read_text(p)
+    with gc_paused():
         videos = _quick_predictions(p, text, known, unlabelled) if label_names is None else None
         if videos is None:
-            root = _root(p, text)
+            root = json_root(p, text)
             if "results" not in root:
                 hint = (" (this is a ground-truth file: give it as GT, or read it with read_ground_truth)"
                         if "database" in root else "")
@@ -56,7 +56,7 @@ def read_predictions(path: str | os.PathLike[str], *, labels: list[str] | None =
             rows = root["results"]
             if isinstance(rows, list):  # ActionFormer: one row per detection
                 rows = _rows_by_video(rows, p, unlabelled)
-            results = _obj(rows, f"{p}: results", "'results'", "video id")
+            results = json_object(rows, f"{p}: results", "'results'", "video id")
             videos = {}
             for vid, dets in results.items():
                 safe_video_id(vid, f"{p}: results")
@@ -70,7 +70,7 @@ def _rows_by_video(rows: list, p: Path, unlabelled: str | None = None) -> dict[s
     """ActionFormer's row list ``[{"video-id", "t-start", "t-end", "label", "score"}]`` → ``{vid: [detection]}``."""
     out: dict[str, list[dict]] = {}
     for i, row in enumerate(rows):
-        row = _obj(row, f"{p}: results[{i}]", "a result row")
+        row = json_object(row, f"{p}: results[{i}]", "a result row")
         missing = [k for k in ("video-id", "t-start", "t-end", "label", "score")
                    if k not in row and not (k == "label" and unlabelled is not None)]
         if missing:
@@ -118,16 +118,16 @@ def _detections(dets: Any, w: str, known: set[str] | None, unlabelled: str | Non
     segments = []
     for i, d in enumerate(dets):
         dw = f"{w}: detection {i}"
-        d = _obj(d, dw, "a detection")
-        s, e = _segment(d.get("segment"), f"{dw}: segment", reversed_ok=True)  # scored as a false positive
+        d = json_object(d, dw, "a detection")
+        s, e = parse_segment(d.get("segment"), f"{dw}: segment", reversed_ok=True)  # scored as a false positive
         if "label" not in d and unlabelled is None:
             raise AnnotationError(f"{dw}: label: missing (class-agnostic proposals: gaf score --proposals)")
-        label = unlabelled if "label" not in d else _label(d["label"], f"{dw}: label")
+        label = unlabelled if "label" not in d else parse_label(d["label"], f"{dw}: label")
         if known is not None and label not in known:
             raise AnnotationError(f"{dw}: label: unknown label {label!r} (not among the {len(known)} classes)")
         if "score" not in d:
             raise AnnotationError(f"{dw}: score: missing")
-        segments.append(Segment(s, e, label, _num(d["score"], f"{dw}: score")))
+        segments.append(Segment(s, e, label, parse_number(d["score"], f"{dw}: score")))
     return segments
 
 
@@ -171,7 +171,7 @@ def _quick_predictions(p: Path, text: str, known: set[str] | None,
     ``:`` in parsed strings; otherwise None.
     """
     try:
-        root = _parse(p, text)
+        root = parse_json(p, text)
     except AnnotationError:
         return None
     if type(root) is not dict or type(root.get("results")) is not dict:
@@ -179,7 +179,7 @@ def _quick_predictions(p: Path, text: str, known: set[str] | None,
     results: dict = root["results"]
     members, colons = len(root) + len(results), "".join(root).count(":") + "".join(results).count(":")
     for key, value in root.items():
-        counts = _json_counts(value) if key != "results" else (0, 0)
+        counts = json_counts(value) if key != "results" else (0, 0)
         if counts is None:
             return None
         members, colons = members + counts[0], colons + counts[1]
@@ -196,7 +196,7 @@ def _quick_predictions(p: Path, text: str, known: set[str] | None,
                 videos[vid] = Video(vid, segments)
                 continue
             videos[vid] = Video(vid, _detections(dets, f"{p}: video {vid!r}", known, unlabelled))
-            counts = _json_counts(dets)
+            counts = json_counts(dets)
             if counts is None:
                 return None
             members, colons = members + counts[0], colons + counts[1]

@@ -19,13 +19,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gaf.data.annotations import (AMBIGUOUS, AnnotationSet, Segment, Video, _apply_overrun, _int, _label, _positive,
-                                  _read_csv, _read_text, _times, normalize_subset, safe_video_id)
+from gaf.data.annotation_core import (AMBIGUOUS, AnnotationSet, Segment, Video, apply_overrun, normalize_subset,
+                                      parse_int, parse_label, parse_positive, parse_times, read_csv, read_text,
+                                      safe_video_id)
 from gaf.errors import AnnotationError, DataError
 
 __all__ = [
     "read_thumos_csv", "read_thumos_class_files", "THUMOS14_CLASSES", "THUMOS14_VARIANTS", "thumos14_ground_truth",
-    "apply_thumos14_variant", "find_thumos14_dir",
+    "apply_thumos14_variant", "find_thumos14_dir", "variant_split",
 ]
 
 
@@ -34,14 +35,14 @@ def _read_video_info(folder: Path) -> dict[str, tuple[float, float]]:
     """``{video: (duration s, fps)}`` from every ``*_video_info.csv`` in ``folder`` (duration = count / fps)."""
     out: dict[str, tuple[float, float]] = {}
     for f in sorted(folder.glob("*_video_info.csv")):
-        header, rows = _read_csv(f)
+        header, rows = read_csv(f)
         if header[:1] != ["video"] or "fps" not in header or "count" not in header:
             raise AnnotationError(f"{f}: header: expected video,fps,sample_fps,count,sample_count, got {header}")
         ifps, icount = header.index("fps"), header.index("count")
         for line, row in rows:
             w = f"{f}: line {line}: video {row[0]!r}"
-            fps = _positive(row[ifps], f"{w}: fps")
-            count = _positive(row[icount], f"{w}: count")
+            fps = parse_positive(row[ifps], f"{w}: fps")
+            count = parse_positive(row[icount], f"{w}: count")
             out[safe_video_id(row[0], f"{f}: line {line}")] = (count / fps, fps)
     return out
 
@@ -68,7 +69,7 @@ def read_thumos_csv(path: str | os.PathLike[str], *, overrun: str = "warn") -> A
     (``video_validation_*`` / ``video_test_*``). Labels: sorted names found.
     """
     p = Path(path)
-    header, rows = _read_csv(p)
+    header, rows = read_csv(p)
     videos: dict[str, Video] = {}
     if header[:5] == ["video", "type", "type_idx", "start", "end"]:
         info = _read_video_info(p.parent)
@@ -76,19 +77,19 @@ def read_thumos_csv(path: str | os.PathLike[str], *, overrun: str = "warn") -> A
         for line, row in rows:
             w = f"{p}: line {line}: video {row[0]!r}"
             vid = safe_video_id(row[0], f"{p}: line {line}")
-            label = _label(row[1], f"{w}: type")
+            label = parse_label(row[1], f"{w}: type")
             if type_ids.setdefault(label, row[2]) != row[2]:
                 raise AnnotationError(f"{w}: type_idx: {label!r} has {row[2]} here but {type_ids[label]} before")
-            _add(videos, vid, info.get(vid, (None, None)), p, label, _times(row[3], row[4], f"{w}: start/end"))
+            _add(videos, vid, info.get(vid, (None, None)), p, label, parse_times(row[3], row[4], f"{w}: start/end"))
     elif header[:3] == ["video-name", "t-init", "t-end"] and "label-idx" in header:
         classes = _thumos14_class_names(p.parent)
         col = {name: header.index(name) for name in ("video-duration", "frame-rate", "label-idx")}
         for line, row in rows:
             w = f"{p}: line {line}: video {row[0]!r}"
             vid = safe_video_id(row[0], f"{p}: line {line}")
-            meta = (_positive(row[col["video-duration"]], f"{w}: video-duration"),
-                    _positive(row[col["frame-rate"]], f"{w}: frame-rate"))
-            idx = _int(row[col["label-idx"]])
+            meta = (parse_positive(row[col["video-duration"]], f"{w}: video-duration"),
+                    parse_positive(row[col["frame-rate"]], f"{w}: frame-rate"))
+            idx = parse_int(row[col["label-idx"]])
             if idx is not None and -1 <= idx < len(classes):
                 label = AMBIGUOUS if idx == -1 else classes[idx]
             else:
@@ -96,13 +97,13 @@ def read_thumos_csv(path: str | os.PathLike[str], *, overrun: str = "warn") -> A
             if vid in videos and (videos[vid].duration, videos[vid].fps) != meta:
                 raise AnnotationError(f"{w}: video-duration/frame-rate: {meta} differ from an earlier row's "
                                       f"{(videos[vid].duration, videos[vid].fps)}")
-            _add(videos, vid, meta, p, label, _times(row[1], row[2], f"{w}: t-init/t-end"))
+            _add(videos, vid, meta, p, label, parse_times(row[1], row[2], f"{w}: t-init/t-end"))
     else:
         raise AnnotationError(f"{p}: header: unknown THUMOS14 CSV layout {','.join(header)!r} (expected "
                               "video,type,type_idx,start,end,... or video-name,t-init,t-end,...,label-idx)")
     labels = sorted({s.label for v in videos.values() for s in v.segments})
     aset = AnnotationSet(videos, labels, str(p))
-    _apply_overrun(aset, overrun)
+    apply_overrun(aset, overrun)
     return aset
 
 
@@ -136,7 +137,7 @@ def read_thumos_class_files(folder: str | os.PathLike[str], split: str, *, overr
     videos: dict[str, Video] = {}
     for f in files:
         label = f.name[: -len(f"_{short}.txt")]
-        for line, text in enumerate(_read_text(f).splitlines(), 1):
+        for line, text in enumerate(read_text(f).splitlines(), 1):
             parts = text.split()
             if not parts:
                 continue
@@ -144,13 +145,13 @@ def read_thumos_class_files(folder: str | os.PathLike[str], split: str, *, overr
                 raise AnnotationError(f"{f}: line {line}: expected 'video start end', got {text.strip()!r}")
             vid = safe_video_id(parts[0], f"{f}: line {line}")
             _add(videos, vid, info.get(vid, (None, None)), f, label,
-                 _times(parts[1], parts[2], f"{f}: line {line}: video {vid!r}: start/end"))
+                 parse_times(parts[1], parts[2], f"{f}: line {line}: video {vid!r}: start/end"))
     for v in videos.values():
         v.segments.sort(key=lambda s: (s.start, s.end, s.label))
         v.ambiguous.sort()
     ordered = {vid: videos[vid] for vid in sorted(videos)}
     aset = AnnotationSet(ordered, sorted({s.label for v in ordered.values() for s in v.segments}), str(root))
-    _apply_overrun(aset, overrun)
+    apply_overrun(aset, overrun)
     return aset
 
 
@@ -203,6 +204,11 @@ THUMOS14_VARIANTS: dict[str, str] = {
 instance a second time as Diving (as the official THUMOS14 Diving lists do); ``-nodup`` removes the copies."""
 
 
+def variant_split(name: str) -> str:
+    """The THUMOS14 split (``"val"`` or ``"test"``) that variant ``name`` is built from."""
+    return _variant_spec(name)[0].split
+
+
 def _variant_spec(name: str) -> tuple[_VariantSpec, bool]:
     if name not in THUMOS14_VARIANTS:
         raise AnnotationError(f"unknown THUMOS14 ground-truth variant {name!r}; known: {', '.join(THUMOS14_VARIANTS)}")
@@ -216,7 +222,7 @@ def _thumos14_class_names(folder: Path) -> list[str]:
     if not f.is_file():
         return list(THUMOS14_CLASSES)
     names = []
-    for n, line in enumerate(_read_text(f).splitlines(), 1):
+    for n, line in enumerate(read_text(f).splitlines(), 1):
         parts = line.split()
         if parts and (len(parts) != 2 or not parts[0].isdigit()):
             raise AnnotationError(f"{f}: line {n}: expected '<id> <ClassName>', got {line.strip()!r}")

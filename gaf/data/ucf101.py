@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from gaf.data.annotations import _int, _read_text
+from gaf.data.annotation_core import parse_int, read_text
 from gaf.errors import AnnotationError
 
 __all__ = ["read_ucf101_split"]
@@ -27,7 +27,7 @@ def read_ucf101_split(folder: str | os.PathLike[str], split: int = 1
 
     def lines(name: str) -> Iterable[tuple[str, int, list[str]]]:
         f = root / name
-        for n, line in enumerate(_read_text(f).splitlines(), 1):
+        for n, line in enumerate(read_text(f).splitlines(), 1):
             if line.strip():
                 yield f"{f}: line {n}", n, line.split()
 
@@ -47,7 +47,7 @@ def read_ucf101_split(folder: str | os.PathLike[str], split: int = 1
         if path.startswith("/") or ".." in path.split("/") or folder_name not in index or "/" not in path:
             raise AnnotationError(f"{where}: path: {path!r} is not '<Class>/<clip>' with a class of classInd.txt")
         label = index[folder_name]
-        if with_label and _int(parts[1]) != label + 1:
+        if with_label and parse_int(parts[1]) != label + 1:
             raise AnnotationError(f"{where}: label: {parts[1]} but the folder {folder_name!r} is class {label + 1}")
         return path, label
 

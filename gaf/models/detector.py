@@ -56,16 +56,7 @@ __all__ = [
     "assign_points",
     "saliency_targets",
     "detection_losses",
-    "GAFDetector",
 ]
-
-
-def __getattr__(name: str):
-    if name == "GAFDetector":  # defined in gaf.models.build (imports this module)
-        from gaf.models.build import GAFDetector
-
-        return GAFDetector
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
