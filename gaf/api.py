@@ -145,7 +145,7 @@ class Detector:
 
         import numpy as np
 
-        from gaf.data.annotations import AnnotationSet, Video, write_activitynet
+        from gaf.data.annotations import AnnotationSet, Video
         from gaf.data.features import FeatureDataset
         from gaf.engine.evaluate import run_inference
 
@@ -156,16 +156,15 @@ class Detector:
             raise ConfigError("features: the array holds NaN or infinite values")
         if duration is None:
             duration = x.shape[0] * self.feature_stride / self.fps
-        with tempfile.TemporaryDirectory(prefix="gaf-features-") as tmp:
+        one = AnnotationSet({"input": Video("input", [], duration=float(duration), fps=self.fps, subset="test")},
+                            self.labels, "<features>")
+        with tempfile.TemporaryDirectory(prefix="gaf-features-") as tmp:  # the dataset reads (T, C) from a file
             np.save(Path(tmp) / "input.npy", np.ascontiguousarray(x, dtype=np.float32))
-            ann = write_activitynet(AnnotationSet(
-                {"input": Video("input", [], duration=float(duration), fps=self.fps, subset="test")},
-                self.labels, "<features>"), Path(tmp) / "input.json")
-            dcfg = dataclasses.replace(self.config.dataset, annotation_file=str(ann), feature_dir=tmp,
+            dcfg = dataclasses.replace(self.config.dataset, annotation_file="<features>", feature_dir=tmp,
                                        file_prefix="", file_suffix="", file_ext=".npy", test_subset="test",
                                        fps=self.fps, force_fps=True, input_dim=self.in_dim, channels=None,
                                        labels=self.labels)
-            dataset = FeatureDataset(dcfg, "test", training=False)
+            dataset = FeatureDataset(dcfg, "test", training=False, annotations=one)
             inference = run_inference([self.model], [dataset], self.config.eval, self.labels, device=self.device,
                                       progress=progress)
         found = inference.predictions.videos["input"].segments

@@ -11,8 +11,8 @@ computed differently from ``gaf extract`` + ``gaf eval``:
    2048 → RGB ⊕ flow). Features go to ``<out_dir>/features/`` and are
    reused by a later run with the same settings;
 2. **inference** (:func:`gaf.engine.evaluate.run_inference`) on a one-video
-   dataset: a minimal annotation JSON (subset ``test``, the probed duration,
-   the extraction fps, no instances) is written next to the features, so
+   dataset: a minimal annotation in memory (subset ``test``, the probed
+   duration, the extraction fps, no instances), so
    sliding eval windows, steps → seconds and Soft-NMS are those of
    ``gaf eval`` with the checkpoint's ``eval`` settings;
 3. **output**: the detections with ``score >= score_threshold`` (at most
@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gaf.data.annotations import AnnotationSet, Segment, Video, write_activitynet, write_predictions
+from gaf.data.annotations import AnnotationSet, Segment, Video, write_predictions
 from gaf.errors import CheckpointError, ConfigError, DataError
 
 __all__ = ["DetectResult", "detect_video", "stream_for_model", "DEFAULT_FPS"]
@@ -101,12 +101,10 @@ def _select(segments: Sequence[Segment], threshold: float, top: int | None) -> l
     return kept if top is None else kept[:top]
 
 
-def _write_one_video_annotation(path: Path, video: Path, video_id: str, duration: float, fps: float,
-                                labels: list[str]) -> Path:
-    """A minimal ground-truth file (subset ``test``, no instances) so one video is a dataset."""
-    aset = AnnotationSet(videos={video_id: Video(video_id, [], duration=duration, fps=fps, subset="test")},
+def _one_video(video: Path, video_id: str, duration: float, fps: float, labels: list[str]) -> AnnotationSet:
+    """A ground truth of one video (subset ``test``, no instances), in memory, so one video is a dataset."""
+    return AnnotationSet(videos={video_id: Video(video_id, [], duration=duration, fps=fps, subset="test")},
                          labels=labels, source=str(video))
-    return write_activitynet(aset, path)
 
 
 def _frame_dataset(cfg, video: Path, video_id: str, info, labels: list[str], out: Path):
@@ -114,11 +112,10 @@ def _frame_dataset(cfg, video: Path, video_id: str, info, labels: list[str], out
     from gaf.data.frames import FrameClipDataset
 
     fr = cfg.frames
-    ann_path = _write_one_video_annotation(out / f"{video_id}.annotation.json", video, video_id,
-                                           float(info.duration), float(fr.fps), labels)
-    fcfg = dataclasses.replace(fr, annotation_file=str(ann_path), video_dir=str(video.parent),
+    fcfg = dataclasses.replace(fr, annotation_file=str(video), video_dir=str(video.parent),
                                video_ext=video.suffix, test_subset="test", cache_dir=None, labels=labels)
-    return FrameClipDataset(fcfg, "test", training=False), cfg.e2e.stream, float(fr.fps), video
+    one = _one_video(video, video_id, float(info.duration), float(fr.fps), labels)
+    return FrameClipDataset(fcfg, "test", training=False, annotations=one), cfg.e2e.stream, float(fr.fps), video
 
 
 def _check_preprocessing(ckpt, recorded: dict | None, streams: list[str], weights: dict[str, str],
@@ -187,12 +184,11 @@ def _feature_dataset(cfg, ckpt, video: Path, video_id: str, info, labels: list[s
         raise DataError(report.failures[0][1])
 
     # A one-video dataset: the same windows, seconds and post-processing as gaf eval.
-    ann_path = _write_one_video_annotation(feat_dir / f"{video_id}.annotation.json", video, video_id,
-                                           float(info.duration), fps, labels)
-    dcfg = dataclasses.replace(ds, annotation_file=str(ann_path), feature_dir=str(feat_dir), file_prefix="",
+    dcfg = dataclasses.replace(ds, annotation_file=str(video), feature_dir=str(feat_dir), file_prefix="",
                                file_suffix="", file_ext=".npy", test_subset="test", fps=fps, force_fps=False,
                                input_dim=_I3D * len(streams), channels=None, labels=labels)
-    return FeatureDataset(dcfg, "test", training=False), chosen, fps, feat_dir / f"{video_id}.npy"
+    one = _one_video(video, video_id, float(info.duration), fps, labels)
+    return FeatureDataset(dcfg, "test", training=False, annotations=one), chosen, fps, feat_dir / f"{video_id}.npy"
 
 
 def detect_video(
@@ -268,7 +264,6 @@ def detect_video(
     labels = [str(x) for x in (meta.get("labels") or [])]
     if not labels:
         raise CheckpointError(f"{ckpt}: checkpoint meta lacks the class labels")
-    del state
     out = Path(out_dir)
     if cfg.e2e is not None:
         dataset, chosen, fps, feature_path = _frame_dataset(cfg, video, video_id, info, labels, out)
@@ -280,7 +275,8 @@ def detect_video(
             batch_size=batch_size, device=device, progress=progress)
 
     dev = select_device(device)
-    model, _ = load_detector(ckpt, device=dev)
+    model, _ = load_detector(ckpt, device=dev, state=state)  # the checkpoint is read once
+    del state
     inference = run_inference([model], [dataset], cfg.eval, labels, device=dev, progress=progress)
     found = inference.predictions.videos[video_id]
     detections = _select(found.segments, float(score_threshold), top)

@@ -151,7 +151,8 @@ def test_gaf_train_runs_the_e2e_detector_on_frames_through_both_stages_and_evalu
         "frames": frames_section(frames_root, test_subset="test"),
         "e2e": {"merge": "average", "proj_dim": 16, "detector": {
             "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
-            "detector": {"embed_dim": 16, "num_levels": 3, "head_layers": 1, "stem_layers": 1}}},
+            "detector": {"embed_dim": 16, "num_levels": 3, "head_layers": 1, "stem_layers": 1},
+            "loss": {"att": 0.0}}},  # the paper's losses: this test's size and seed were measured for them
         # one held-out video makes the score seed-sensitive at this size. Measured after GAF was rewritten for
         # channel attention (the same maths in another float order): seed 0 ends at 50 % mAP@0.3 with the local
         # and the global head alike, seeds 1 and 2 find the square (100 %)
@@ -171,7 +172,10 @@ def test_gaf_train_runs_the_e2e_detector_on_frames_through_both_stages_and_evalu
     assert all("frame/cvae" in h and "segment/total" in h for h in history)  # both stages trained
     assert history[-1]["segment/ai"] < 0.9 * history[0]["segment/ai"]  # the detector learns
     state = load_checkpoint(run / "final.pt")
-    assert state["meta"] == {"in_dim": 3, "num_classes": 1, "labels": ["Slide"]}
+    meta = dict(state["meta"])
+    data = meta.pop("data")  # the annotation / inputs the run was trained on (checked on --resume)
+    assert meta == {"in_dim": 3, "num_classes": 1, "labels": ["Slide"]}
+    assert data["annotation"].endswith("annotations.json") and len(data["annotation_sha256"]) == 64
     assert any(k.startswith("backbone.") for k in state["model"])  # the I3D is part of the trained model
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["tious"] == [0.3, 0.5] and len(metrics["mAP"]) == 2

@@ -54,7 +54,9 @@ class SplitDataset(torch.utils.data.Dataset):
 
     ``section`` names the config section in messages (``dataset`` or
     ``frames``); ``cfg`` must have ``annotation_file``, ``train_subset``,
-    ``test_subset``, ``trunc_min_overlap`` and ``labels``. A subclass
+    ``test_subset``, ``trunc_min_overlap`` and ``labels``; ``annotations``
+    gives the annotation in memory instead of ``cfg.annotation_file`` (which
+    then only names it in messages). A subclass
     provides ``_video_info(video_id)`` (an object with ``video_id``,
     ``num_steps``, ``segments``, ``labels``) and ``_build_items()`` (tuples
     whose first element is the video index).
@@ -63,7 +65,8 @@ class SplitDataset(torch.utils.data.Dataset):
     section = "dataset"
     labels: list[str]
 
-    def __init__(self, cfg, split: Literal["train", "test"], *, training: bool, seed: int = 0) -> None:
+    def __init__(self, cfg, split: Literal["train", "test"], *, training: bool, seed: int = 0,
+                 annotations: AnnotationSet | None = None) -> None:
         if split not in ("train", "test"):
             raise ConfigError(f"{self.section} split must be 'train' or 'test', got {split!r}")
         self.cfg = cfg
@@ -71,7 +74,8 @@ class SplitDataset(torch.utils.data.Dataset):
         self.training = training
         self.seed = int(seed)
         self.epoch = 0
-        self._aset = self._read_annotation()
+        # in memory (e.g. gaf detect's one video), else read from cfg.annotation_file
+        self._aset = annotations if annotations is not None else self._read_annotation()
         self._ids = self._split_ids()
         self.labels = list(cfg.labels) if cfg.labels is not None else list(self._aset.labels)
         self._label_ids = {name: i for i, name in enumerate(self.labels)}

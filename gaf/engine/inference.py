@@ -17,15 +17,17 @@ __all__ = ["load_detector"]
 
 
 def load_detector(ckpt: str | os.PathLike[str], *, config: str | None = None, overrides: Sequence[str] = (),
-                  device: torch.device | str = "cpu") -> tuple[torch.nn.Module, ExperimentConfig]:
+                  device: torch.device | str = "cpu", state: dict | None = None
+                  ) -> tuple[torch.nn.Module, ExperimentConfig]:
     """Build the model a checkpoint was trained with and load its weights (``weights_only``).
 
     ``config``: a YAML path / bundled name to use instead of the config stored in
     the checkpoint (its model section must match the checkpoint's weights);
     ``overrides``: ``key=value`` strings applied on top (e.g. dataset paths).
+    ``state``: the checkpoint already loaded (:func:`load_checkpoint` of ``ckpt``), so it is read once.
     Returns the model in eval mode on ``device`` and the resolved config.
     """
-    state = load_checkpoint(ckpt)
+    state = state if state is not None else load_checkpoint(ckpt)
     if config is not None:
         cfg = load_experiment(config, overrides)
     else:
