@@ -134,7 +134,7 @@ def _onnx_export(module: nn.Module, args: tuple[torch.Tensor, ...], buffer: Any)
     except ImportError:
         raise ConfigError("--format onnx needs the onnx package: pip install 'gaf[export]' (or pip install onnx)"
                           ) from None
-    # The TorchScript-based exporter (dynamo=False): it needs only onnx and is exact (tests/test_export.py);
+    # The TorchScript-based exporter (dynamo=False): it needs only onnx and is exact (tests/commands/test_export.py);
     # the torch.export-based default would add onnxscript and its dependencies to gaf[export].
     warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
     torch.onnx.export(module, args, buffer, input_names=["features", "mask"], output_names=list(OUTPUT_NAMES),

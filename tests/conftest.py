@@ -110,3 +110,53 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ------------------------------------------------ a feature layout (ActionFormer) written file by file
+from gaf.config import from_dict  # noqa: E402
+from gaf.data.features import DatasetConfig  # noqa: E402
+
+LABELS = ["Jump", "Throw"]
+
+
+def write_layout(root: Path, videos: dict[str, dict], *, prefix: str = "", suffix: str = "",
+                 dim: int = 6) -> dict:
+    """Write ``root/ann.json`` + ``root/feats/<prefix><vid><suffix>.npy`` (ActionFormer layout).
+
+    ``videos[vid]`` holds ``subset``, ``steps`` (or ``array``), ``fps`` (optional),
+    ``duration`` (optional) and ``segments`` [(start s, end s, label)]. Feature
+    value at (t, c) is ``t + 1000 * c`` so slices can be recognised.
+    """
+    feat_dir = root / "feats"
+    feat_dir.mkdir(parents=True, exist_ok=True)
+    database = {}
+    for vid, v in videos.items():
+        arr = v.get("array")
+        if arr is None:
+            t = np.arange(v["steps"], dtype=np.float32)[:, None]
+            arr = t + 1000.0 * np.arange(dim, dtype=np.float32)[None]
+        np.save(feat_dir / f"{prefix}{vid}{suffix}.npy", arr)
+        entry = {"subset": v["subset"], "annotations": [
+            {"label": lab, "label_id": LABELS.index(lab), "segment": [s, e]} for s, e, lab in v.get("segments", [])]}
+        for key in ("fps", "duration"):
+            if key in v:
+                entry[key] = v[key]
+        database[vid] = entry
+    ann = root / "ann.json"
+    ann.write_text(json.dumps({"version": "test", "database": database}))
+    return {"annotation_file": str(ann), "feature_dir": str(feat_dir), "file_prefix": prefix,
+            "file_suffix": suffix, "input_dim": dim, "feature_stride": 4, "num_frames": 16}
+
+
+def make(root: Path, videos: dict[str, dict], **overrides) -> DatasetConfig:
+    section = write_layout(root, videos, **{k: overrides.pop(k) for k in ("prefix", "suffix", "dim") if k in overrides})
+    section.update(overrides)
+    return from_dict(DatasetConfig, section, "dataset")
+
+
+TWO = {
+    "v_a": {"subset": "Validation", "steps": 40, "fps": 30.0, "duration": 6.0,
+            "segments": [(1.0, 2.0, "Jump"), (3.0, 4.5, "Throw")]},
+    "v_b": {"subset": "Test", "steps": 25, "fps": 25.0, "duration": 4.5, "segments": [(0.9, 1.7, "Throw")]},
+    "v_c": {"subset": "Test", "steps": 17, "fps": 25.0, "duration": 3.2, "segments": []},
+}

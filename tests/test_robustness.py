@@ -35,7 +35,7 @@ from gaf.data.annotations import (
 from gaf.data.features import FeatureDataset
 from gaf.errors import AnnotationError, DataError, GafError
 from gaf.metrics.detection import EvaluationWarning, evaluate_detections
-from test_data_features import TWO, make
+from conftest import TWO, make
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CLIP = VIDEOS_DIR / "v_Basketball_g01_c01.avi"  # 4.7 s, 141 frames

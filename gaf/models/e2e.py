@@ -40,7 +40,7 @@ steps); :mod:`gaf.engine.factory` picks this model and that dataset when the
 config has ``e2e`` and ``frames`` sections instead of ``model`` and
 ``dataset``. ``gaf eval`` and ``gaf detect`` take its checkpoints (``gaf
 detect`` then decodes frames itself; no feature extraction). Tested at tiny
-sizes in ``tests/test_models_e2e.py`` and ``tests/test_engine_e2e.py``; on
+sizes in ``tests/models/test_models_e2e.py`` and ``tests/engine/test_engine_e2e.py``; on
 a CPU it is slow (use a GPU for THUMOS14).
 
 Example

@@ -31,7 +31,7 @@ def raises_naming(*parts: str):
 
 @contextmanager
 def keep_overruns():
-    """Silence the overrun warning the real THUMOS14 files raise (asserted in tests/test_annotations.py)."""
+    """Silence the overrun warning the real THUMOS14 files raise (asserted in tests/data/test_annotations.py)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AnnotationWarning)
         yield

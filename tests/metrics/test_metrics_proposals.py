@@ -14,7 +14,7 @@ from gaf.cli import main
 from gaf.data.annotations import AnnotationSet, Segment, Video, read_ground_truth
 from gaf.metrics.proposals import evaluate_proposals
 
-ANET = Path(__file__).resolve().parents[2] / "shared" / "data" / "activitynet" / "anet_anno_action.json"
+ANET = Path(__file__).resolve().parents[3] / "shared" / "data" / "activitynet" / "anet_anno_action.json"
 
 
 def _hand_case() -> tuple[AnnotationSet, AnnotationSet]:

@@ -12,7 +12,7 @@ import pytest
 from conftest import THUMOS_DIR
 from gaf.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GAF_BIN = REPO / ".venv" / "bin" / "gaf"
 
 

@@ -1,6 +1,6 @@
 """Specification of gaf.data.annotations: JSON formats, the real benchmark files, order, validation.
 
-THUMOS14 CSVs, class files and variants: tests/test_data_thumos14.py; UCF101 splits: tests/test_data_ucf101.py.
+THUMOS14 CSVs, class files and variants: tests/data/test_data_thumos14.py; UCF101 splits: tests/data/test_data_ucf101.py.
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ def test_modules_import_no_torch_or_numpy_and_reexport_moved_names_in_any_import
                 "from gaf.data.annotations import thumos14_ground_truth, read_thumos_csv, read_ucf101_split; "
                 "assert thumos14_ground_truth is t.thumos14_ground_truth and read_ucf101_split is u.read_ucf101_split; "
                 "sys.exit('torch' in sys.modules or 'numpy' in sys.modules)")
-        assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0, first
+        assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0, first
 
 
 # ---------------------------------------------------------------- any input: success or AnnotationError

@@ -46,7 +46,7 @@ def test_shipped_timing_table_is_built_from_the_real_annotation():
 
 
 def test_shipped_timing_table_is_small():
-    path = Path(__file__).resolve().parents[1] / "gaf" / "resources" / "thumos14_timing.json"
+    path = Path(__file__).resolve().parents[2] / "gaf" / "resources" / "thumos14_timing.json"
     assert path.stat().st_size < 200_000
 
 

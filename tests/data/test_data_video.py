@@ -18,7 +18,7 @@ from gaf.data.video import (  # noqa: E402
 from gaf.errors import DataError  # noqa: E402
 from conftest import write_video  # noqa: E402
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
 if not VIDEOS.is_dir():
     VIDEOS = Path("/work/shared/data/videos")
 CLIPS = list(csv.DictReader(open(VIDEOS / "clips.csv"))) if (VIDEOS / "clips.csv").exists() else []

@@ -40,7 +40,7 @@ from gaf.engine.recognition import RecognitionExperiment, train_recognizer  # no
 from gaf.errors import ConfigError  # noqa: E402
 from gaf.models.backbones.i3d import build_i3d  # noqa: E402
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
 if not VIDEOS.is_dir():
     VIDEOS = Path("/work/shared/data/videos")
 SOURCES = {  # class -> real clip it is cut from
