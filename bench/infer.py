@@ -29,7 +29,7 @@ LENGTHS = (576, 1152, 2304, 4608)
 
 def build(config: str, T: int, device: torch.device):
     from gaf.engine.experiment import load_experiment
-    from gaf.models.build import build_model
+    from gaf.models.gaf_detector import build_model
 
     cfg = load_experiment(config)
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 """Training step time: GAF's two stages against the plain detector, on random features.
 
 For each bundled config (default ``thumos14_i3d`` and ``demo``) it builds, with
-:func:`gaf.models.build.build_model` and random weights:
+:func:`gaf.models.gaf_detector.build_model` and random weights:
 
 * ``plain``: the plain detector (``model.gaf.enabled = false``, the AFSD
   baseline; it trains only stage "segment", on all its parameters);
@@ -92,7 +92,7 @@ def seq_len(cfg, cap: int | None) -> int:
 def build_case(config: str, case: str, T: int, device: torch.device) -> tuple[Case, object]:
     from gaf.engine.experiment import load_experiment
     from gaf.engine.runtime import seed_everything
-    from gaf.models.build import build_model
+    from gaf.models.gaf_detector import build_model
 
     cfg = load_experiment(config)
     tcfg = cfg.train

@@ -10,7 +10,7 @@ into overlapping windows, shorter ones padded). Inputs and outputs, in order:
 * ``quality`` (B, P): quality logits; ``points`` (P,): each point's position in steps;
 * ``point_mask`` (B, P) bool: points on real steps; ``attention`` (B, T): λ per step (zeros without GAF).
 
-Decoding, as gaf does it (:meth:`gaf.models.build.GAFDetector.predict_from_outputs` and
+Decoding, as gaf does it (:meth:`gaf.models.gaf_detector.GAFDetector.predict_from_outputs` and
 :func:`gaf.engine.evaluate.postprocess_video`): score = sigmoid(cls_logits) · sigmoid(quality)
 (``model.detector.score``: ``product``; ``sqrt`` takes its square root, ``cls`` drops the quality),
 zero on masked points; keep the best ``eval.pre_nms_top_k`` (point, class) pairs above
@@ -40,7 +40,7 @@ OUTPUT_NAMES = ("cls_logits", "offsets", "quality", "points", "point_mask", "att
 
 
 class ExportableDetector(nn.Module):
-    """A :class:`gaf.models.build.GAFDetector` as a function of two tensors returning a tuple of tensors
+    """A :class:`gaf.models.gaf_detector.GAFDetector` as a function of two tensors returning a tuple of tensors
     (what tracing and ONNX need): the outputs of :data:`OUTPUT_NAMES`."""
 
     def __init__(self, model: nn.Module) -> None:

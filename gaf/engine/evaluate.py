@@ -29,7 +29,7 @@ from gaf.engine.runtime import FILE_ONLY
 from gaf.io import atomic_write_text
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
-from gaf.models.build import batch_outputs
+from gaf.models.gaf_detector import batch_outputs
 from gaf.postprocess import nms, soft_nms
 
 log = logging.getLogger("gaf")

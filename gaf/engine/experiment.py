@@ -4,7 +4,7 @@ Sections (fixed names, each a dataclass defined next to its code)::
 
     name:       run name (work dir default: work_dirs/<name>)
     dataset:    gaf.data.features.DatasetConfig   (paths, fps, stride, window, dims, lengths)
-    model:      gaf.models.build.ModelConfig      (gaf / detector / loss)
+    model:      gaf.models.gaf_detector.ModelConfig      (gaf / detector / loss)
     e2e:        gaf.models.e2e.E2EConfig | null   (end-to-end run: I3D on frames + GAF; needs ``frames``)
     frames:     gaf.data.frames.FrameDatasetConfig | null  (videos and clips of an e2e run, instead of ``dataset``)
     train:      TrainConfig                       (optimiser, schedule, epochs, EMA, seed)
@@ -35,7 +35,7 @@ from gaf.data.features import DatasetConfig
 from gaf.data.frames import FrameDatasetConfig
 from gaf.data.synthetic import SyntheticConfig
 from gaf.errors import ConfigError
-from gaf.models.build import ModelConfig
+from gaf.models.gaf_detector import ModelConfig
 from gaf.models.e2e import E2EConfig
 
 __all__ = [

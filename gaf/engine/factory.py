@@ -3,7 +3,7 @@
 An :class:`~gaf.engine.experiment.ExperimentConfig` with an ``e2e`` section
 trains :class:`gaf.models.e2e.E2EDetector` on frame clips
 (:class:`gaf.data.frames.FrameClipDataset`, section ``frames``); otherwise
-the detector of ``model`` (:func:`gaf.models.build.build_model`) trains on
+the detector of ``model`` (:func:`gaf.models.gaf_detector.build_model`) trains on
 cached features (:class:`gaf.data.features.FeatureDataset`, section
 ``dataset``). Both datasets give items with the same keys and ``meta``
 (steps, ``time_offset``, ``step_seconds``), and both models the same
@@ -21,7 +21,7 @@ import torch
 from gaf.data.features import FeatureDataset, collate
 from gaf.data.frames import FrameClipDataset, collate_frames
 from gaf.engine.experiment import ExperimentConfig
-from gaf.models.build import ModelConfig, build_model
+from gaf.models.gaf_detector import ModelConfig, build_model
 
 __all__ = ["build_dataset", "build_detector", "collate_for", "data_labels", "detector_config", "set_data_labels"]
 

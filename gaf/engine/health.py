@@ -10,7 +10,7 @@
   split (evenly spread over the split, the same ones every epoch);
 * ``grad_lambda/<term>``: the L2 norm of the gradient on λ of each weighted
   term of stage "segment" (``ai``, ``nai``, ``clf``, ``rep``; see
-  :meth:`gaf.models.build.GAFDetector.segment_terms`), over the batch's λ,
+  :meth:`gaf.models.gaf_detector.GAFDetector.segment_terms`), over the batch's λ,
   sampled every ``train.grad_probe_every`` iterations and averaged over the
   epoch's samples.
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from gaf.metrics.attention import HEALTH_KEYS, attention_health
-from gaf.models.build import batch_outputs
+from gaf.models.gaf_detector import batch_outputs
 from gaf.models.gaf import action_mask, step_attention
 from gaf.models.noise import item_seed, sample_seeds
 

@@ -43,7 +43,7 @@ from gaf.engine.runlock import hold_work_dir
 from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.errors import ConfigError, DataError
 from gaf.io import atomic_write_text
-from gaf.models.build import GAFDetector
+from gaf.models.gaf_detector import GAFDetector
 
 __all__ = ["train", "TrainResult", "prepare_benchmark", "open_run", "config_differences", "detection_step_losses"]
 

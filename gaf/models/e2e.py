@@ -8,7 +8,7 @@ Pipeline::
                                                                       linear upsampling in time ─▶ (B, 1024, T')
       merge: "concat"  ─▶ F (B, 1856, T')
              "average" ─▶ (P4(Mixed_4f) + P5(Mixed_5c)) / 2, P = 1×1 conv to ``proj_dim`` ─▶ F (B, proj_dim, T')
-      └─ GAFDetector (gaf.models.build) on F, with the paper's two-stage losses
+      └─ GAFDetector (gaf.models.gaf_detector) on F, with the paper's two-stage losses
 
 ``T' = ceil(L / 4)``: one feature step per 4 frames (Mixed_4f's temporal
 stride; Mixed_5c's is 8). A 256-frame clip of 96×96 crops (the paper's
@@ -16,7 +16,7 @@ setting) gives ``T' = 64`` steps; ``segments`` handed to :meth:`E2EDetector.loss
 are in these steps, relative to the clip (frame ``f`` of the clip lies at
 step ``f / 4``).
 
-The model keeps :class:`~gaf.models.build.GAFDetector`'s interface with frames
+The model keeps :class:`~gaf.models.gaf_detector.GAFDetector`'s interface with frames
 in place of features, so a loop written for the detector drives it:
 ``forward(frames, mask)``, ``losses(frames, mask, segments, labels, *, stage,
 progress)``, ``stage_parameters(stage)``, ``predict_from_outputs``,
@@ -64,8 +64,8 @@ import torch.nn.functional as F
 
 from gaf.config import AT_LEAST_ONE, ranged
 from gaf.errors import ConfigError
-from gaf.models.build import GAFDetector, ModelConfig, build_model
-from gaf.models.gaf import stage_parameters
+from gaf.models.gaf_detector import GAFDetector, ModelConfig, build_model
+from gaf.models.blocks import stage_parameters
 
 __all__ = ["E2EConfig", "E2EDetector", "build_e2e_detector", "ENDPOINTS", "FRAMES_PER_STEP"]
 

@@ -68,13 +68,12 @@ from torch.func import functional_call
 from gaf import losses as L
 from gaf.config import AT_LEAST_ONE, NON_NEGATIVE, ODD, ranged
 from gaf.errors import ConfigError
+from gaf.models.blocks import ConvBlock
 from gaf.models.noise import randn_like
 
 __all__ = [
     "GAFConfig",
     "GAFOutput",
-    "MaskedGroupNorm",
-    "ConvBlock",
     "SegmentGAF",
     "FrameGAF",
     "GenerativeFusion",
@@ -85,7 +84,6 @@ __all__ = [
     "step_attention",
     "latent_dim",
     "TemporalSelfAttention",
-    "stage_parameters",
 ]
 
 
@@ -140,65 +138,6 @@ class GAFOutput:
     recon: torch.Tensor | None = None  # f^ (B, C, T) Frame-GAF reconstruction (if asked)
     mu: torch.Tensor | None = None  # (B, D, T) encoder mean
     logvar: torch.Tensor | None = None  # (B, D, T) encoder log-variance
-
-
-def _groups(channels: int) -> int:
-    for g in (32, 16, 8, 4, 2, 1):
-        if channels % g == 0 and channels // g >= 2 or g == 1:
-            return g
-    return 1
-
-
-class MaskedGroupNorm(nn.Module):
-    """GroupNorm over valid steps only: ``(B, C, T)`` with mask ``(B, 1, T)``.
-
-    Statistics ignore padded steps, so a sequence gives the same outputs
-    alone or padded inside a batch. Output is zero on padding.
-    """
-
-    def __init__(self, channels: int, groups: int | None = None, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.groups = groups or _groups(channels)
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.group_norm(x, self.groups, self.weight, self.bias, self.eps)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``x (B, C, T)``, ``mask (B, 1, T)`` (bool or float) -> ``(B, C, T)``."""
-        B, C, T = x.shape
-        m = mask.reshape(B, T).to(x.dtype)
-        if bool(m.min() > 0):  # no padding: the fused kernel
-            return self._norm(x)
-        G = self.groups
-        mm = m[:, :, None]
-        s1 = torch.bmm(x, mm).reshape(B, G, C // G).sum(2)
-        s2 = torch.bmm(x * x, mm).reshape(B, G, C // G).sum(2)
-        n = (mm.sum(1) * (C // G)).clamp(min=1.0)
-        mean = s1 / n
-        rstd = torch.rsqrt((s2 / n - mean.pow(2)).clamp(min=0.0) + self.eps)
-        scale = rstd.repeat_interleave(C // G, dim=1) * self.weight  # (B, C)
-        shift = self.bias - mean.repeat_interleave(C // G, dim=1) * scale
-        return torch.addcmul(shift[:, :, None], x, scale[:, :, None]) * m[:, None, :]
-
-
-class ConvBlock(nn.Module):
-    """Masked ``Conv1d -> MaskedGroupNorm -> ReLU``; stride 2 halves T (ceil)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> None:
-        super().__init__()
-        self.stride = stride
-        self.conv = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
-        self.norm = MaskedGroupNorm(cout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x (B, cin, T)`` zero on padding, ``mask (B, 1, T)`` float -> ``(B, cout, T'), (B, 1, T')``."""
-        y = self.conv(x)
-        if self.stride > 1:
-            mask = mask[..., :: self.stride][..., : y.shape[-1]]
-        return torch.relu(self.norm(y, mask)), mask
 
 
 def multi_hot(labels: Sequence[torch.Tensor] | torch.Tensor, num_classes: int, device=None) -> torch.Tensor:
@@ -548,19 +487,3 @@ class GAF(nn.Module):
         p = (frequency.to(head.bias.dtype).clamp(1e-4, 1.0) / 2).clamp(max=0.5)
         head.bias[:-1] = torch.log(p) - torch.log1p(-p)
         head.bias[-1] = 0.0
-
-
-def stage_parameters(model: nn.Module, stage: str, frame: Sequence[nn.Parameter],
-                     frozen: Sequence[nn.Parameter] = ()) -> list[nn.Parameter]:
-    """The parameters of ``model`` one training stage updates (the two-stage schedule, paper §IV-B).
-
-    ``"frame"``: ``frame`` (Frame-GAF's CVAE); ``"segment"``: every other
-    parameter of ``model`` except ``frozen`` (e.g. a frozen backbone). The
-    two never overlap.
-    """
-    if stage == "frame":
-        return list(frame)
-    if stage == "segment":
-        ids = {id(p) for p in frame} | {id(p) for p in frozen}
-        return [p for p in model.parameters() if id(p) not in ids]
-    raise ValueError(f"stage must be 'frame' or 'segment', got {stage!r}")

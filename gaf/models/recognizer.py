@@ -55,7 +55,8 @@ import torch.nn.functional as F
 
 from gaf.config import NON_NEGATIVE, check, ranged
 from gaf.errors import ConfigError
-from gaf.models.gaf import GAF, GAFConfig, SegmentGAF, stage_parameters
+from gaf.models.blocks import stage_parameters
+from gaf.models.gaf import GAF, GAFConfig, SegmentGAF
 
 __all__ = ["RecognitionLossConfig", "RecognizerConfig", "Recognizer"]
 

@@ -9,8 +9,10 @@ import torch
 
 from gaf.config import from_dict
 from gaf.losses import tiou_1d
-from gaf.models.build import GAFDetector, LossConfig, ModelConfig, build_model, complement_segments
-from gaf.models.detector import DetectorConfig, assign_points, build_sparse_table, range_max
+from gaf.models.gaf_detector import GAFDetector, LossConfig, ModelConfig, build_model, complement_segments
+from gaf.models.blocks import build_sparse_table, range_max
+from gaf.models.detection_losses import assign_points
+from gaf.models.detector import DetectorConfig
 from gaf.models.gaf import GAFConfig
 
 SMALL_GAF = dict(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4)

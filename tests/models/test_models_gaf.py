@@ -9,7 +9,8 @@ import torch
 
 import gaf.models.gaf as gaf_module
 from gaf import losses as L
-from gaf.models.gaf import GAF, GAFConfig, MaskedGroupNorm, SegmentGAF, multi_hot
+from gaf.models.blocks import MaskedGroupNorm
+from gaf.models.gaf import GAF, GAFConfig, SegmentGAF, multi_hot
 
 SMALL = GAFConfig(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4)
 

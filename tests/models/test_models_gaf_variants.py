@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gaf.engine.health import attention_gradients
-from gaf.models.build import LossConfig, ModelConfig, build_model
+from gaf.models.gaf_detector import LossConfig, ModelConfig, build_model
 from gaf.models.detector import DetectorConfig
 from gaf.models.gaf import GAF, GAFConfig, action_mask
 
@@ -188,7 +188,7 @@ def test_oracle_detector_uses_the_ground_truth_in_training_and_inference():
 
 
 def test_attention_supervision_is_bce_against_the_action_mask_on_by_default_and_switchable():
-    from gaf.models.build import attention_bce
+    from gaf.models.gaf_detector import attention_bce
 
     x, mask, segs, labels = detection_batch()
     assert "att" in model_with().train().losses(x, mask, segs, labels, stage="segment")  # the measured default

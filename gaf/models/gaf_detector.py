@@ -39,9 +39,11 @@ import torch
 import torch.nn as nn
 
 from gaf.config import NON_NEGATIVE, POSITIVE, UNIT, ranged
-from gaf.models.detector import AnchorFreeDetector, DetectorConfig, detection_losses
+from gaf.models.detection_losses import detection_losses
+from gaf.models.detector import AnchorFreeDetector, DetectorConfig
 from gaf import losses as L
-from gaf.models.gaf import GAF, GAFConfig, action_mask, as_channels, stage_parameters, step_attention
+from gaf.models.blocks import stage_parameters
+from gaf.models.gaf import GAF, GAFConfig, action_mask, as_channels, step_attention
 
 __all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complement_segments", "batch_outputs"]
 

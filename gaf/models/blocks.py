@@ -1,0 +1,143 @@
+"""Building blocks shared by GAF, the detector and the recognizer: masked group norm, masked conv blocks,
+the sparse-table range max of AFSD's boundary pooling, and the two-stage parameter split. Shapes:
+features ``(B, C, T)``, masks ``(B, 1, T)`` or ``(B, T)``; everything in feature steps."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+__all__ = ["MaskedGroupNorm", "ConvBlock", "build_sparse_table", "range_max", "stage_parameters"]
+
+
+def _groups(channels: int) -> int:
+    for g in (32, 16, 8, 4, 2, 1):
+        if channels % g == 0 and channels // g >= 2 or g == 1:
+            return g
+    return 1
+
+
+class MaskedGroupNorm(nn.Module):
+    """GroupNorm over valid steps only: ``(B, C, T)`` with mask ``(B, 1, T)``.
+
+    Statistics ignore padded steps, so a sequence gives the same outputs
+    alone or padded inside a batch. Output is zero on padding.
+    """
+
+    def __init__(self, channels: int, groups: int | None = None, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.groups = groups or _groups(channels)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.group_norm(x, self.groups, self.weight, self.bias, self.eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x (B, C, T)``, ``mask (B, 1, T)`` (bool or float) -> ``(B, C, T)``."""
+        B, C, T = x.shape
+        m = mask.reshape(B, T).to(x.dtype)
+        if bool(m.min() > 0):  # no padding: the fused kernel
+            return self._norm(x)
+        G = self.groups
+        mm = m[:, :, None]
+        s1 = torch.bmm(x, mm).reshape(B, G, C // G).sum(2)
+        s2 = torch.bmm(x * x, mm).reshape(B, G, C // G).sum(2)
+        n = (mm.sum(1) * (C // G)).clamp(min=1.0)
+        mean = s1 / n
+        rstd = torch.rsqrt((s2 / n - mean.pow(2)).clamp(min=0.0) + self.eps)
+        scale = rstd.repeat_interleave(C // G, dim=1) * self.weight  # (B, C)
+        shift = self.bias - mean.repeat_interleave(C // G, dim=1) * scale
+        return torch.addcmul(shift[:, :, None], x, scale[:, :, None]) * m[:, None, :]
+
+
+class ConvBlock(nn.Module):
+    """Masked ``Conv1d -> MaskedGroupNorm -> ReLU``; stride 2 halves T (ceil)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+        self.norm = MaskedGroupNorm(cout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, cin, T)`` zero on padding, ``mask (B, 1, T)`` float -> ``(B, cout, T'), (B, 1, T')``."""
+        y = self.conv(x)
+        if self.stride > 1:
+            mask = mask[..., :: self.stride][..., : y.shape[-1]]
+        return torch.relu(self.norm(y, mask)), mask
+
+
+def build_sparse_table(x: torch.Tensor, *, with_index: bool = False
+                       ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Sparse table of maxima: ``x (B, C, T)`` -> ``(B, C, K, T)``, ``K = floor(log2 T) + 1``.
+
+    ``table[..., k, i] = max(x[..., i : i + 2**k])`` wherever ``i + 2**k <= T``
+    (other entries are never queried). ``with_index=True`` also returns the
+    ``(B, C, K, T)`` int32 table of the positions of those maxima.
+    """
+    B, C, T = x.shape
+    K = int(T).bit_length()  # floor(log2 T) + 1 (int(): T is a tensor when traced for export)
+    # Built level by level without writes into views, so tracing and ONNX export record it faithfully.
+    levels = [x]
+    indices = [torch.arange(T, dtype=torch.int32, device=x.device).expand(B, C, T)] if with_index else []
+    span = 1
+    for _ in range(1, K):
+        prev = levels[-1]
+        a, b = prev[..., :-span], prev[..., span:]
+        levels.append(torch.cat([torch.maximum(a, b), prev[..., -span:]], -1))
+        if with_index:
+            pi = indices[-1]
+            indices.append(torch.cat([torch.where(a >= b, pi[..., :-span], pi[..., span:]), pi[..., -span:]], -1))
+        span *= 2
+    table = torch.stack(levels, 2)
+    index = torch.stack(indices, 2) if with_index else None
+    return (table, index) if with_index else table
+
+
+def _query(table: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    B, C, K, T = table.shape
+    length = (hi - lo + 1).clamp(min=1)
+    k = torch.floor(torch.log2(length.to(torch.float32))).long().clamp(max=K - 1)
+    k = torch.where((1 << (k + 1)) <= length, k + 1, k).clamp(max=K - 1)  # float rounding at powers of two
+    left = (k * T + lo)[:, None, :].expand(B, C, -1)
+    right = (k * T + hi - (1 << k) + 1)[:, None, :].expand(B, C, -1)
+    return left, right
+
+
+def range_max(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``out[b, c, p] = max(x[b, c, lo[b, p] : hi[b, p] + 1])`` (inclusive range), via a sparse table.
+
+    ``x (B, C, T)``; ``lo, hi (B, P)`` long with ``0 <= lo <= hi < T``.
+    Returns ``(B, C, P)``. The table is built without autograd; the maxima
+    are then gathered from ``x``, so gradients flow to the arg-max steps
+    exactly as for a max-pool. Works on CPU and GPU.
+    """
+    B, C, T = x.shape
+    with torch.no_grad():
+        table, index = build_sparse_table(x.detach(), with_index=True)
+        K = table.shape[2]
+        left, right = _query(table, lo, hi)
+        vals, idx = table.reshape(B, C, K * T), index.reshape(B, C, K * T)
+        vl, vr = vals.gather(2, left), vals.gather(2, right)
+        arg = torch.where(vl >= vr, idx.gather(2, left), idx.gather(2, right)).long()
+    return x.gather(2, arg)
+
+
+def stage_parameters(model: nn.Module, stage: str, frame: Sequence[nn.Parameter],
+                     frozen: Sequence[nn.Parameter] = ()) -> list[nn.Parameter]:
+    """The parameters of ``model`` one training stage updates (the two-stage schedule, paper §IV-B).
+
+    ``"frame"``: ``frame`` (Frame-GAF's CVAE); ``"segment"``: every other
+    parameter of ``model`` except ``frozen`` (e.g. a frozen backbone). The
+    two never overlap.
+    """
+    if stage == "frame":
+        return list(frame)
+    if stage == "segment":
+        ids = {id(p) for p in frame} | {id(p) for p in frozen}
+        return [p for p in model.parameters() if id(p) not in ids]
+    raise ValueError(f"stage must be 'frame' or 'segment', got {stage!r}")
