@@ -95,10 +95,12 @@ class Detector:
         from gaf.engine.runtime import select_device
         from gaf.errors import CheckpointError
 
-        meta = load_checkpoint(ckpt).get("meta") or {}
+        state = load_checkpoint(ckpt)
+        meta = state.get("meta") or {}
         self.ckpt = Path(ckpt)
         self.device = select_device(device)
-        self.model, self.config = _load(ckpt, device=self.device)
+        self.model, self.config = _load(ckpt, device=self.device, state=state)  # the checkpoint is read once
+        del state
         self.labels = [str(x) for x in (meta.get("labels") or [])]
         if not self.labels:
             raise CheckpointError(f"{ckpt}: checkpoint meta lacks the class labels")

@@ -22,7 +22,6 @@ model (``FILE.json``).
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -70,12 +69,12 @@ def _example(in_dim: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     return features, mask
 
 
-def decoding_settings(cfg: Any, labels: list[str]) -> dict[str, Any]:
+def decoding_settings(cfg: Any, labels: list[str], in_dim: int) -> dict[str, Any]:
     """What a consumer needs to turn the raw outputs into detections in seconds (module docstring)."""
     ds, ev = cfg.dataset, cfg.eval
     fps = float(ds.fps) if ds.fps is not None else 30.0
     return {"inputs": {"features": "(B, C, T) float32", "mask": "(B, T) bool"}, "outputs": list(OUTPUT_NAMES),
-            "window_steps": int(ds.max_seq_len), "in_dim": None, "labels": labels,
+            "window_steps": int(ds.max_seq_len), "in_dim": in_dim, "labels": labels,
             "score": cfg.model.detector.score, "pre_nms_top_k": ev.pre_nms_top_k,
             "score_threshold": ev.score_threshold, "nms": ev.nms, "nms_sigma": ev.nms_sigma, "nms_iou": ev.nms_iou,
             "min_score": ev.min_score, "max_per_video": ev.max_per_video, "class_agnostic_nms": ev.class_agnostic_nms,
@@ -103,8 +102,8 @@ def export_detector(ckpt: str | os.PathLike[str], out: str | os.PathLike[str], *
         raise ConfigError(f"{ckpt}: an end-to-end (I3D + detector) checkpoint; gaf export exports detectors on "
                           "features (export the I3D separately: gaf weights)")
     meta = state.get("meta") or {}
+    model, cfg = load_detector(ckpt, device="cpu", state=state)  # the checkpoint is read once
     del state
-    model, cfg = load_detector(ckpt, device="cpu")
     wrapper = ExportableDetector(model)
     in_dim, length = int(meta["in_dim"]), int(cfg.dataset.max_seq_len)
     features, mask = _example(in_dim, length)
@@ -120,8 +119,8 @@ def export_detector(ckpt: str | os.PathLike[str], out: str | os.PathLike[str], *
         else:
             _onnx_export(wrapper, (features, mask), buffer)
     path = atomic_write_bytes(out, buffer.getvalue())
-    settings = decoding_settings(cfg, [str(x) for x in meta.get("labels") or []])
-    settings.update({"in_dim": in_dim, "format": fmt, "checkpoint": str(ckpt)})
+    settings = decoding_settings(cfg, [str(x) for x in meta.get("labels") or []], in_dim)
+    settings.update({"format": fmt, "checkpoint": str(ckpt)})
     side = atomic_write_json(out.with_name(out.name + ".json"), settings)
     return path, side
 
@@ -141,7 +140,3 @@ def _onnx_export(module: nn.Module, args: tuple[torch.Tensor, ...], buffer: Any)
                       opset_version=17, dynamic_axes={"features": {0: "batch"}, "mask": {0: "batch"}},
                       dynamo=False)
 
-
-def read_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The decoding settings ``gaf export`` wrote beside a model (``FILE.json``)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
