@@ -28,20 +28,33 @@ LEGACY = ["model.gaf.context=local", "model.loss.clf_prior=false", "model.loss.a
 NO_ATT = ["model.loss.att=0"]  # the paper's losses: the collapse must be fixed at its cause, not by L_att
 
 
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory) -> str:
-    """The demo's embedded benchmark (300 / 100 videos, 64-d), generated once for this module."""
+def _benchmark(tmp_path_factory, name: str, **size) -> str:
+    from dataclasses import replace
+
     from gaf.data.synthetic import generate_benchmark
 
-    out = tmp_path_factory.mktemp("demo_data") / "bench"
-    generate_benchmark(out, load_experiment("demo").benchmark.synthetic)
+    out = tmp_path_factory.mktemp(name) / "bench"
+    generate_benchmark(out, replace(load_experiment("demo").benchmark.synthetic, **size))
     return str(out)
 
 
-def small_demo(bench: str, run_dir, *extra: str):
-    """``demo.yaml``'s data and formulation with a smaller model and 10 epochs."""
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory) -> str:
+    """The demo's embedded benchmark (300 / 100 videos, 64-d), generated once for this module."""
+    return _benchmark(tmp_path_factory, "demo_data")
+
+
+@pytest.fixture(scope="module")
+def half_demo_data(tmp_path_factory) -> str:
+    """The demo's generator at half its size (150 / 60 videos): what the default and the old formulation
+    are told apart on (measured: test AUROC 0.85 and 0.73 after 8 epochs)."""
+    return _benchmark(tmp_path_factory, "half_demo_data", num_train_videos=150, num_test_videos=60)
+
+
+def small_demo(bench: str, run_dir, *extra: str, epochs: int = 10):
+    """``demo.yaml``'s data and formulation with a smaller model and ``epochs`` epochs."""
     sets = [f"dataset.annotation_file={bench}/annotations.json", f"dataset.feature_dir={bench}/features",
-            "train.epochs=10", "train.health_items=64", "model.gaf.attention_dim=32", "model.gaf.reduce_dim=16",
+            f"train.epochs={epochs}", "train.health_items=64", "model.gaf.attention_dim=32", "model.gaf.reduce_dim=16",
             "model.gaf.hidden_dim=32", "model.gaf.latent_dim=8", "model.detector.embed_dim=64",
             "model.detector.num_levels=5", "model.detector.head_layers=1", f"work_dir={run_dir}", *extra]
     cfg = load_experiment("demo", sets)
@@ -49,14 +62,17 @@ def small_demo(bench: str, run_dir, *extra: str):
     return cfg
 
 
-@pytest.mark.parametrize("extra", [[], NO_ATT], ids=["default", "without_L_att"])
-def test_lambda_of_the_default_formulation_stays_healthy_to_the_end(demo_data, tmp_path, extra):
-    cfg = small_demo(demo_data, tmp_path / "run", *extra)
+# The default on half the demo's data for 8 epochs; without L_att λ separates the splits more slowly
+# (test AUROC 0.79 after 12 epochs on the half-size data), so that case trains on all of it for 10 epochs.
+@pytest.mark.parametrize("extra,data,epochs", [([], "half_demo_data", 8), (NO_ATT, "demo_data", 10)],
+                         ids=["default", "without_L_att"])
+def test_lambda_of_the_default_formulation_stays_healthy_to_the_end(request, tmp_path, extra, data, epochs):
+    cfg = small_demo(request.getfixturevalue(data), tmp_path / "run", *extra, epochs=epochs)
     assert cfg.model.gaf.context == "global" and cfg.model.loss.clf_prior  # what demo.yaml ships
     assert cfg.model.loss.att == (0.0 if extra else 1.0)
     result = train(cfg, progress=False)
     history = json.loads((result.work_dir / "history.json").read_text())
-    assert len(history) == 10
+    assert len(history) == epochs
     # mean λ on action steps never collapses ...
     assert min(h["health/train_action_mean"] for h in history) >= 0.2, history
     assert min(h["health/test_action_mean"] for h in history) >= 0.2
@@ -71,11 +87,11 @@ def test_lambda_of_the_default_formulation_stays_healthy_to_the_end(demo_data, t
     assert "training_curves.png" in report and "health/test_auroc" in report
 
 
-def test_the_old_formulation_fails_the_same_health_check(demo_data, tmp_path):
-    cfg = small_demo(demo_data, tmp_path / "run", *LEGACY)
+def test_the_old_formulation_fails_the_same_health_check(half_demo_data, tmp_path):
+    cfg = small_demo(half_demo_data, tmp_path / "run", *LEGACY, epochs=8)  # as the default's case above
     result = train(cfg, progress=False)
     last = json.loads((result.work_dir / "history.json").read_text())[-1]
-    assert last["health/test_auroc"] < 0.8, last  # measured: 0.64, with mean λ 0.006 on action steps
+    assert last["health/test_auroc"] < 0.8, last  # measured: 0.73 (0.64 on the full demo data, 10 epochs)
 
 
 def test_oracle_trains_and_evaluates_with_the_ground_truth_as_attention(pulse_dataset, tmp_path, one_thread):
