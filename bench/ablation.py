@@ -91,7 +91,7 @@ def _check_stored(work: Path, base: str, sets: list[str]) -> None:
 
     from gaf.config import to_dict
     from gaf.engine.experiment import load_experiment
-    from gaf.engine.train import config_differences
+    from gaf.engine.run import config_differences
 
     stored = yaml.safe_load((work / "config.yaml").read_text())
     wanted = to_dict(load_experiment(base, sets))

@@ -10,12 +10,14 @@ For each bundled config (default ``thumos14_i3d`` and ``demo``) it builds, with
 * ``frame+segment``: one step of each stage on the same batch, what one batch
   of an epoch costs (an epoch is a pass of each stage over the training set).
 
-and times one full optimiser step as :func:`gaf.engine.loop.fit` takes it:
-``model.losses`` (forward + losses) inside the per-sample noise block, backward,
-gradient clipping (``train.clip_grad``) and Adam (``train.lr`` / ``frame_lr``,
-``train.weight_decay``) over ``model.stage_parameters(stage)``, the other
-parameters frozen as ``fit`` freezes them. Not counted: data loading, the
-learning-rate scheduler, the EMA update (``thumos14_i3d`` enables it), logging.
+and times one full optimiser step with the function :func:`gaf.engine.loop.fit`
+calls, :func:`gaf.engine.loop.train_step`: ``model.losses`` (forward + losses)
+inside the per-sample noise block, backward, gradient clipping
+(``train.clip_grad``), Adam (``train.lr`` / ``frame_lr``,
+``train.weight_decay``) over ``model.stage_parameters(stage)``, the
+learning-rate schedule and the EMA update (``thumos14_i3d`` enables it), the
+other parameters frozen as ``fit`` freezes them. Not counted: data loading,
+logging.
 
 The batch is ``train.batch_size`` videos of T = ``dataset.max_seq_len`` random
 feature steps (all valid), each with 2-5 random ground-truth segments of random
@@ -65,23 +67,17 @@ PROGRESS = 0.5  # training progress fed to the losses (L_R is on; its cost does 
 
 
 @dataclass
-class Stage:
-    name: str
-    optimizer: torch.optim.Optimizer
-    params: list[torch.nn.Parameter]
-    trainable: set[int]
-
-
-@dataclass
 class Case:
     name: str
     model: torch.nn.Module
-    stages: list[Stage]
+    stages: list[str]
+    optim: object  # gaf.engine.optim.Optimization
+    runners: dict[str, torch.nn.Module]
     clip_grad: float
 
     @property
     def trained_params(self) -> int:
-        return sum(p.numel() for s in self.stages for p in s.params)
+        return sum(p.numel() for s in self.stages for p in self.model.stage_parameters(s))
 
 
 def seq_len(cfg, cap: int | None) -> int:
@@ -91,7 +87,10 @@ def seq_len(cfg, cap: int | None) -> int:
 
 def build_case(config: str, case: str, T: int, device: torch.device) -> tuple[Case, object]:
     from gaf.engine.experiment import load_experiment
+    from gaf.engine.loop import stage_runner, train_only
+    from gaf.engine.optim import Optimization
     from gaf.engine.runtime import seed_everything
+    from gaf.engine.train import detection_step_losses
     from gaf.models.gaf_detector import build_model
 
     cfg = load_experiment(config)
@@ -102,24 +101,17 @@ def build_case(config: str, case: str, T: int, device: torch.device) -> tuple[Ca
         mcfg.gaf.enabled = False
     model = build_model(mcfg, in_dim=cfg.dataset.input_dim, num_classes=NUM_CLASSES, max_seq_len=T)
     model = model.to(device).train()
-    names = {"plain": ["segment"], "frame": ["frame"], "segment": ["segment"],
-             "frame+segment": ["frame", "segment"]}[case]
-    stages = []
-    for name in names:
-        params = model.stage_parameters(name)
-        lr = tcfg.frame_lr if (name == "frame" and tcfg.frame_lr is not None) else tcfg.lr
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=tcfg.weight_decay)
-        stages.append(Stage(name, opt, params, {id(p) for p in params}))
-    out = Case(case, model, stages, tcfg.clip_grad)
+    stages = {"plain": ["segment"], "frame": ["frame"], "segment": ["segment"],
+              "frame+segment": ["frame", "segment"]}[case]
+    optim = Optimization(model, stages, tcfg, iters_per_epoch=100)  # fit's optimisers, schedules and EMA
+    runners = {}
+    for stage in stages:
+        train_only(model, stage)  # as fit builds a stage's runner
+        runners[stage] = stage_runner(model, stage, detection_step_losses, device)
+    out = Case(case, model, stages, optim, runners, tcfg.clip_grad)
     if len(stages) == 1:
-        freeze_for(out, stages[0])
+        train_only(model, stages[0])
     return out, cfg
-
-
-def freeze_for(case: Case, stage: Stage) -> None:
-    """Only ``stage``'s parameters require gradients (what ``fit`` does at the start of a stage's pass)."""
-    for p in case.model.parameters():
-        p.requires_grad_(id(p) in stage.trainable)
 
 
 def make_batch(cfg, T: int, device: torch.device, seed: int = 0) -> dict:
@@ -139,24 +131,18 @@ def make_batch(cfg, T: int, device: torch.device, seed: int = 0) -> dict:
 
 
 def train_step(case: Case, batch: dict, step: int) -> None:
-    """One optimiser step of each of the case's stages, as ``gaf.engine.loop.fit`` takes it."""
-    from gaf.losses import synchronized_normalizers
-    from gaf.models.noise import item_seed, sample_seeds
+    """One optimiser step of each of the case's stages: :func:`gaf.engine.loop.train_step`, what ``fit`` runs."""
+    from gaf.engine.loop import train_only
+    from gaf.engine.loop import train_step as fit_step
+    from gaf.models.noise import item_seed
 
     B = batch["features"].shape[0]
     for key, stage in enumerate(case.stages):
         if len(case.stages) > 1:
-            freeze_for(case, stage)
-        seeds = [item_seed(0, step, key, i) for i in range(B)]
-        with sample_seeds(seeds), synchronized_normalizers(False):
-            losses = case.model.losses(batch["features"], batch["mask"], batch["segments"], batch["labels"],
-                                       stage=stage.name, progress=PROGRESS)
-        total = losses["total"]
-        stage.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if case.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(stage.params, case.clip_grad)
-        stage.optimizer.step()
+            train_only(case.model, stage)
+        fit_step(case.runners[stage], batch, stage=stage, optim=case.optim,
+                 params=case.model.stage_parameters(stage), clip_grad=case.clip_grad, progress=PROGRESS,
+                 seeds=[item_seed(0, step, key, i) for i in range(B)], where=f"{case.name} step {step}")
 
 
 def _sync(device: torch.device) -> None:

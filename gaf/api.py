@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -91,7 +90,7 @@ class Detector:
 
     def __init__(self, ckpt: PathLike, *, device: str = "auto") -> None:
         from gaf.engine.checkpoint import load_checkpoint
-        from gaf.engine.inference import load_detector as _load
+        from gaf.engine.loading import load_detector as _load
         from gaf.engine.runtime import select_device
         from gaf.errors import CheckpointError
 
@@ -200,25 +199,12 @@ def load_detector(ckpt: PathLike, *, device: str = "auto") -> Detector:
 
 def _scoring_inputs(gt: Any, pred: Any, subset: str | None, proposals: bool,
                     label_map: PathLike | None) -> tuple[AnnotationSet, AnnotationSet]:
-    """The ground truth and predictions as AnnotationSets: objects pass through; paths (and THUMOS14 variant
-    names) are resolved as ``gaf score`` resolves them (subset picked, prefixes checked)."""
-    from gaf.data.annotations import AnnotationSet
+    """The ground truth and predictions as AnnotationSets, objects or paths (and THUMOS14 variant names)
+    resolved as ``gaf score`` resolves them (subset picked, prefixes checked)."""
+    from gaf.metrics.inputs import resolve_scoring_inputs
 
-    if isinstance(gt, AnnotationSet) and isinstance(pred, AnnotationSet):
-        return (gt.subset(subset) if subset not in (None, "all") else gt), pred
-    from gaf.commands.score import load_for_scoring
-    from gaf.data.annotations import write_activitynet, write_predictions
-
-    with tempfile.TemporaryDirectory(prefix="gaf-score-") as tmp:
-        if isinstance(gt, AnnotationSet):
-            gt = write_activitynet(gt, Path(tmp) / "gt.json")
-        if isinstance(pred, AnnotationSet):
-            pred = write_predictions(pred, Path(tmp) / "pred.json")
-        args = types.SimpleNamespace(gt=str(gt), pred=str(pred), subset=subset, variant=None,
-                                     label_map=None if label_map is None else str(label_map), overrun="warn",
-                                     add_prefix=None, strip_prefix=None, proposals=proposals)
-        loaded_gt, loaded_pred, _, _ = load_for_scoring(args)
-    return loaded_gt, loaded_pred
+    got = resolve_scoring_inputs(gt, pred, subset=subset, label_map=label_map, proposals=proposals)
+    return got.gt, got.pred
 
 
 def score(gt: AnnotationSet | PathLike, pred: AnnotationSet | PathLike, tious: Sequence[float] | None = None, *,
@@ -229,7 +215,7 @@ def score(gt: AnnotationSet | PathLike, pred: AnnotationSet | PathLike, tious: S
     ``.auc``). ``gt``: an AnnotationSet, a ground-truth file or a THUMOS14 variant name; ``pred``: an
     AnnotationSet or a results JSON. ``tious`` default: the ground truth's protocol (ActivityNet
     0.5:0.05:0.95, THUMOS14 0.3:0.1:0.7; proposals 0.5:0.05:0.95). No torch import."""
-    from gaf.commands.score import _protocol_tious
+    from gaf.metrics.inputs import protocol_tious
 
     ground_truth, predictions = _scoring_inputs(gt, pred, subset, proposals, label_map)
     if proposals:
@@ -239,7 +225,7 @@ def score(gt: AnnotationSet | PathLike, pred: AnnotationSet | PathLike, tious: S
     from gaf.metrics.detection import evaluate_detections
 
     if tious is None:
-        tious, _ = _protocol_tious(ground_truth)
+        tious, _ = protocol_tious(ground_truth)
     return evaluate_detections(ground_truth, predictions, tious, rules=rules)
 
 

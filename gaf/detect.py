@@ -109,7 +109,7 @@ def _one_video(video: Path, video_id: str, duration: float, fps: float, labels: 
 
 def _frame_dataset(cfg, video: Path, video_id: str, info, labels: list[str], out: Path):
     """End-to-end checkpoint: the model runs I3D itself, so the dataset is the video's frame clips."""
-    from gaf.data.frames import FrameClipDataset
+    from gaf.data.e2e_frames import FrameClipDataset
 
     fr = cfg.frames
     fcfg = dataclasses.replace(fr, annotation_file=str(video), video_dir=str(video.parent),
@@ -191,6 +191,32 @@ def _feature_dataset(cfg, ckpt, video: Path, video_id: str, info, labels: list[s
     return FeatureDataset(dcfg, "test", training=False, annotations=one), chosen, fps, feat_dir / f"{video_id}.npy"
 
 
+def _detection_checkpoint(state: dict, ckpt: str | os.PathLike[str]):
+    """``(config, in_dim, labels, meta)`` of a detector checkpoint fit for a new video; CheckpointError
+    when a part is missing, ConfigError for a recognition or an oracle checkpoint."""
+    from gaf.engine.experiment import experiment_from_dict
+
+    stored = dict(state.get("config") or {})
+    if stored.get("task") == "recognition":
+        raise ConfigError(f"{ckpt}: a recognition checkpoint (whole-clip labels); gaf detect needs a "
+                          "temporal detection checkpoint (from `gaf train` on a detection config)")
+    if not stored:
+        raise CheckpointError(f"{ckpt}: the checkpoint holds no config")
+    cfg = experiment_from_dict(stored, where=f"{ckpt} config")
+    if cfg.e2e is None and cfg.model.gaf.enabled and cfg.model.gaf.oracle:
+        raise ConfigError(f"{ckpt}: an oracle model (model.gaf.oracle: its attention is the ground-truth action "
+                          "mask) is for measurement only and cannot run on a new video")
+    meta = state.get("meta") or {}
+    try:
+        in_dim = int(meta["in_dim"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{ckpt}: checkpoint meta lacks in_dim") from None
+    labels = [str(x) for x in (meta.get("labels") or [])]
+    if not labels:
+        raise CheckpointError(f"{ckpt}: checkpoint meta lacks the class labels")
+    return cfg, in_dim, labels, meta
+
+
 def detect_video(
     video: str | os.PathLike[str],
     ckpt: str | os.PathLike[str],
@@ -230,8 +256,7 @@ def detect_video(
     from gaf.data.video import probe
     from gaf.engine.checkpoint import load_checkpoint
     from gaf.engine.evaluate import run_inference
-    from gaf.engine.experiment import experiment_from_dict
-    from gaf.engine.inference import load_detector
+    from gaf.engine.loading import load_detector
     from gaf.engine.runtime import select_device
     from gaf.extraction import video_id_of
 
@@ -246,24 +271,7 @@ def detect_video(
     info = probe(video)  # DataError naming the file when it cannot be decoded
 
     state = load_checkpoint(ckpt)
-    stored = dict(state.get("config") or {})
-    if stored.get("task") == "recognition":
-        raise ConfigError(f"{ckpt}: a recognition checkpoint (whole-clip labels); gaf detect needs a "
-                          "temporal detection checkpoint (from `gaf train` on a detection config)")
-    if not stored:
-        raise CheckpointError(f"{ckpt}: the checkpoint holds no config")
-    cfg = experiment_from_dict(stored, where=f"{ckpt} config")
-    if cfg.e2e is None and cfg.model.gaf.enabled and cfg.model.gaf.oracle:
-        raise ConfigError(f"{ckpt}: an oracle model (model.gaf.oracle: its attention is the ground-truth action "
-                          "mask) is for measurement only and cannot run on a new video")
-    meta = state.get("meta") or {}
-    try:
-        in_dim = int(meta["in_dim"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{ckpt}: checkpoint meta lacks in_dim") from None
-    labels = [str(x) for x in (meta.get("labels") or [])]
-    if not labels:
-        raise CheckpointError(f"{ckpt}: checkpoint meta lacks the class labels")
+    cfg, in_dim, labels, meta = _detection_checkpoint(state, ckpt)
     out = Path(out_dir)
     if cfg.e2e is not None:
         dataset, chosen, fps, feature_path = _frame_dataset(cfg, video, video_id, info, labels, out)

@@ -90,7 +90,7 @@ def export_detector(ckpt: str | os.PathLike[str], out: str | os.PathLike[str], *
     ``out`` + ``.json``; returns both paths. The model reads windows of the checkpoint's
     ``dataset.max_seq_len`` steps (module docstring)."""
     from gaf.engine.checkpoint import load_checkpoint
-    from gaf.engine.inference import load_detector
+    from gaf.engine.loading import load_detector
     from gaf.io import atomic_write_bytes, atomic_write_json
 
     if fmt not in FORMATS:

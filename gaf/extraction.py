@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 import numpy as np
 import torch
 
+from gaf.data.features import PREPROCESSING, read_preprocessing
 from gaf.data.flow import compute_flow, flow_to_input, resolve_method
 from gaf.data.video import MAX_FPS, WindowBuffer, iter_frames, num_resampled_frames, num_windows, probe
 from gaf.io import atomic_save_npy, atomic_write_text, sha256_file
@@ -188,10 +189,7 @@ def weights_sha256(path: str | os.PathLike[str] | None) -> str | None:
     return sha256_file(path)
 
 
-# Settings that change the features: cached features made with others are refused, never mixed.
-PREPROCESSING = ("fps", "stride", "window", "streams", "short_side", "crop", "weights_sha256")
-
-
+# Settings that change the features (PREPROCESSING): cached features made with others are refused, never mixed.
 def _load_index(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """Existing ``features.json`` (checked against ``settings``) or a fresh one."""
     if not path.exists():
@@ -208,20 +206,6 @@ def _load_index(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{path}: features there were extracted with {key}={were}, "
                               f"this run asks for {settings[key]!r}; use another --out folder")
     return {**settings, "videos": index["videos"]}
-
-
-def read_preprocessing(feature_dir: str | os.PathLike[str] | None) -> dict[str, Any] | None:
-    """The :data:`PREPROCESSING` settings of ``<feature_dir>/features.json`` (None: no such readable index)."""
-    if not feature_dir:
-        return None
-    path = Path(feature_dir) / "features.json"
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(index, dict) or not isinstance(index.get("videos"), dict):
-        return None
-    return {key: index[key] for key in PREPROCESSING if key in index}
 
 
 def _write_index(path: Path, index: dict[str, Any]) -> None:
@@ -338,6 +322,18 @@ def _index_existing(index: dict[str, Any], index_path: Path | None, vid: str, pa
         _write_index(index_path, index)
 
 
+def _join_ranks(parts: list[tuple[dict[str, dict[str, Any]], ExtractReport]], index: dict[str, Any],
+                report: ExtractReport) -> None:
+    """Rank 0: the other ranks' new index entries into ``index``, their counts into ``report``."""
+    for their_entries, theirs in parts:
+        index["videos"].update(their_entries)
+        report.written += theirs.written
+        report.skipped += theirs.skipped
+        report.failures += theirs.failures
+        report.frames += theirs.frames
+        report.windows += theirs.windows
+
+
 def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: ExtractConfig | None = None, *,
                      models: dict[str, torch.nn.Module] | None = None,
                      ctx: DistContext | None = None) -> ExtractReport:
@@ -354,7 +350,7 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
     """
     from tqdm.auto import tqdm
 
-    from gaf.engine.loop import logged_progress, shows_bars
+    from gaf.progress import logged_progress, shows_bars
     from gaf.engine.runtime import select_device
 
     cfg = cfg or ExtractConfig()
@@ -415,13 +411,7 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
         parts = ctx.gather((entries, report))
         if parts is None:
             return report  # not rank 0: rank 0 holds the joint index and report
-        for their_entries, theirs in parts[1:]:
-            index["videos"].update(their_entries)
-            report.written += theirs.written
-            report.skipped += theirs.skipped
-            report.failures += theirs.failures
-            report.frames += theirs.frames
-            report.windows += theirs.windows
+        _join_ranks(parts[1:], index, report)
         _write_index(index_path, index)
     elif not index_path.exists():
         _write_index(index_path, index)

@@ -11,6 +11,12 @@ second, and stands for the centre of that span, at
 ``(t * stride + window / 2) / fps`` seconds. :func:`steps_to_seconds` and
 :func:`seconds_to_steps` convert both ways with that rule.
 
+The one home of decoding: :func:`decode_offsets` (points + regressed
+distances → segments in steps; ``GAFDetector.predict_from_outputs``) and
+:func:`item_steps_to_seconds` (steps of a dataset item → seconds, with the
+item's own time axis; :func:`gaf.engine.evaluate.run_inference`, behind
+gaf eval, gaf train's final evaluation and gaf detect).
+
 NMS variants keep their greedy loop sequential (that is what NMS is) but each
 step is a handful of ``O(N)`` tensor ops on the device, and the loop runs once
 per *kept* segment, not once per candidate. No ``N x N`` matrix is built, so
@@ -25,6 +31,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "item_steps_to_seconds",
     "pairwise_tiou",
     "segment_tiou",
     "nms",
@@ -229,17 +236,21 @@ def soft_nms(segments: Tensor, scores: Tensor, *, labels: Tensor | None = None, 
 def decode_offsets(points: Tensor, strides: Tensor | float, offsets: Tensor) -> Tensor:
     """Turn per-point distances into segments: ``[p - d_start * s, p + d_end * s]``.
 
+    The one decoding of a detector's regression (``GAFDetector.predict_from_outputs``
+    calls it with ``strides = 1``: its offsets are already in steps).
+
     Args:
         points: ``(P,)`` point positions in feature steps (of the input
             sequence, i.e. the finest level).
         strides: ``(P,)`` (or a scalar) pyramid stride of each point, in
-            feature steps per unit of offset.
+            feature steps per unit of offset (1: the offsets are in steps).
         offsets: ``(P, 2)`` non-negative distances ``(d_start, d_end)`` in
             units of the point's stride.
 
     Returns:
         ``(P, 2)`` segments ``[start, end]`` in feature steps; convert to
-        seconds with :func:`steps_to_seconds`.
+        seconds with :func:`item_steps_to_seconds` (a dataset item's time axis)
+        or :func:`steps_to_seconds` (a whole video's, from its frame timing).
     """
     if offsets.dim() != 2 or offsets.shape[1] != 2:
         raise ValueError(f"decode_offsets: offsets must have shape (P, 2), got {tuple(offsets.shape)}")
@@ -262,6 +273,19 @@ def _check_timing(fps: float, stride: int, window: int, fn: str) -> None:
         raise ValueError(f"{fn}: window must be >= 0 frames, got {window}")
 
 
+def item_steps_to_seconds(x: Tensor, step_seconds: float, time_offset: float) -> Tensor:
+    """Positions in steps of a dataset item → seconds: ``x * step_seconds + time_offset``.
+
+    A feature dataset's item carries its time axis (``meta["step_seconds"]``,
+    ``meta["time_offset"]`` = seconds of the centre of the item's step 0), which
+    also covers resized (ActivityNet-style) videos; for a video at its feature
+    rate it is :func:`steps_to_seconds`'s ``(stride / fps, window / 2 / fps)``
+    shifted to the item's first step. Any shape; a float tensor of the same
+    shape and device.
+    """
+    return _float(x) * step_seconds + time_offset
+
+
 def steps_to_seconds(x: Tensor, fps: float, stride: int, window: int) -> Tensor:
     """Feature-step positions → seconds: ``(x * stride + window / 2) / fps``.
 
@@ -277,7 +301,7 @@ def steps_to_seconds(x: Tensor, fps: float, stride: int, window: int) -> Tensor:
         window: frames seen by one feature step.
     """
     _check_timing(fps, stride, window, "steps_to_seconds")
-    return (_float(x) * stride + 0.5 * window) / fps
+    return item_steps_to_seconds(x, stride / fps, 0.5 * window / fps)
 
 
 def seconds_to_steps(x: Tensor, fps: float, stride: int, window: int) -> Tensor:

@@ -151,16 +151,7 @@ def plot_timeline(
         raise DataError(f"video {video_id!r}: {len(outcomes)} outcomes for {len(detections)} detections")
     if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
         raise DataError(f"video {video_id!r}: field 'duration' must be a positive number of seconds, got {duration!r}")
-    att = None if attention is None else np.asarray(attention, dtype=np.float64).reshape(-1)
-    if att is None:
-        att_t = None
-    elif attention_times is None:
-        att_t = (np.arange(att.size) + 0.5) * (duration / max(att.size, 1))
-    else:
-        att_t = np.asarray(attention_times, dtype=np.float64).reshape(-1)
-        if att_t.shape != att.shape:
-            raise DataError(f"video {video_id!r}: field 'attention_times' has {att_t.size} values "
-                            f"but 'attention' has {att.size}")
+    att, att_t = _attention_curve(video_id, duration, attention, attention_times)
     gt = sorted(ground_truth, key=lambda g: (g.start, -g.end))
     verdict = {id(d): ok for d, ok in zip(detections, outcomes)} if outcomes is not None else {}
     kept = [d for d in detections if d.score is None or d.score >= score_threshold]
@@ -174,58 +165,19 @@ def plot_timeline(
     n_det = max(det_lanes) + 1 if kept else 1
     n_legend_rows = math.ceil((len(colors) + (2 if outcomes is not None else 0)) / 8) if colors else 0
 
-    # Layout in inches, converted to figure fractions below.
-    top_in = 0.45 + 0.28 * n_legend_rows
-    bars_in = _LANE_IN * (n_gt + n_det) + (0.15 if n_gt else 0.0) + 0.2
-    gap_in = 0.25 if att is not None else 0.0
-    attn_in = _ATTN_IN if att is not None else 0.0
-    bottom_in = 0.55
-    height_in = top_in + bars_in + gap_in + attn_in + bottom_in
-    fig = Figure(figsize=(FIG_WIDTH_IN, height_in), dpi=DPI)
-    left, width = _LEFT_IN / FIG_WIDTH_IN, 1.0 - (_LEFT_IN + _RIGHT_IN) / FIG_WIDTH_IN
-    ax = fig.add_axes((left, (bottom_in + attn_in + gap_in) / height_in, width, bars_in / height_in))
-    ax_att = None
-    if att is not None:
-        ax_att = fig.add_axes((left, bottom_in / height_in, width, attn_in / height_in), sharex=ax)
+    fig, ax, ax_att, left, width, height_in = _timeline_figure(Figure, n_gt + n_det, bool(n_gt), n_legend_rows,
+                                                               att is not None)
 
     x_max = max([duration] + [s.end for s in gt] + [d.end for d in kept])
     px_per_s = width * FIG_WIDTH_IN * DPI / x_max
-    fontsize = 8.0
-    char_px = 0.6 * fontsize * DPI / 72.0
-
-    def bar(seg: Segment, y: float, alpha: float, room: float, text: str, short: str | None,
-            ok: bool | None = None) -> None:
-        """One bar; ``text`` inside if it fits, else right of the bar if the lane is free, else ``short``.
-        ``ok``: a true positive (solid dark edge) or a false positive (hatched), None: neither drawn."""
-        color = colors[seg.label]
-        w = max(seg.end - seg.start, 0.0)
-        ax.barh(y, w, left=seg.start, height=0.8, color=color, alpha=alpha, edgecolor=color, linewidth=1.0)
-        if ok is not None:
-            ax.barh(y, w, left=seg.start, height=0.8, fill=False, edgecolor="0.1" if ok else "0.35",
-                    linewidth=1.6 if ok else 0.8, hatch=None if ok else "///")
-        need = len(text) * char_px + 6
-        if need <= w * px_per_s:
-            ax.text(seg.start + w / 2, y, text, ha="center", va="center", fontsize=fontsize,
-                    color=_text_color(color, alpha), clip_on=True)
-        elif need <= min(room, x_max - seg.end) * px_per_s:
-            ax.text(seg.end + 3 / px_per_s, y, text, ha="left", va="center", fontsize=fontsize, color="0.15",
-                    clip_on=True)
-        elif short and len(short) * char_px + 4 <= w * px_per_s:
-            ax.text(seg.start + w / 2, y, short, ha="center", va="center", fontsize=fontsize,
-                    color=_text_color(color, alpha), clip_on=True)
-
+    bars = _Bars(ax, colors, px_per_s=px_per_s, x_max=x_max)
     # y coordinates in lane units: ground-truth lanes on top, detections below.
     det_top = n_det - 1
     gt_base = n_det + 0.5 if n_gt else n_det
     for seg, lane, room in zip(gt, gt_lanes, gt_room):
-        bar(seg, gt_base + (n_gt - 1 - lane), 0.9, room, seg.label, None)
+        bars.draw(seg, gt_base + (n_gt - 1 - lane), 0.9, room, seg.label, None)
     for seg, lane, room in zip(kept, det_lanes, det_room):
-        s = seg.score
-        alpha = 0.9 if s is None else 0.25 + 0.7 * float(np.clip(s, 0.0, 1.0))
-        ok = verdict.get(id(seg))
-        mark = "" if ok is None else (" ✓" if ok else " ✗")
-        text = (seg.label if s is None else f"{seg.label} {s:.2f}") + mark
-        bar(seg, det_top - lane, alpha, room, text, None if s is None else f"{s:.2f}{mark}", ok)
+        bars.draw_detection(seg, det_top - lane, room, verdict.get(id(seg)))
     y_lo, y_hi = -0.6, (gt_base + n_gt - 0.4) if n_gt else n_det - 0.4
     for seg in gt:  # faint guides: where the ground truth is, across the detection lanes
         ax.axvspan(seg.start, seg.end, ymax=(n_det - 0.25 - y_lo) / (y_hi - y_lo), color="0.5", alpha=0.08,
@@ -233,27 +185,11 @@ def plot_timeline(
     if not kept:
         ax.text(x_max / 2, 0, "no detections" + (f" with score >= {score_threshold:g}" if score_threshold > 0 else ""),
                 ha="center", va="center", fontsize=9, color="0.4")
-    ticks, names = [(n_det - 1) / 2], [f"detections\n(top {len(kept)})" if kept else "detections"]
-    if n_gt:
-        ax.axhline(n_det - 0.25, color="0.6", linewidth=0.8)
-        ticks.append(gt_base + (n_gt - 1) / 2)
-        names.append("ground truth")
-    ax.set_ylim(y_lo, y_hi)
-    ax.set_yticks(ticks, names, fontsize=9)
-    ax.tick_params(axis="y", length=0)
-    ax.set_xlim(0, x_max)
-    _style(ax)
+    _lane_axis(ax, n_gt, n_det, len(kept), gt_base, (y_lo, y_hi), x_max)
 
     time_ax = ax
     if ax_att is not None:
-        for seg in gt:
-            ax_att.axvspan(seg.start, seg.end, color=colors[seg.label], alpha=0.22, linewidth=0)
-        ax_att.plot(att_t, att, color="black", linewidth=1.2)
-        ax_att.fill_between(att_t, 0, att, color="0.3", alpha=0.15, linewidth=0)
-        ax_att.set_ylim(0, 1.05)
-        ax_att.set_yticks([0, 0.5, 1])
-        ax_att.set_ylabel("attention λ(t)", fontsize=9)
-        _style(ax_att, "both")
+        _draw_attention(ax_att, gt, colors, att_t, att)
         ax.tick_params(axis="x", labelbottom=False)
         time_ax = ax_att
     time_ax.set_xlabel("time (s)", fontsize=9)
@@ -263,11 +199,112 @@ def plot_timeline(
     if colors:
         handles = [Patch(facecolor=c, edgecolor=c, label=n) for n, c in colors.items()]
         if verdict:
-            handles += [Patch(facecolor="white", edgecolor="0.1", linewidth=1.6, label=f"✓ true positive (tIoU ≥ {outcome_tiou:g})"),
+            handles += [Patch(facecolor="white", edgecolor="0.1", linewidth=1.6,
+                              label=f"✓ true positive (tIoU ≥ {outcome_tiou:g})"),
                         Patch(facecolor="white", edgecolor="0.35", hatch="///", label="✗ false positive")]
         fig.legend(handles=handles, loc="upper left", ncol=min(len(handles), 8), frameon=False, fontsize=9,
                    bbox_to_anchor=(left, 1.0 - 0.4 / height_in), handlelength=1.5, columnspacing=1.5)
     return _save_figure(fig, path)
+
+
+def _timeline_figure(Figure: Any, lanes: int, has_gt: bool, legend_rows: int, has_attention: bool):
+    """A timeline's figure and axes, sized in inches: title and legend rows on top, ``lanes`` bar lanes, the
+    λ panel (when ``has_attention``) below them. Returns ``(fig, ax, ax_att | None, left, width, height_in)``
+    (``left`` / ``width``: the axes' horizontal place as figure fractions)."""
+    top_in = 0.45 + 0.28 * legend_rows
+    bars_in = _LANE_IN * lanes + (0.15 if has_gt else 0.0) + 0.2
+    gap_in = 0.25 if has_attention else 0.0
+    attn_in = _ATTN_IN if has_attention else 0.0
+    bottom_in = 0.55
+    height_in = top_in + bars_in + gap_in + attn_in + bottom_in
+    fig = Figure(figsize=(FIG_WIDTH_IN, height_in), dpi=DPI)
+    left, width = _LEFT_IN / FIG_WIDTH_IN, 1.0 - (_LEFT_IN + _RIGHT_IN) / FIG_WIDTH_IN
+    ax = fig.add_axes((left, (bottom_in + attn_in + gap_in) / height_in, width, bars_in / height_in))
+    ax_att = None
+    if has_attention:
+        ax_att = fig.add_axes((left, bottom_in / height_in, width, attn_in / height_in), sharex=ax)
+    return fig, ax, ax_att, left, width, height_in
+
+
+def _lane_axis(ax: Any, n_gt: int, n_det: int, n_kept: int, gt_base: float, ylim: tuple[float, float],
+               x_max: float) -> None:
+    """The lanes' y labels ("detections (top N)", "ground truth"), the rule between them, the limits."""
+    ticks, names = [(n_det - 1) / 2], [f"detections\n(top {n_kept})" if n_kept else "detections"]
+    if n_gt:
+        ax.axhline(n_det - 0.25, color="0.6", linewidth=0.8)
+        ticks.append(gt_base + (n_gt - 1) / 2)
+        names.append("ground truth")
+    ax.set_ylim(*ylim)
+    ax.set_yticks(ticks, names, fontsize=9)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlim(0, x_max)
+    _style(ax)
+
+
+def _attention_curve(video_id: str, duration: float, attention, attention_times):
+    """``(λ (T,), times (T,) s)`` of a timeline, or ``(None, None)``; times default to even bin centres."""
+    att = None if attention is None else np.asarray(attention, dtype=np.float64).reshape(-1)
+    if att is None:
+        return None, None
+    if attention_times is None:
+        return att, (np.arange(att.size) + 0.5) * (duration / max(att.size, 1))
+    att_t = np.asarray(attention_times, dtype=np.float64).reshape(-1)
+    if att_t.shape != att.shape:
+        raise DataError(f"video {video_id!r}: field 'attention_times' has {att_t.size} values "
+                        f"but 'attention' has {att.size}")
+    return att, att_t
+
+
+class _Bars:
+    """The bars of a timeline's lanes, each with its label placed where it fits."""
+
+    FONTSIZE = 8.0
+
+    def __init__(self, ax, colors: dict[str, Any], *, px_per_s: float, x_max: float) -> None:
+        self.ax, self.colors, self.px_per_s, self.x_max = ax, colors, px_per_s, x_max
+        self.char_px = 0.6 * self.FONTSIZE * DPI / 72.0
+
+    def draw_detection(self, seg: Segment, y: float, room: float, ok: bool | None) -> None:
+        """A detection's bar: opacity from its score, "label score" (and ✓ / ✗ with an outcome)."""
+        s = seg.score
+        alpha = 0.9 if s is None else 0.25 + 0.7 * float(np.clip(s, 0.0, 1.0))
+        mark = "" if ok is None else (" ✓" if ok else " ✗")
+        text = (seg.label if s is None else f"{seg.label} {s:.2f}") + mark
+        self.draw(seg, y, alpha, room, text, None if s is None else f"{s:.2f}{mark}", ok)
+
+    def draw(self, seg: Segment, y: float, alpha: float, room: float, text: str, short: str | None,
+             ok: bool | None = None) -> None:
+        """One bar; ``text`` inside if it fits, else right of the bar if the lane is free, else ``short``.
+        ``ok``: a true positive (solid dark edge) or a false positive (hatched), None: neither drawn."""
+        ax, color, px_per_s, fontsize = self.ax, self.colors[seg.label], self.px_per_s, self.FONTSIZE
+        w = max(seg.end - seg.start, 0.0)
+        ax.barh(y, w, left=seg.start, height=0.8, color=color, alpha=alpha, edgecolor=color, linewidth=1.0)
+        if ok is not None:
+            ax.barh(y, w, left=seg.start, height=0.8, fill=False, edgecolor="0.1" if ok else "0.35",
+                    linewidth=1.6 if ok else 0.8, hatch=None if ok else "///")
+        need = len(text) * self.char_px + 6
+        if need <= w * px_per_s:
+            ax.text(seg.start + w / 2, y, text, ha="center", va="center", fontsize=fontsize,
+                    color=_text_color(color, alpha), clip_on=True)
+        elif need <= min(room, self.x_max - seg.end) * px_per_s:
+            ax.text(seg.end + 3 / px_per_s, y, text, ha="left", va="center", fontsize=fontsize, color="0.15",
+                    clip_on=True)
+        elif short and len(short) * self.char_px + 4 <= w * px_per_s:
+            ax.text(seg.start + w / 2, y, short, ha="center", va="center", fontsize=fontsize,
+                    color=_text_color(color, alpha), clip_on=True)
+
+
+def _draw_attention(ax_att, gt: Sequence[Segment], colors: dict[str, Any], att_t: np.ndarray,
+                    att: np.ndarray) -> None:
+    """The λ(t) panel: the curve over the ground-truth intervals shaded in their class colours."""
+    for seg in gt:
+        ax_att.axvspan(seg.start, seg.end, color=colors[seg.label], alpha=0.22, linewidth=0)
+    ax_att.plot(att_t, att, color="black", linewidth=1.2)
+    ax_att.fill_between(att_t, 0, att, color="0.3", alpha=0.15, linewidth=0)
+    ax_att.set_ylim(0, 1.05)
+    ax_att.set_yticks([0, 0.5, 1])
+    ax_att.set_ylabel("attention λ(t)", fontsize=9)
+    _style(ax_att, "both")
 
 
 # ----------------------------------------------------------------------------- per-class AP
@@ -432,78 +469,97 @@ def plot_training_curves(path: str | os.PathLike[str], history: Sequence[Mapping
     color = {s: _SPLIT_COLORS.get(s, colormaps["tab10"](2 + i % 8))
              for i, s in enumerate(dict.fromkeys([t[0] for t in means] + [t[0] for t in aurocs + lows]))}
 
-    def legend(ax: Any, *others: Any) -> None:
-        handles, labels = ax.get_legend_handles_labels()
-        for other in others:
-            h, lab = other.get_legend_handles_labels()
-            handles, labels = handles + h, labels + lab
-        ax.legend(handles, labels, fontsize=8, frameon=False, loc="best")
-
     for ax, panel in zip(axes, panels):
         _style(ax, grid="both")
         ax.set_xlabel("epoch", fontsize=9)
         ax.set_xlim(lo - pad, hi + pad)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if panel == "loss":
-            cmap = colormaps["tab10" if len(losses) <= 10 else "tab20"]
-            for i, key in enumerate(losses):
-                _line(ax, *curves[key], color=cmap(i % cmap.N), linestyle="--" if key.startswith("frame/") else "-",
-                      label=key)
-            positive = all(v > 0 for k in losses for v in curves[k][1])
-            if positive:
-                ax.set_yscale("log")
-            ax.set_ylabel("loss per batch (epoch mean" + (", log scale)" if positive else ")"), fontsize=9)
-            ax.set_title("Training losses (solid: stage segment, dashed: stage frame)", fontsize=10, loc="left")
-            legend(ax)
+            _loss_panel(ax, losses, curves, colormaps)
         elif panel == "lambda":
-            for split, what, key in means:
-                action = what == "action_mean"
-                _line(ax, *curves[key], color=color[split], linestyle="-" if action else "--",
-                      label=f"{split}: {'action' if action else 'background'} steps")
-            ax.axhline(ACTION_MEAN_TARGET, color="0.35", linestyle=":", linewidth=1.2,
-                       label=f"health target for action steps ({ACTION_MEAN_TARGET:g})")
-            ax.set_ylim(0.0, 1.0)
-            ax.set_ylabel("mean attention λ, in [0, 1]", fontsize=9)
-            ax.set_title("Attention λ: mean on action (solid) and background (dashed) steps", fontsize=10, loc="left")
-            legend(ax)
+            _lambda_panel(ax, means, curves, color)
         elif panel == "auroc":
-            main = ax
-            if aurocs:
-                for split, key in aurocs:
-                    _line(ax, *curves[key], color=color[split], label=f"{split}: AUROC")
-                ax.axhline(AUROC_TARGET, color="0.35", linestyle=":", linewidth=1.2,
-                           label=f"health target for AUROC ({AUROC_TARGET:g})")
-                ax.set_ylim(0.4, 1.0)
-                ax.set_ylabel("AUROC of λ vs the action mask", fontsize=9)
-            if lows:
-                low_ax = ax.twinx() if aurocs else ax
-                for split, key in lows:
-                    _line(low_ax, *curves[key], color=color[split], linestyle="-.", marker="s" if aurocs else "o",
-                          markersize=3, label=f"{split}: fraction λ < {LOW_LAMBDA:g}")
-                low_ax.set_ylim(0.0, 1.0)
-                low_ax.set_ylabel(f"fraction of steps with λ < {LOW_LAMBDA:g}, in [0, 1]", fontsize=9)
-                if low_ax is not ax:
-                    low_ax.spines["top"].set_visible(False)
-                    legend(main, low_ax)
-                else:
-                    legend(ax)
-            else:
-                legend(ax)
-            low_text = f"fraction λ < {LOW_LAMBDA:g}"
-            ax.set_title("Attention λ: AUROC vs action mask" + (f" (solid), {low_text} (dash-dot)"
-                                                                if aurocs and lows else
-                                                                "" if aurocs else f" - {low_text}"),
-                         fontsize=10, loc="left")
+            _auroc_panel(ax, aurocs, lows, curves, color)
         else:
-            cmap = colormaps["tab10" if len(grads) <= 10 else "tab20"]
-            for i, key in enumerate(grads):
-                _line(ax, *curves[key], color=cmap(i % cmap.N), label=key.split("/", 1)[1])
-            if any(v > 0 for k in grads for v in curves[k][1]):
-                ax.set_yscale("log")
-            ax.set_ylabel("gradient L2 norm on λ (log scale)", fontsize=9)
-            ax.set_title("Gradient on λ of each weighted loss term", fontsize=10, loc="left")
-            legend(ax)
+            _grad_panel(ax, grads, curves, colormaps)
     return _save_figure(fig, path)
+
+
+def _legend(ax: Any, *others: Any) -> None:
+    """One legend on ``ax`` holding its lines and those of ``others`` (twin axes)."""
+    handles, labels = ax.get_legend_handles_labels()
+    for other in others:
+        h, lab = other.get_legend_handles_labels()
+        handles, labels = handles + h, labels + lab
+    ax.legend(handles, labels, fontsize=8, frameon=False, loc="best")
+
+
+def _loss_panel(ax: Any, losses: list[str], curves: dict, colormaps: Any) -> None:
+    cmap = colormaps["tab10" if len(losses) <= 10 else "tab20"]
+    for i, key in enumerate(losses):
+        _line(ax, *curves[key], color=cmap(i % cmap.N), linestyle="--" if key.startswith("frame/") else "-",
+              label=key)
+    positive = all(v > 0 for k in losses for v in curves[k][1])
+    if positive:
+        ax.set_yscale("log")
+    ax.set_ylabel("loss per batch (epoch mean" + (", log scale)" if positive else ")"), fontsize=9)
+    ax.set_title("Training losses (solid: stage segment, dashed: stage frame)", fontsize=10, loc="left")
+    _legend(ax)
+
+
+def _lambda_panel(ax: Any, means: list[tuple[str, str, str]], curves: dict, color: dict) -> None:
+    for split, what, key in means:
+        action = what == "action_mean"
+        _line(ax, *curves[key], color=color[split], linestyle="-" if action else "--",
+              label=f"{split}: {'action' if action else 'background'} steps")
+    ax.axhline(ACTION_MEAN_TARGET, color="0.35", linestyle=":", linewidth=1.2,
+               label=f"health target for action steps ({ACTION_MEAN_TARGET:g})")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("mean attention λ, in [0, 1]", fontsize=9)
+    ax.set_title("Attention λ: mean on action (solid) and background (dashed) steps", fontsize=10, loc="left")
+    _legend(ax)
+
+
+def _auroc_panel(ax: Any, aurocs: list[tuple[str, str]], lows: list[tuple[str, str]], curves: dict,
+                 color: dict) -> None:
+    """AUROC per split (with its target) and, on a twin axis when both are there, the share of λ < 0.05."""
+    if aurocs:
+        for split, key in aurocs:
+            _line(ax, *curves[key], color=color[split], label=f"{split}: AUROC")
+        ax.axhline(AUROC_TARGET, color="0.35", linestyle=":", linewidth=1.2,
+                   label=f"health target for AUROC ({AUROC_TARGET:g})")
+        ax.set_ylim(0.4, 1.0)
+        ax.set_ylabel("AUROC of λ vs the action mask", fontsize=9)
+    if lows:
+        low_ax = ax.twinx() if aurocs else ax
+        for split, key in lows:
+            _line(low_ax, *curves[key], color=color[split], linestyle="-.", marker="s" if aurocs else "o",
+                  markersize=3, label=f"{split}: fraction λ < {LOW_LAMBDA:g}")
+        low_ax.set_ylim(0.0, 1.0)
+        low_ax.set_ylabel(f"fraction of steps with λ < {LOW_LAMBDA:g}, in [0, 1]", fontsize=9)
+        if low_ax is not ax:
+            low_ax.spines["top"].set_visible(False)
+            _legend(ax, low_ax)
+        else:
+            _legend(ax)
+    else:
+        _legend(ax)
+    low_text = f"fraction λ < {LOW_LAMBDA:g}"
+    ax.set_title("Attention λ: AUROC vs action mask" + (f" (solid), {low_text} (dash-dot)"
+                                                        if aurocs and lows else
+                                                        "" if aurocs else f" - {low_text}"),
+                 fontsize=10, loc="left")
+
+
+def _grad_panel(ax: Any, grads: list[str], curves: dict, colormaps: Any) -> None:
+    cmap = colormaps["tab10" if len(grads) <= 10 else "tab20"]
+    for i, key in enumerate(grads):
+        _line(ax, *curves[key], color=cmap(i % cmap.N), label=key.split("/", 1)[1])
+    if any(v > 0 for k in grads for v in curves[k][1]):
+        ax.set_yscale("log")
+    ax.set_ylabel("gradient L2 norm on λ (log scale)", fontsize=9)
+    ax.set_title("Gradient on λ of each weighted loss term", fontsize=10, loc="left")
+    _legend(ax)
 
 
 # ----------------------------------------------------------------------------- text tables

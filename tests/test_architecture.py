@@ -60,3 +60,43 @@ def test_the_annotation_formats_are_layered() -> None:
     assert graph["gaf.data.annotation_core"] <= {"gaf.errors"}
     for fmt in ("activitynet", "thumos14", "predictions", "ucf101"):
         assert "gaf.data.annotations" not in graph[f"gaf.data.{fmt}"], fmt  # formats never import the face
+
+
+# docs/architecture.md's layers, bottom first: a module imports (at module level or inside a function)
+# only from its own layer or the ones below.
+LAYERS = [
+    ("gaf.errors", "gaf.io", "gaf.config", "gaf.losses", "gaf.postprocess", "gaf.progress"),
+    ("gaf.models",),
+    ("gaf.data",),
+    ("gaf.metrics",),
+    ("gaf.viz",),
+    ("gaf.engine",),
+    ("gaf.detect", "gaf.extraction", "gaf.export", "gaf.classification"),
+    ("gaf.commands", "gaf.cli", "gaf.__main__"),
+    ("gaf.api",),
+]
+
+
+def _layer(module: str) -> int | None:
+    found = None
+    for index, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            found = index
+    return found
+
+
+def test_no_module_imports_from_a_layer_above_its_own() -> None:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    unplaced = sorted(m for m in modules if m != "gaf" and _layer(m) is None)
+    assert not unplaced, f"modules in no layer of docs/architecture.md: {unplaced}"
+    upward = []
+    for name, path in modules.items():
+        if name == "gaf":  # the package face re-exports the API lazily
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for target in targets:
+                if target.startswith("gaf.") and _layer(target) is not None and _layer(target) > _layer(name):
+                    upward.append(f"{name} -> {target}")
+    assert not upward, f"imports that run up the layers: {upward}"

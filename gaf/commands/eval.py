@@ -45,15 +45,15 @@ def run(args: argparse.Namespace) -> int:
 
     from gaf.engine.checkpoint import load_checkpoint
     from gaf.engine.evaluate import evaluate_run
-    from gaf.engine.inference import load_detector
-    from gaf.engine.recognition import is_recognition_checkpoint, is_recognition_config, run_eval_command
+    from gaf.engine.loading import load_detector
+    from gaf.engine.recognition import is_recognition_checkpoint, is_recognition_config
     from gaf.engine.distributed import init_distributed
     from gaf.engine.runtime import setup_logging
     from gaf.io import refuse_input_as_output
 
     refuse_input_as_output(args.out, [args.ckpt, args.fuse, args.config], "--out")
     if (args.config and is_recognition_config(args.config)) or is_recognition_checkpoint(args.ckpt):
-        return run_eval_command(args)
+        return _evaluate_recognizer(args)
 
     ctx = init_distributed(args.device)
     device = ctx.device
@@ -87,4 +87,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"predictions: {args.out or work_dir / 'predictions.json'}")
     if args.report:
         print(f"report: {work_dir / 'report' / 'report.html'}")
+    return 0
+
+
+def _evaluate_recognizer(args: argparse.Namespace) -> int:
+    """``gaf eval [CONFIG] --ckpt CKPT`` for a recognition checkpoint: top-1 / top-5, mean class accuracy."""
+    from pathlib import Path
+
+    from gaf.engine.distributed import init_distributed
+    from gaf.engine.recognition import evaluate_recognizer, load_recognizer
+    from gaf.engine.runtime import setup_logging
+
+    ctx = init_distributed(args.device)
+    if not ctx.is_main:  # recognition is scored on rank 0 alone (test sets are small)
+        return 0
+    model, cfg = load_recognizer(args.ckpt, config=args.config, overrides=args.overrides, device=ctx.device)
+    ckpt = Path(args.ckpt)
+    work_dir = Path(args.work_dir) if args.work_dir else ckpt.parent / f"eval_{ckpt.stem}{'_fused' if args.fuse else ''}"
+    logger = setup_logging(work_dir, filename="eval_log.txt")
+    out = Path(args.out) if args.out else None
+    # a second stream (e.g. flow next to RGB): its stored config, the same overrides
+    fuse = [load_recognizer(args.fuse, overrides=args.overrides, device=ctx.device)] if args.fuse else []
+    result = evaluate_recognizer(model, cfg, device=ctx.device, progress=args.progress, logger=logger,
+                                 work_dir=work_dir, predictions_path=out, fuse=fuse)
+    print(result.format_table())
+    print(f"predictions: {out or work_dir / 'predictions.json'}")
     return 0

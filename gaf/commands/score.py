@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 RULES = ("activitynet", "thumos14")  # = gaf.metrics.detection.RULES (kept here so --help does not import NumPy)
 
@@ -133,173 +132,16 @@ def parse_tious(text: str) -> list[float]:
     return tious
 
 
-ACTIVITYNET_TIOUS = "0.5:0.95:0.05"
-THUMOS14_TIOUS = "0.3:0.7:0.1"
-
-
-def _protocol_tious(gt) -> tuple[list[float], str]:
-    """The thresholds of the ground truth's benchmark (:func:`gaf.metrics.analysis.protocol_of`) and a line
-    saying which."""
-    from gaf.metrics.analysis import protocol_of
-
-    if protocol_of(gt) == "activitynet":
-        return parse_tious(ACTIVITYNET_TIOUS), (f"{ACTIVITYNET_TIOUS}, ActivityNet's (this ground truth has "
-                                                f"{len(gt.labels)} classes and ActivityNet-style video ids)")
-    return parse_tious(THUMOS14_TIOUS), f"{THUMOS14_TIOUS}, THUMOS14's (the default for other ground truths)"
-
-
 def load_for_scoring(args: argparse.Namespace):
-    """``(gt, pred, subset, note)`` for GT and PRED with the options of
-    :func:`add_ground_truth_arguments`: the predictions read (integer labels named, ids re-prefixed), the
-    ground truth resolved (a file or a THUMOS14 variant name; the subset picked, split-less or id-prefix
-    mismatches refused). ``subset`` is what was scored, ``note`` why it was picked. Warnings are raised,
-    not printed: callers collect them."""
-    from pathlib import Path
+    """``(gt, pred, subset, note)`` for GT and PRED with the options of :func:`add_ground_truth_arguments`
+    (:func:`gaf.metrics.inputs.resolve_scoring_inputs`). Warnings are raised, not printed: callers collect
+    them."""
+    from gaf.metrics.inputs import resolve_scoring_inputs
 
-    from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth, thumos14_ground_truth
-    from gaf.errors import ConfigError
-
-    pred = _renamed(_read_pred(args), args.add_prefix, args.strip_prefix)
-    if not pred.videos:
-        raise ConfigError(f"{args.pred}: 'results' holds no video: there is no detection to score")
-    note = ""
-    if not Path(args.gt).exists() and args.gt not in THUMOS14_VARIANTS and args.gt.lower().startswith("thumos"):
-        import difflib
-
-        close = difflib.get_close_matches(args.gt, list(THUMOS14_VARIANTS), n=1)
-        raise ConfigError(f"GT {args.gt}: no such file, and not a THUMOS14 variant"
-                          + (f" (did you mean {close[0]}?)" if close else "")
-                          + f"; variants: {', '.join(THUMOS14_VARIANTS)}")
-    if not Path(args.gt).exists() and args.gt in THUMOS14_VARIANTS:
-        if args.variant is not None and args.variant != args.gt:
-            raise ConfigError(f"GT is the variant {args.gt!r} but --variant says {args.variant!r}")
-        gt = thumos14_ground_truth(variant=args.gt)
-        subset = "per variant"
-    else:
-        subset = args.subset
-        if subset == "all":  # every video, whatever its subset: asked for explicitly
-            gt = read_ground_truth(args.gt, variant=args.variant, overrun=args.overrun)
-        elif subset is None and args.variant is None:
-            gt = read_ground_truth(args.gt, overrun=args.overrun)
-            _check_id_prefix(gt, pred)
-            subset, note = _pick_subset(gt, pred)
-            gt = gt.subset(subset) if subset is not None else gt
-            _refuse_unknown_splits(gt, pred)
-        else:
-            gt = read_ground_truth(args.gt, subset=subset, variant=args.variant, overrun=args.overrun)
-    return gt, pred, subset, note
-
-
-def _read_pred(args: argparse.Namespace):
-    """PRED, its integer class ids (ActionFormer) named by --label-map, else by the ground truth's own ids
-    when its file fixes them (a 'labels' list or label_id); never by a guessed order."""
-    from pathlib import Path
-
-    from gaf.data.annotations import THUMOS14_VARIANTS, read_ground_truth
-    from gaf.data.predictions import read_predictions
-    from gaf.errors import AnnotationError
-
-    names = _label_map(args.label_map)
-    unlabelled = "proposal" if getattr(args, "proposals", False) else None
-    try:
-        return read_predictions(args.pred, label_names=names, unlabelled=unlabelled)
-    except AnnotationError as exc:
-        if names is not None or "integer class id" not in str(exc) or args.gt in THUMOS14_VARIANTS \
-                or not Path(args.gt).exists():
-            raise
-        gt = read_ground_truth(args.gt)
-        if not gt.labels_numbered:
-            raise
-    print(f"gaf score: integer labels of {args.pred} named by the class ids of {args.gt}", file=sys.stderr)
-    return read_predictions(args.pred, label_names=gt.labels, unlabelled=unlabelled)
-
-
-def _label_map(path: str | None) -> list[str] | None:
-    """Class names, one per non-empty line of ``path`` (line k = class k); None without a path."""
-    if path is None:
-        return None
-    from pathlib import Path
-
-    from gaf.errors import ConfigError
-
-    try:
-        names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--label-map {path}: cannot read it ({exc})") from None
-    if not names:
-        raise ConfigError(f"--label-map {path}: no class name in it (one per line, line k = class k)")
-    return names
-
-
-def _renamed(pred, add: str | None, strip: str | None):
-    """``pred`` with ``add`` prepended to / ``strip`` removed from its video ids (unchanged without either)."""
-    if not add and not strip:
-        return pred
-    from gaf.data.annotations import AnnotationSet, Video
-
-    def new(vid: str) -> str:
-        return add + vid if add else (vid[len(strip):] if strip and vid.startswith(strip) else vid)
-
-    videos = {new(vid): Video(new(vid), v.segments, duration=v.duration, fps=v.fps, subset=v.subset)
-              for vid, v in pred.videos.items()}
-    return AnnotationSet(videos, pred.labels, pred.source)
-
-
-def _check_id_prefix(gt, pred, prefix: str = "v_") -> None:
-    """ConfigError with the flag to use when the predicted ids match the ground truth's far better once the
-    ``v_`` prefix (ActivityNet's ``v_<youtube id>``) is added or removed."""
-    from gaf.errors import ConfigError
-
-    def hits(ids) -> int:
-        return sum(vid in gt.videos for vid in ids)
-
-    as_given = hits(pred.videos)
-    options = {"--add-prefix": hits(prefix + v for v in pred.videos),
-               "--strip-prefix": hits(v[len(prefix):] for v in pred.videos if v.startswith(prefix))}
-    flag, best = max(options.items(), key=lambda kv: kv[1])
-    if best > as_given and best >= 0.5 * len(pred.videos):
-        how = "lack" if flag == "--add-prefix" else "carry"
-        raise ConfigError(f"{pred.source}: {as_given} of its {len(pred.videos)} video ids are in the ground truth "
-                          f"({gt.source}); they {how} the {prefix!r} prefix of the ground truth's ids, and "
-                          f"{best} match with {flag} {prefix}: pass {flag} {prefix}")
-
-
-def _refuse_unknown_splits(gt, pred) -> None:
-    """A ground truth without subset information of which the predictions cover under half the videos is
-    probably every split of a dataset (e.g. BSN's ActivityNet file without video_info_new.csv): scoring
-    it would count every other split's instances as missed."""
-    from gaf.errors import ConfigError
-
-    if set(gt.subsets()) != {"None"} or not gt.videos:
-        return
-    covered = sum(vid in gt.videos for vid in pred.videos)
-    if covered < 0.5 * len(gt.videos):
-        raise ConfigError(f"{gt.source}: its {len(gt.videos)} videos carry no subset (split) and the predictions "
-                          f"cover {covered} of them: every other video's instances would count as missed. Give the "
-                          "split information (for BSN's ActivityNet file, video_info_new.csv beside it), or pass "
-                          "--subset all to score all of them anyway")
-
-
-def _pick_subset(gt, pred) -> tuple[str | None, str]:
-    """The subset of ``gt`` holding most predicted videos, and a note saying why (None: one subset only)."""
-    from gaf.errors import AnnotationError
-
-    subsets = gt.subsets()
-    if len(subsets) <= 1:
-        return None, ""
-    wanted = set(pred.videos)
-    hits: dict[str, int] = {}
-    for vid, v in gt.videos.items():
-        key = str(v.subset)
-        hits[key] = hits.get(key, 0) + (vid in wanted)
-    best = max(hits, key=lambda k: hits[k])
-    if hits[best] == 0:
-        raise AnnotationError(f"{gt.source}: no predicted video is in the ground truth (subsets: "
-                              f"{', '.join(f'{k} ({n} videos)' for k, n in subsets.items())}); pass --subset")
-    others = ", ".join(f"{k}: {hits[k]}" for k in hits if k != best and hits[k])
-    note = (f"chosen as it holds {hits[best]} of the {len(wanted)} predicted videos"
-            + (f"; other subsets hold {others}" if others else "") + "; --subset to change")
-    return best, note
+    got = resolve_scoring_inputs(args.gt, args.pred, subset=args.subset, variant=args.variant,
+                                 label_map=args.label_map, overrun=args.overrun, add_prefix=args.add_prefix,
+                                 strip_prefix=args.strip_prefix, proposals=getattr(args, "proposals", False))
+    return got.gt, got.pred, got.subset, got.note
 
 
 def run(args: argparse.Namespace) -> int:
@@ -309,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from gaf.errors import ConfigError
     from gaf.io import refuse_input_as_output
     from gaf.metrics.detection import evaluate_detections
+    from gaf.metrics.inputs import ACTIVITYNET_TIOUS, protocol_tious
 
     refuse_input_as_output(args.json, [args.gt, args.pred, args.label_map], "--json")
     tious = parse_tious(args.tious) if args.tious else None
@@ -328,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             result = evaluate_proposals(gt, pred, tious, max_avg_proposals=args.max_proposals)
         else:
             if tious is None:
-                tious, protocol = _protocol_tious(gt)
+                tious, protocol = protocol_tious(gt)
             result = evaluate_detections(gt, pred, tious, rules=args.rules)
     for w in caught:
         print(f"gaf score: warning: {w.message}", file=sys.stderr)

@@ -58,28 +58,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from gaf.engine.experiment import load_experiment
-    from gaf.engine.recognition import is_recognition_config, run_train_command
+    """One run for either task: the config's ``task`` picks the loader, the trainer and the result table."""
+    from gaf.engine.distributed import init_distributed
+    from gaf.engine.recognition import is_recognition_config
 
     if is_recognition_config(args.config):
-        return run_train_command(args)
-    from gaf.engine.train import train
+        from gaf.engine.recognition import format_recognition_metrics as table
+        from gaf.engine.recognition import load_recognition_experiment as load
+        from gaf.engine.recognition import train_recognizer as trainer
+    else:
+        from gaf.engine.experiment import load_experiment as load
+        from gaf.engine.train import train as trainer
+        from gaf.viz import format_metrics_table as table
 
-    cfg = load_experiment(args.config, args.overrides)
+    cfg = load(args.config, args.overrides)
     if args.work_dir:
         cfg.work_dir = args.work_dir
-    result = train(cfg, work_dir=Path(cfg.resolved_work_dir()), resume=args.resume,
-                   stop_after_epochs=args.stop_after, progress=args.progress)
-    from gaf.engine.distributed import init_distributed
-
+    result = trainer(cfg, work_dir=cfg.resolved_work_dir(), resume=args.resume, stop_after_epochs=args.stop_after,
+                     progress=args.progress)
     if not init_distributed(cfg.train.device).is_main:
         return 0
     if result.metrics is not None:
-        from gaf.viz import format_metrics_table
-
-        print(format_metrics_table(result.metrics))
-        print(f"report: {result.work_dir / 'report' / 'report.html'}")
+        print(table(result.metrics))
+        if (result.work_dir / "report" / "report.html").exists():
+            print(f"report: {result.work_dir / 'report' / 'report.html'}")
     print(f"work dir: {result.work_dir}")
     return 0

@@ -34,6 +34,7 @@ it has them.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
@@ -48,7 +49,11 @@ import torch.nn.functional as F
 from gaf.data.split import SplitDataset, window_starts
 from gaf.errors import ConfigError, DataError
 
-__all__ = ["DatasetConfig", "FeatureDataset", "collate", "window_starts"]
+__all__ = ["DatasetConfig", "FeatureDataset", "collate", "window_starts", "PREPROCESSING", "read_preprocessing"]
+
+#: the settings ``gaf extract`` records in a feature folder's ``features.json`` (and gaf detect checks)
+PREPROCESSING = ("fps", "stride", "window", "streams", "short_side", "crop", "weights_sha256")
+
 
 
 @dataclass
@@ -369,3 +374,17 @@ def collate(items: list[dict[str, Any]], *, pad_to: int | None = None, size_divi
     return {"features": feats, "mask": mask, "segments": [it["segments"] for it in items],
             "labels": [it["labels"] for it in items], "meta": [it["meta"] for it in items],
             "video_id": [it["video_id"] for it in items]}
+
+
+def read_preprocessing(feature_dir: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """The :data:`PREPROCESSING` settings of ``<feature_dir>/features.json`` (None: no such readable index)."""
+    if not feature_dir:
+        return None
+    path = Path(feature_dir) / "features.json"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(index, dict) or not isinstance(index.get("videos"), dict):
+        return None
+    return {key: index[key] for key in PREPROCESSING if key in index}

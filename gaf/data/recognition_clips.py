@@ -101,7 +101,7 @@ class _ClipDataset(Dataset):
         self.num_clips = 1 if training else max(1, int(num_clips))
         self.classes, self.entries = _split_entries(cfg, subset)
         if cfg.clip_len < 1:
-            raise DataError(f"data.clip_len: must be >= 1, got {cfg.clip_len}")
+            raise DataError(f"dataset.clip_len: must be >= 1, got {cfg.clip_len}")
 
     @property
     def num_classes(self) -> int:
@@ -131,7 +131,7 @@ class ClipFeatureDataset(_ClipDataset):
                          num_clips=num_clips)
         root = Path(cfg.feature_dir)
         if not root.is_dir():
-            raise DataError(f"{root}: feature folder not found (data.feature_dir)")
+            raise DataError(f"{root}: feature folder not found (dataset.feature_dir)")
         self.files: list[Path] = []
         for path, _, where in self.entries:
             stem = Path(path).stem
@@ -143,7 +143,7 @@ class ClipFeatureDataset(_ClipDataset):
         first = self._load(0)
         self.input_dim = int(first.shape[1])
         if cfg.input_dim is not None and cfg.input_dim != self.input_dim:
-            raise DataError(f"{self.files[0]}: {self.input_dim} channels but data.input_dim is {cfg.input_dim}")
+            raise DataError(f"{self.files[0]}: {self.input_dim} channels but dataset.input_dim is {cfg.input_dim}")
 
     def _load(self, index: int) -> np.ndarray:
         f = self.files[index]
@@ -178,7 +178,7 @@ class ClipVideoDataset(_ClipDataset):
                          num_clips=num_clips)
         root = Path(cfg.video_dir)
         if not root.is_dir():
-            raise DataError(f"{root}: video folder not found (data.video_dir)")
+            raise DataError(f"{root}: video folder not found (dataset.video_dir)")
         self.files = []
         for path, _, where in self.entries:
             candidates = (root / path, root / Path(path).name)

@@ -4,7 +4,7 @@
 maps their instances from seconds to steps, picks the seeded random training
 crop, clips instances to an item, and gives the split's ground truth back in
 seconds. Subclasses (:class:`gaf.data.features.FeatureDataset`,
-:class:`gaf.data.frames.FrameClipDataset`) say where a video's steps come
+:class:`gaf.data.e2e_frames.FrameClipDataset`) say where a video's steps come
 from (feature files or decoded frames) and build their items.
 
 Units: instance positions are in steps of the video (``(seconds -

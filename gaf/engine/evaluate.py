@@ -24,13 +24,13 @@ from gaf.data.annotations import AnnotationSet, Segment, Video, write_prediction
 from gaf.engine.distributed import DistContext
 from gaf.engine.experiment import EvalConfig, ExperimentConfig
 from gaf.engine.factory import build_dataset, collate_for
-from gaf.engine.loop import logged_progress, progress_bar
+from gaf.progress import logged_progress, progress_bar
 from gaf.engine.runtime import FILE_ONLY
 from gaf.io import atomic_write_text
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
 from gaf.models.gaf_detector import batch_outputs
-from gaf.postprocess import nms, soft_nms
+from gaf.postprocess import item_steps_to_seconds, nms, soft_nms
 
 log = logging.getLogger("gaf")
 
@@ -90,13 +90,7 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
     for m in models:
         m.eval()
     head = models[0]
-    per_video: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = defaultdict(list)
-    att_sum: dict[str, np.ndarray] = {}
-    att_cnt: dict[str, np.ndarray] = {}
-    att_axis: dict[str, tuple[float, float]] = {}
-    order: list[str] = []
-    info: dict[str, dict[str, Any]] = {}
-
+    merged = _WindowMerger()
     indices = list(range(len(ref)))
     if ctx is not None and ctx.enabled:
         mine = set(ctx.shard(range(len(ref.video_ids))))
@@ -116,48 +110,61 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
         preds = head.predict_from_outputs(out, mask, pre_nms_top_k=cfg.pre_nms_top_k,
                                           score_threshold=cfg.score_threshold)
         for pred, meta in zip(preds, metas):
-            vid = meta["video_id"]
-            if vid not in info:
-                order.append(vid)
-                info[vid] = meta
-            step_s, t0 = float(meta["step_seconds"]), float(meta["time_offset"])
-            segs = pred["segments"].float() * step_s + t0
-            segs = segs.clamp(min=0.0, max=float(meta["duration"]))
-            per_video[vid].append((segs.cpu(), pred["scores"].float().cpu(), pred["labels"].cpu()))
-            att = pred.get("attention")
-            if att is not None:
-                n = int(meta["video_steps"])
-                if vid not in att_sum:
-                    att_sum[vid], att_cnt[vid] = np.zeros(n), np.zeros(n)
-                    off = int(meta["offset_steps"])
-                    att_axis[vid] = (t0 - off * step_s, step_s)
-                a = att.float().cpu().numpy()
-                off = int(meta["offset_steps"])
-                a = a[: max(0, n - off)]
-                att_sum[vid][off: off + len(a)] += a
-                att_cnt[vid][off: off + len(a)] += 1
+            merged.add(pred, meta)
+    return merged.finish(cfg, labels)
 
-    videos: dict[str, Video] = {}
-    for vid in order:
-        parts = per_video[vid]
-        segs = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, 2)
-        scores = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0)
-        labs = torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
-        segs, scores, labs = postprocess_video(segs, scores, labs, cfg)
-        meta = info[vid]
-        videos[vid] = Video(
-            video_id=vid,
-            segments=[Segment(float(s), float(e), labels[int(c)], float(p))
-                      for (s, e), p, c in zip(segs.tolist(), scores.tolist(), labs.tolist())],
-            duration=float(meta["duration"]), fps=float(meta["fps"]) if meta.get("fps") else None,
-        )
-    attention = {}
-    for vid, total in att_sum.items():
-        lam = total / np.maximum(att_cnt[vid], 1)
-        t0, step_s = att_axis[vid]
-        attention[vid] = (t0 + np.arange(len(lam)) * step_s, lam)
-    preds = AnnotationSet(videos=videos, labels=list(labels), source="<gaf inference>")
-    return Inference(preds, attention)
+
+class _WindowMerger:
+    """Each video's candidates from all its windows, in seconds, and its λ averaged where windows overlap."""
+
+    def __init__(self) -> None:
+        self.per_video: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = defaultdict(list)
+        self.att_sum: dict[str, np.ndarray] = {}
+        self.att_cnt: dict[str, np.ndarray] = {}
+        self.att_axis: dict[str, tuple[float, float]] = {}
+        self.info: dict[str, dict[str, Any]] = {}  # first window's meta per video, in order of appearance
+
+    def add(self, pred: dict[str, Any], meta: dict[str, Any]) -> None:
+        """One window's candidates (steps of the window → seconds of the video) and λ."""
+        vid = meta["video_id"]
+        self.info.setdefault(vid, meta)
+        step_s, t0 = float(meta["step_seconds"]), float(meta["time_offset"])
+        segs = item_steps_to_seconds(pred["segments"], step_s, t0)
+        segs = segs.clamp(min=0.0, max=float(meta["duration"]))
+        self.per_video[vid].append((segs.cpu(), pred["scores"].float().cpu(), pred["labels"].cpu()))
+        att = pred.get("attention")
+        if att is None:
+            return
+        n, off = int(meta["video_steps"]), int(meta["offset_steps"])
+        if vid not in self.att_sum:
+            self.att_sum[vid], self.att_cnt[vid] = np.zeros(n), np.zeros(n)
+            self.att_axis[vid] = (t0 - off * step_s, step_s)
+        a = att.float().cpu().numpy()[: max(0, n - off)]
+        self.att_sum[vid][off: off + len(a)] += a
+        self.att_cnt[vid][off: off + len(a)] += 1
+
+    def finish(self, cfg: EvalConfig, labels: Sequence[str]) -> Inference:
+        """Every video's merged candidates through :func:`postprocess_video` (NMS, cap), and its λ over time."""
+        videos: dict[str, Video] = {}
+        for vid, meta in self.info.items():
+            parts = self.per_video[vid]
+            segs = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, 2)
+            scores = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0)
+            labs = torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
+            segs, scores, labs = postprocess_video(segs, scores, labs, cfg)
+            videos[vid] = Video(
+                video_id=vid,
+                segments=[Segment(float(s), float(e), labels[int(c)], float(p))
+                          for (s, e), p, c in zip(segs.tolist(), scores.tolist(), labs.tolist())],
+                duration=float(meta["duration"]), fps=float(meta["fps"]) if meta.get("fps") else None,
+            )
+        attention = {}
+        for vid, total in self.att_sum.items():
+            lam = total / np.maximum(self.att_cnt[vid], 1)
+            t0, step_s = self.att_axis[vid]
+            attention[vid] = (t0 + np.arange(len(lam)) * step_s, lam)
+        preds = AnnotationSet(videos=videos, labels=list(labels), source="<gaf inference>")
+        return Inference(preds, attention)
 
 
 def gather_inference(inference: Inference, video_order: Sequence[str], ctx: DistContext) -> Inference | None:

@@ -1,12 +1,15 @@
 """The experiment config: one YAML file = one run.
 
-Sections (fixed names, each a dataclass defined next to its code)::
+Sections (fixed names, each a dataclass defined next to its code; a
+recognition config has the same ``task`` / ``dataset`` / ``model`` / ``train`` /
+``eval`` sections, :mod:`gaf.engine.recognition`)::
 
+    task:       detection (the default; ``recognition`` configs load through gaf.engine.recognition)
     name:       run name (work dir default: work_dirs/<name>)
     dataset:    gaf.data.features.DatasetConfig   (paths, fps, stride, window, dims, lengths)
     model:      gaf.models.gaf_detector.ModelConfig      (gaf / detector / loss)
     e2e:        gaf.models.e2e.E2EConfig | null   (end-to-end run: I3D on frames + GAF; needs ``frames``)
-    frames:     gaf.data.frames.FrameDatasetConfig | null  (videos and clips of an e2e run, instead of ``dataset``)
+    frames:     gaf.data.e2e_frames.FrameDatasetConfig | null  (videos and clips of an e2e run, instead of ``dataset``)
     train:      TrainConfig                       (optimiser, schedule, epochs, EMA, seed)
     eval:       EvalConfig                        (tIoUs, NMS, caps, report)
     benchmark:  EmbeddedBenchmark | null          (generate gaf's embedded benchmark first)
@@ -32,7 +35,7 @@ from typing import Literal, Sequence
 from gaf.config import AT_LEAST_ONE, HALF_OPEN_UNIT, NON_NEGATIVE, OPEN_UNIT, POSITIVE, SEED, UNIT, ranged
 from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from gaf.data.features import DatasetConfig
-from gaf.data.frames import FrameDatasetConfig
+from gaf.data.e2e_frames import FrameDatasetConfig
 from gaf.data.synthetic import SyntheticConfig
 from gaf.errors import ConfigError
 from gaf.models.gaf_detector import ModelConfig
@@ -117,6 +120,7 @@ class EmbeddedBenchmark:
 @dataclass
 class ExperimentConfig:
     dataset: DatasetConfig | None = None
+    task: Literal["detection"] = "detection"  # recognition configs: gaf.engine.recognition.RecognitionExperiment
     name: str = "gaf"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -2,7 +2,7 @@
 
 An :class:`~gaf.engine.experiment.ExperimentConfig` with an ``e2e`` section
 trains :class:`gaf.models.e2e.E2EDetector` on frame clips
-(:class:`gaf.data.frames.FrameClipDataset`, section ``frames``); otherwise
+(:class:`gaf.data.e2e_frames.FrameClipDataset`, section ``frames``); otherwise
 the detector of ``model`` (:func:`gaf.models.gaf_detector.build_model`) trains on
 cached features (:class:`gaf.data.features.FeatureDataset`, section
 ``dataset``). Both datasets give items with the same keys and ``meta``
@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 
 from gaf.data.features import FeatureDataset, collate
-from gaf.data.frames import FrameClipDataset, collate_frames
+from gaf.data.e2e_frames import FrameClipDataset, collate_frames
 from gaf.engine.experiment import ExperimentConfig
 from gaf.models.gaf_detector import ModelConfig, build_model
 

@@ -41,9 +41,8 @@ scalars.
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -54,124 +53,21 @@ from torch.utils.data import DataLoader
 from gaf.engine.checkpoint import load_model_state, save_checkpoint
 from gaf.engine.distributed import DistContext
 from gaf.engine.experiment import TrainConfig
+from gaf.engine.optim import EMA, Optimization
 from gaf.engine.runtime import seed_everything
-from gaf.io import atomic_write_text
 from gaf.errors import ConfigError, TrainingError
+from gaf.io import atomic_write_text
 from gaf.losses import synchronized_normalizers
 from gaf.models.noise import item_seed, sample_seeds
+from gaf.progress import POSTFIX_KEYS, ProgressLog, progress_bar
 
-__all__ = ["EMA", "FitResult", "fit", "write_final", "lr_factor", "progress_bar", "prune", "epoch_batches", "STAGES",
-           "ProgressLog", "logged_progress", "shows_bars"]
+__all__ = ["FitResult", "ResumePosition", "fit", "train_step", "stage_runner", "train_only", "prune",
+           "epoch_batches", "STAGES"]
 
 STAGES = ("frame", "segment")
 
 #: ``step_losses(model, batch, stage, progress, device)`` -> loss dict with ``"total"``
 StepLosses = Callable[[nn.Module, dict[str, Any], str, float, torch.device], dict[str, torch.Tensor]]
-
-
-class EMA:
-    """Exponential moving average of a model's floating-point state."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for key, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.shadow[key].mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
-            else:
-                self.shadow[key].copy_(value)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.shadow
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.shadow = {k: v.clone() for k, v in state.items()}
-
-
-def lr_factor(cfg: TrainConfig, iters_per_epoch: int) -> Callable[[int], float]:
-    """Learning-rate multiplier per iteration: linear warm-up, then cosine / step / constant."""
-    warmup = max(0.0, cfg.warmup_epochs) * iters_per_epoch
-    total = max(1, cfg.epochs * iters_per_epoch)
-
-    def factor(it: int) -> float:
-        if warmup > 0 and it < warmup:
-            return (it + 1) / warmup
-        if cfg.schedule == "constant":
-            return 1.0
-        if cfg.schedule == "step":
-            epoch = it // max(1, iters_per_epoch)
-            return 0.1 ** sum(epoch >= s for s in cfg.step_epochs)
-        progress = min(1.0, (it - warmup) / max(1.0, total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def progress_bar(iterable, desc: str, enabled: bool, total: int | None = None):
-    """A tqdm bar over ``iterable`` when ``enabled`` and stderr is a terminal, else ``iterable`` itself
-    (batch jobs log progress lines instead: :class:`ProgressLog`)."""
-    if not shows_bars(enabled):
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, total=total)
-
-
-POSTFIX_KEYS = 4  # losses shown in a progress bar's postfix (all of them go to the log line)
-
-
-class ProgressLog:
-    """Progress lines for logs without a progress bar: ``desc: done/total it, rate, ETA, values``.
-
-    One line every ``every`` items (default: a tenth of ``total``) or ``seconds``
-    seconds, whichever comes first, and at the end.
-    """
-
-    def __init__(self, logger, desc: str, total: int, *, every: int | None = None, seconds: float = 60.0,
-                 unit: str = "it") -> None:
-        self.logger, self.desc, self.total, self.unit = logger, desc, max(0, total), unit
-        self.every = every or max(1, math.ceil(self.total / 10))
-        self.seconds = seconds
-        self.start = self.last = time.perf_counter()
-        self.done = 0
-
-    def update(self, done: int, values: dict[str, float] | None = None) -> None:
-        now = time.perf_counter()
-        if not (done % self.every == 0 or done == self.total or now - self.last >= self.seconds):
-            return
-        self.last, self.done = now, done
-        rate = done / max(now - self.start, 1e-9)
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        shown = " ".join(f"{k}={v:.4g}" for k, v in (values or {}).items())
-        self.logger.info("%s: %d/%d %s, %.2f %s/s, ETA %s%s", self.desc, done, self.total, self.unit, rate,
-                         self.unit, _duration(eta), f", {shown}" if shown else "")
-
-
-def logged_progress(iterable, logger, desc: str, total: int, *, unit: str = "it"):
-    """Yield from ``iterable``, logging a :class:`ProgressLog` line as items complete (for runs whose
-    progress bar is off or not on a terminal)."""
-    lines = ProgressLog(logger, desc, total, unit=unit)
-    for done, item in enumerate(iterable, 1):
-        yield item
-        lines.update(done)
-
-
-def shows_bars(progress: bool) -> bool:
-    """Whether progress bars will be drawn: asked for, and stderr is a terminal."""
-    import sys
-
-    return progress and sys.stderr.isatty()
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def prune(work_dir: Path, keep: int) -> None:
@@ -211,6 +107,67 @@ class _StageLoss(nn.Module):
         return self._step_losses(self.model, batch, self.stage, progress, self._device)
 
 
+def train_only(model: nn.Module, stage: str | None, fixed: set[int] = frozenset()) -> None:
+    """Let only ``stage``'s parameters require gradients (all of them for ``stage=None``); parameters
+    whose id is in ``fixed`` (e.g. a frozen backbone) never do."""
+    trainable = None if stage is None else {id(p) for p in model.stage_parameters(stage)}
+    for p in model.parameters():
+        p.requires_grad_((trainable is None or id(p) in trainable) and id(p) not in fixed)
+
+
+def train_step(runner: nn.Module, batch: dict[str, Any], *, stage: str, optim: Optimization,
+               params: Sequence[nn.Parameter], clip_grad: float, seeds: Sequence[int], progress: float,
+               distributed: bool = False, where: str = "") -> dict[str, torch.Tensor]:
+    """One optimiser step of ``stage``: the losses (per-item CVAE noise ``seeds``), backward, gradient
+    clipping of ``params`` at ``clip_grad`` (0: off), Adam, the scheduler and the EMA. Returns the losses.
+
+    A non-finite total raises :class:`~gaf.errors.TrainingError` before any
+    weight changes; ``where`` (e.g. "epoch 3 stage segment batch 7") starts its message.
+    """
+    with sample_seeds(list(seeds)), synchronized_normalizers(distributed):
+        losses = runner(batch, progress)
+    total = losses["total"]
+    if not torch.isfinite(total):
+        videos = batch.get("video_id") if isinstance(batch, dict) else None
+        raise TrainingError(f"{where}: loss is {total.item()} "
+                            f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())})"
+                            + (f" on videos {', '.join(map(str, videos))}" if videos else ""))
+    optim.optimizers[stage].zero_grad(set_to_none=True)
+    total.backward()
+    if clip_grad > 0:
+        torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    optim.step(stage)
+    return losses
+
+
+@dataclass
+class ResumePosition:
+    """Where a mid-epoch ``latest.pt`` stopped (``train.save_every_iters``): ``epoch`` (0-based), ``stage``
+    (index into the run's stages), ``iter`` (batches of that stage done), the epoch's ``record`` so far,
+    its ``seconds`` so far, each rank's RNG state and running loss sums (``ranks``), the monitor's state."""
+
+    epoch: int
+    stage: int
+    iter: int
+    record: dict[str, Any]
+    seconds: float
+    ranks: list[dict[str, Any]]
+    monitor: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ResumePosition:
+        return cls(int(doc["epoch"]), int(doc["stage"]), int(doc["iter"]), dict(doc["record"]),
+                   float(doc["seconds"]), list(doc["ranks"]), doc.get("monitor"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "stage": self.stage, "iter": self.iter, "record": dict(self.record),
+                "seconds": self.seconds, "ranks": self.ranks, "monitor": self.monitor}
+
+    def rank_part(self, ctx: DistContext) -> dict[str, Any]:
+        """This rank's share (rank 0's when the number of processes changed)."""
+        return self.ranks[ctx.rank] if len(self.ranks) == ctx.world_size else self.ranks[0]
+
+
 @dataclass
 class FitResult:
     epochs_done: int
@@ -236,196 +193,189 @@ def fit(model: nn.Module, train_set: torch.utils.data.Dataset, *, stages: Sequen
     whose entries join the epoch's record, and ``state_dict()`` /
     ``load_state_dict()`` for mid-epoch checkpoints.
     """
-    world = ctx.world_size
-    if tcfg.batch_size < world:
+    if tcfg.batch_size < ctx.world_size:
         raise ConfigError(f"train.batch_size: {tcfg.batch_size} is the global batch and must be at least the "
-                          f"number of processes ({world})")
-    n_items = len(train_set)
-    iters = max(1, len(epoch_batches(n_items, tcfg.batch_size, seed=tcfg.seed, epoch=0, stage=stages[-1],
-                                     world_size=world)))
-    factor = lr_factor(tcfg, iters)
-    optimizers: dict[str, torch.optim.Optimizer] = {}
-    schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
-    for stage in stages:
-        lr = tcfg.frame_lr if (stage == "frame" and tcfg.frame_lr is not None) else tcfg.lr
-        optimizers[stage] = torch.optim.Adam(_param_groups(model, stage, lr, tcfg), lr=lr,
-                                             weight_decay=tcfg.weight_decay)
-        schedulers[stage] = torch.optim.lr_scheduler.LambdaLR(optimizers[stage], factor)
-    ema = EMA(model, tcfg.ema_decay) if tcfg.ema else None
-
-    latest = work_dir / "latest.pt"
-    start_epoch, history, position = 0, [], None
+                          f"number of processes ({ctx.world_size})")
+    loop = _EpochLoop(model, train_set, stages=list(stages), collate=collate, step_losses=step_losses, tcfg=tcfg,
+                      work_dir=work_dir, config_dict=config_dict, meta=meta, ctx=ctx, logger=logger,
+                      show=progress and ctx.is_main, monitor=monitor)
     if state is not None:
-        load_model_state(model, state["model"], str(latest))
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-            schedulers[name].load_state_dict(state["schedulers"][name])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, history = int(state["epoch"]), list(state.get("history", []))
-        position = state.get("position")
-        if position is not None:
-            logger.info("resumed from %s in epoch %d, stage %s, after batch %d", latest, start_epoch + 1,
-                        stages[int(position["stage"])], int(position["iter"]))
-        else:
-            logger.info("resumed from %s after epoch %d", latest, start_epoch)
-
-    def checkpoint(epoch_done: int, pos: dict[str, Any] | None) -> dict[str, Any]:
-        return {
-            "epoch": epoch_done,
-            "model": model.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
-            "schedulers": {k: v.state_dict() for k, v in schedulers.items()},
-            "config": config_dict,
-            "meta": meta,
-            "history": history,
-            "position": pos,
-        }
-
-    writer = _tensorboard(work_dir, logger) if ctx.is_main else None
-    show = progress and ctx.is_main
-    stop_at = tcfg.epochs if stop_after_epochs is None else min(tcfg.epochs, start_epoch + stop_after_epochs)
-    all_params = list(model.parameters())
-    fixed = {id(p) for p in all_params if not p.requires_grad}  # e.g. a frozen backbone
-    runners: dict[str, nn.Module] = {}
-    for epoch in range(start_epoch, stop_at):
-        seed_everything(tcfg.seed * 1000 + epoch + 7919 * ctx.rank, deterministic=tcfg.deterministic)
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        here = position if position is not None and int(position["epoch"]) == epoch else None
-        position = None
-        record: dict[str, Any] = dict(here["record"]) if here else {"epoch": epoch + 1}
-        tic = time.perf_counter() - (float(here["seconds"]) if here else 0.0)
-        mine = _rank_part(here, ctx) if here else None
-        if mine is not None:
-            _set_rng_state(mine["rng"])
-        if here and monitor is not None and here.get("monitor") is not None:
-            monitor.load_state_dict(here["monitor"])  # its sampled gradients of the interrupted epoch
-        for stage_idx, stage in enumerate(stages):
-            if here and stage_idx < int(here["stage"]):
-                continue  # done before the interruption: its losses are in ``record``
-            start_it = int(here["iter"]) if here and stage_idx == int(here["stage"]) else 0
-            trainable = {id(p) for p in model.stage_parameters(stage)}
-            for p in all_params:
-                p.requires_grad_(id(p) in trainable and id(p) not in fixed)
-            if stage not in runners:
-                runners[stage] = _runner(model, stage, step_losses, ctx)
-            runner = runners[stage]
-            batches = [ctx.split(b) for b in epoch_batches(n_items, tcfg.batch_size, seed=tcfg.seed, epoch=epoch,
-                                                            stage=stage, world_size=world)]
-            loader = DataLoader(train_set, batch_sampler=batches[start_it:], collate_fn=collate,
-                                num_workers=tcfg.num_workers)
-            model.train()
-            sums: dict[str, torch.Tensor] = {}
-            steps = 0
-            if start_it and mine is not None:
-                sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in mine["sums"].items()}
-                steps = int(mine["steps"])
-            key = STAGES.index(stage)
-            desc = f"epoch {epoch + 1}/{tcfg.epochs} {stage}"
-            bar = progress_bar(zip(batches[start_it:], loader), desc, show, total=len(batches) - start_it)
-            lines = None if hasattr(bar, "set_postfix") or not ctx.is_main else ProgressLog(logger, desc, len(batches))
-            for it, (indices, batch) in enumerate(bar, start=start_it):
-                frac = (epoch + it / iters) / max(1, tcfg.epochs)
-                seeds = [item_seed(tcfg.seed, epoch, key, i) for i in indices]
-                with sample_seeds(seeds), synchronized_normalizers(ctx.enabled):
-                    losses = runner(batch, frac)
-                total = losses["total"]
-                if not torch.isfinite(total):
-                    videos = batch.get("video_id") if isinstance(batch, dict) else None
-                    raise TrainingError(
-                        f"epoch {epoch + 1} stage {stage} batch {it + 1}: loss is {total.item()} "
-                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())})"
-                        + (f" on videos {', '.join(map(str, videos))}" if videos else "")
-                        + f"; {latest.name} holds the last good state: lower train.lr, or check those files")
-                opt = optimizers[stage]
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                if tcfg.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.stage_parameters(stage), tcfg.clip_grad)
-                opt.step()
-                schedulers[stage].step()
-                if ema is not None:
-                    ema.update(model)
-                if monitor is not None and ctx.is_main:
-                    monitor.on_batch(stage, it, epoch, batch, frac)
-                steps += 1
-                for name, value in losses.items():
-                    v = value.detach().double().cpu()
-                    sums[name] = sums[name] + v if name in sums else v
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix({k: f"{float(v) / steps:.3f}" for k, v in list(sums.items())[:POSTFIX_KEYS]},
-                                    refresh=False)
-                done = it + 1
-                if lines is not None:
-                    lines.update(done, {k: float(v) / steps for k, v in sums.items()})
-                if tcfg.save_every_iters > 0 and done % tcfg.save_every_iters == 0 and done < len(batches):
-                    # Mid-epoch checkpoint: where we are, and each rank's RNG state and running sums.
-                    parts = ctx.gather({"rng": _rng_state(), "sums": {k: float(v) for k, v in sums.items()},
-                                        "steps": steps})
-                    if parts is not None:
-                        pos = {"epoch": epoch, "stage": stage_idx, "iter": done, "record": dict(record),
-                               "seconds": time.perf_counter() - tic, "ranks": parts,
-                               "monitor": monitor.state_dict() if monitor is not None else None}
-                        save_checkpoint(latest, checkpoint(epoch, pos))
-            for name, value in _mean_over_ranks(sums, steps, ctx).items():
-                record[f"{stage}/{name}"] = value
-            record[f"{stage}/lr"] = optimizers[stage].param_groups[0]["lr"]
-        for p in all_params:
-            p.requires_grad_(id(p) not in fixed)
-        if monitor is not None and ctx.is_main:
-            record.update(monitor.on_epoch_end())
-        record["seconds"] = round(time.perf_counter() - tic, 2)
-        history.append(record)
-        if ctx.is_main:
-            if writer is not None:
-                for name, value in record.items():
-                    if name != "epoch":
-                        writer.add_scalar(name, value, epoch + 1)
-                writer.flush()
-            logger.info("epoch %d/%d %s", epoch + 1, tcfg.epochs,
-                        " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
-            ckpt = checkpoint(epoch + 1, None)
-            save_checkpoint(latest, ckpt)
-            if tcfg.checkpoint_every > 0 and (epoch + 1) % tcfg.checkpoint_every == 0:
-                save_checkpoint(work_dir / f"epoch_{epoch + 1:03d}.pt", ckpt)
-                prune(work_dir, tcfg.keep_checkpoints)
-            atomic_write_text(work_dir / "history.json", json.dumps(history, indent=1))
-
-    if writer is not None:
-        writer.close()
-    epochs_done = history[-1]["epoch"] if history else start_epoch
+        loop.restore(state)
+    stop_at = tcfg.epochs if stop_after_epochs is None else min(tcfg.epochs, loop.start_epoch + stop_after_epochs)
+    try:
+        for epoch in range(loop.start_epoch, stop_at):
+            loop.run_epoch(epoch)
+    finally:
+        if loop.writer is not None:
+            loop.writer.close()
+    epochs_done = loop.history[-1]["epoch"] if loop.history else loop.start_epoch
     if epochs_done < tcfg.epochs:
         logger.info("stopped after epoch %d of %d; continue with --resume", epochs_done, tcfg.epochs)
-    return FitResult(epochs_done, history, ema)
+    return FitResult(epochs_done, loop.history, loop.optim.ema)
 
 
-def write_final(path: Path, state: dict[str, Any], ctx: DistContext, logger) -> Path:
-    """Save the final checkpoint ``path`` on rank 0; every rank returns once it is written."""
-    if ctx.is_main:
-        save_checkpoint(path, state)
-        logger.info("final checkpoint: %s", path)
-    ctx.barrier()
-    return path
+@dataclass
+class _StagePass:
+    """Running sums of one stage's pass over the training set (per-step means go to the epoch's record)."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        self.steps += 1
+        for name, value in losses.items():
+            v = value.detach().double().cpu()
+            self.sums[name] = self.sums[name] + v if name in self.sums else v
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v) / max(1, self.steps) for k, v in self.sums.items()}
 
 
-def _param_groups(model: nn.Module, stage: str, lr: float, tcfg: TrainConfig) -> list[dict[str, Any]]:
-    """The stage's Adam parameter groups: one at ``lr``, plus the L_clf head at ``train.clf_lr`` when set."""
-    params = model.stage_parameters(stage)
-    head = getattr(model, "classifier_parameters", None)
-    special = {id(p) for p in head()} if (head is not None and tcfg.clf_lr is not None) else set()
-    chosen = [p for p in params if id(p) in special]
-    if not chosen:
-        return [{"params": params, "lr": lr}]
-    return [{"params": [p for p in params if id(p) not in special], "lr": lr},
-            {"params": chosen, "lr": tcfg.clf_lr}]
+class _EpochLoop:
+    """:func:`fit`'s state across epochs: the optimisers, the history, the per-stage runners."""
+
+    def __init__(self, model: nn.Module, train_set, *, stages: list[str], collate, step_losses: StepLosses,
+                 tcfg: TrainConfig, work_dir: Path, config_dict: dict[str, Any], meta: dict[str, Any],
+                 ctx: DistContext, logger, show: bool, monitor: Any) -> None:
+        self.model, self.train_set, self.stages, self.collate = model, train_set, stages, collate
+        self.step_losses, self.tcfg, self.ctx, self.logger, self.show = step_losses, tcfg, ctx, logger, show
+        self.work_dir, self.config_dict, self.meta, self.monitor = work_dir, config_dict, meta, monitor
+        self.latest = work_dir / "latest.pt"
+        self.n_items = len(train_set)
+        self.iters = max(1, len(epoch_batches(self.n_items, tcfg.batch_size, seed=tcfg.seed, epoch=0,
+                                              stage=stages[-1], world_size=ctx.world_size)))
+        self.optim = Optimization(model, stages, tcfg, self.iters)
+        self.fixed = {id(p) for p in model.parameters() if not p.requires_grad}  # e.g. a frozen backbone
+        self.runners: dict[str, nn.Module] = {}
+        self.start_epoch, self.history = 0, []
+        self.position: ResumePosition | None = None
+        self.writer = _tensorboard(work_dir, logger) if ctx.is_main else None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a ``latest.pt`` payload (at an epoch's end, or mid-epoch with a ``position``)."""
+        load_model_state(self.model, state["model"], str(self.latest))
+        self.optim.load_state_dict(state)
+        self.start_epoch, self.history = int(state["epoch"]), list(state.get("history", []))
+        if state.get("position") is not None:
+            self.position = ResumePosition.from_dict(state["position"])
+            self.logger.info("resumed from %s in epoch %d, stage %s, after batch %d", self.latest,
+                             self.start_epoch + 1, self.stages[self.position.stage], self.position.iter)
+        else:
+            self.logger.info("resumed from %s after epoch %d", self.latest, self.start_epoch)
+
+    def checkpoint(self, epoch_done: int, position: ResumePosition | None) -> dict[str, Any]:
+        return {"epoch": epoch_done, "model": self.model.state_dict(), **self.optim.state_dict(),
+                "config": self.config_dict, "meta": self.meta, "history": self.history,
+                "position": position.to_dict() if position is not None else None}
+
+    def run_epoch(self, epoch: int) -> None:
+        tcfg, ctx = self.tcfg, self.ctx
+        seed_everything(tcfg.seed * 1000 + epoch + 7919 * ctx.rank, deterministic=tcfg.deterministic)
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
+        here = self.position if self.position is not None and self.position.epoch == epoch else None
+        self.position = None
+        record: dict[str, Any] = dict(here.record) if here else {"epoch": epoch + 1}
+        tic = time.perf_counter() - (here.seconds if here else 0.0)
+        if here is not None:
+            _set_rng_state(here.rank_part(ctx)["rng"])
+            if self.monitor is not None and here.monitor is not None:
+                self.monitor.load_state_dict(here.monitor)  # its sampled gradients of the interrupted epoch
+        for stage_idx, stage in enumerate(self.stages):
+            if here and stage_idx < here.stage:
+                continue  # done before the interruption: its losses are in ``record``
+            resume_at = here if here and stage_idx == here.stage else None
+            self.run_stage(epoch, stage_idx, record, tic, resume_at)
+        train_only(self.model, None, self.fixed)
+        if self.monitor is not None and ctx.is_main:
+            record.update(self.monitor.on_epoch_end())
+        record["seconds"] = round(time.perf_counter() - tic, 2)
+        self.history.append(record)
+        if ctx.is_main:
+            self.end_epoch(epoch, record)
+
+    def run_stage(self, epoch: int, stage_idx: int, record: dict[str, Any], tic: float,
+                  here: ResumePosition | None) -> None:
+        """One pass of ``stages[stage_idx]`` over the training set (from ``here.iter`` when resuming)."""
+        tcfg, ctx, stage = self.tcfg, self.ctx, self.stages[stage_idx]
+        start_it = here.iter if here else 0
+        train_only(self.model, stage, self.fixed)
+        if stage not in self.runners:  # DDP wrappers are built while only this stage's parameters train
+            self.runners[stage] = stage_runner(self.model, stage, self.step_losses, ctx.device, ctx)
+        batches = [ctx.split(b) for b in epoch_batches(self.n_items, tcfg.batch_size, seed=tcfg.seed, epoch=epoch,
+                                                        stage=stage, world_size=ctx.world_size)]
+        loader = DataLoader(self.train_set, batch_sampler=batches[start_it:], collate_fn=self.collate,
+                            num_workers=tcfg.num_workers)
+        self.model.train()
+        running = _StagePass()
+        if here is not None:
+            mine = here.rank_part(ctx)
+            running = _StagePass({k: torch.tensor(v, dtype=torch.float64) for k, v in mine["sums"].items()},
+                                 int(mine["steps"]))
+        key = STAGES.index(stage)
+        desc = f"epoch {epoch + 1}/{tcfg.epochs} {stage}"
+        bar = progress_bar(zip(batches[start_it:], loader), desc, self.show, total=len(batches) - start_it)
+        lines = None if hasattr(bar, "set_postfix") or not ctx.is_main else ProgressLog(self.logger, desc, len(batches))
+        params = self.model.stage_parameters(stage)
+        for it, (indices, batch) in enumerate(bar, start=start_it):
+            frac = (epoch + it / self.iters) / max(1, tcfg.epochs)
+            try:
+                losses = train_step(self.runners[stage], batch, stage=stage, optim=self.optim, params=params,
+                                    clip_grad=tcfg.clip_grad, progress=frac, distributed=ctx.enabled,
+                                    seeds=[item_seed(tcfg.seed, epoch, key, i) for i in indices],
+                                    where=f"epoch {epoch + 1} stage {stage} batch {it + 1}")
+            except TrainingError as err:
+                raise TrainingError(f"{err}; {self.latest.name} holds the last good state: lower train.lr, "
+                                    "or check those files") from None
+            if self.monitor is not None and ctx.is_main:
+                self.monitor.on_batch(stage, it, epoch, batch, frac)
+            running.add(losses)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: f"{v:.3f}" for k, v in list(running.means().items())[:POSTFIX_KEYS]},
+                                refresh=False)
+            done = it + 1
+            if lines is not None:
+                lines.update(done, running.means())
+            if tcfg.save_every_iters > 0 and done % tcfg.save_every_iters == 0 and done < len(batches):
+                self.save_mid_epoch(epoch, stage_idx, done, record, tic, running)
+        for name, value in _mean_over_ranks(running.sums, running.steps, ctx).items():
+            record[f"{stage}/{name}"] = value
+        record[f"{stage}/lr"] = self.optim.lr(stage)
+
+    def save_mid_epoch(self, epoch: int, stage_idx: int, done: int, record: dict[str, Any], tic: float,
+                       running: _StagePass) -> None:
+        """``latest.pt`` within an epoch: where we are, and each rank's RNG state and running sums."""
+        parts = self.ctx.gather({"rng": _rng_state(), "sums": {k: float(v) for k, v in running.sums.items()},
+                                 "steps": running.steps})
+        if parts is not None:
+            position = ResumePosition(epoch, stage_idx, done, dict(record), time.perf_counter() - tic, parts,
+                                      self.monitor.state_dict() if self.monitor is not None else None)
+            save_checkpoint(self.latest, self.checkpoint(epoch, position))
+
+    def end_epoch(self, epoch: int, record: dict[str, Any]) -> None:
+        """Rank 0: TensorBoard scalars, the epoch's log line, ``latest.pt`` / ``epoch_NNN.pt``, history.json."""
+        tcfg = self.tcfg
+        if self.writer is not None:
+            for name, value in record.items():
+                if name != "epoch":
+                    self.writer.add_scalar(name, value, epoch + 1)
+            self.writer.flush()
+        self.logger.info("epoch %d/%d %s", epoch + 1, tcfg.epochs,
+                         " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+        ckpt = self.checkpoint(epoch + 1, None)
+        save_checkpoint(self.latest, ckpt)
+        if tcfg.checkpoint_every > 0 and (epoch + 1) % tcfg.checkpoint_every == 0:
+            save_checkpoint(self.work_dir / f"epoch_{epoch + 1:03d}.pt", ckpt)
+            prune(self.work_dir, tcfg.keep_checkpoints)
+        atomic_write_text(self.work_dir / "history.json", json.dumps(self.history, indent=1))
 
 
-def _runner(model: nn.Module, stage: str, step_losses: StepLosses, ctx: DistContext) -> nn.Module:
-    """The stage's loss module; wrapped in DDP (built now, while only this stage's parameters train)."""
-    module = _StageLoss(model, stage, step_losses, ctx.device)
-    if not ctx.enabled:
+def stage_runner(model: nn.Module, stage: str, step_losses: StepLosses, device: torch.device,
+                 ctx: DistContext | None = None) -> nn.Module:
+    """The stage's loss module, ``runner(batch, progress) -> losses``; wrapped in DDP under several processes
+    (build it while only this stage's parameters require gradients: :func:`train_only`)."""
+    module = _StageLoss(model, stage, step_losses, device)
+    if ctx is None or not ctx.enabled:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
@@ -443,12 +393,6 @@ def _set_rng_state(state: dict[str, torch.Tensor | None]) -> None:
     torch.set_rng_state(state["cpu"].cpu())
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"].cpu())
-
-
-def _rank_part(position: dict[str, Any], ctx: DistContext) -> dict[str, Any]:
-    """This rank's share of a mid-epoch ``position`` (rank 0's when the number of processes changed)."""
-    parts = position["ranks"]
-    return parts[ctx.rank] if len(parts) == ctx.world_size else parts[0]
 
 
 def _mean_over_ranks(sums: dict[str, torch.Tensor], steps: int, ctx: DistContext) -> dict[str, float]:

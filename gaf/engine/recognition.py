@@ -1,15 +1,18 @@
 """Action recognition: the experiment config, the two-stage training loop and
 multi-clip evaluation (paper §IV, Table II).
 
-A recognition YAML has ``task: recognition`` and the sections ``data``
-(:class:`gaf.data.clips.ClipDataConfig`), ``model``
+A recognition YAML has the sections of a detection one: ``task: recognition``,
+``dataset`` (:class:`gaf.data.recognition_clips.ClipDataConfig`), ``model``
 (:class:`gaf.models.recognizer.RecognizerConfig`), ``train``
 (:class:`gaf.engine.experiment.TrainConfig`, the detector's settings) and
-``eval`` (:class:`RecognitionEvalConfig`). ``gaf train CONFIG`` / ``gaf eval``
-dispatch here for such files (:func:`run_train_command`,
-:func:`run_eval_command`).
+``eval`` (:class:`RecognitionEvalConfig`). Configs written before the
+sections were shared name ``dataset`` ``data``: they still load, with a
+:class:`DeprecationWarning` naming the new key (:func:`upgrade_sections`).
+``gaf train CONFIG`` / ``gaf eval`` dispatch here for such files
+(:mod:`gaf.commands.train`, :mod:`gaf.commands.eval`).
 
-Training is the detector's loop (:func:`gaf.engine.loop.fit`) on clips: each
+Training is the detector's run setup (:mod:`gaf.engine.run`) and loop
+(:func:`gaf.engine.loop.fit`) on clips: each
 epoch runs stage "frame" (Frame-GAF, ``L_CVAE``) then stage "segment"
 (everything else, ``L_clf (+ L_R)``), each with its own Adam optimiser and
 warm-up + schedule; RNGs are re-seeded from ``(seed, epoch)`` every epoch and
@@ -27,9 +30,9 @@ Work dir: ``config.yaml``, ``log.txt``, ``latest.pt``, ``epoch_NNN.pt``,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -40,15 +43,14 @@ from torch.utils.data import DataLoader
 
 from gaf.config import AT_LEAST_ONE, ranged
 from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
-from gaf.data.clips import ClipDataConfig, build_clip_dataset, collate_clips
+from gaf.data.recognition_clips import ClipDataConfig, build_clip_dataset, collate_clips
 from gaf.engine.checkpoint import load_checkpoint, load_model_state
 from gaf.engine.experiment import TrainConfig, resolve_config_path
-from gaf.engine.runlock import hold_work_dir
-from gaf.engine.runtime import seed_everything, setup_logging
 from gaf.engine.distributed import DistContext, init_distributed
-from gaf.engine.loop import fit, progress_bar, write_final
-from gaf.engine.train import open_run
+from gaf.engine.loop import fit
+from gaf.engine.run import TrainResult, finish_run, start_run
 from gaf.io import atomic_write_text
+from gaf.progress import progress_bar
 from gaf.errors import ConfigError
 from gaf.metrics.recognition import mean_class_accuracy, topk_accuracy
 from gaf.models.recognizer import Recognizer, RecognizerConfig
@@ -56,7 +58,7 @@ from gaf.models.recognizer import Recognizer, RecognizerConfig
 __all__ = ["RecognitionEvalConfig", "RecognitionExperiment", "RecognitionResult", "RecognitionTrainResult",
            "format_recognition_metrics", "is_recognition_config", "load_recognition_experiment",
            "train_recognizer", "predict_video_scores", "evaluate_recognizer", "load_recognizer",
-           "is_recognition_checkpoint", "run_train_command", "run_eval_command"]
+           "is_recognition_checkpoint", "upgrade_sections"]
 
 
 @dataclass
@@ -70,7 +72,7 @@ class RecognitionEvalConfig:
 
 @dataclass
 class RecognitionExperiment:
-    data: ClipDataConfig
+    dataset: ClipDataConfig
     task: Literal["recognition"] = "recognition"
     name: str = "recognition"
     model: RecognizerConfig = field(default_factory=RecognizerConfig)
@@ -107,12 +109,7 @@ def format_recognition_metrics(metrics: dict[str, Any]) -> str:
     return f"{head}\n{row}\n({metrics['num_videos']} test videos, up to {metrics['num_clips']} clips each)"
 
 
-@dataclass
-class RecognitionTrainResult:
-    work_dir: Path
-    epochs_done: int
-    final_checkpoint: Path | None
-    metrics: dict[str, Any] | None
+RecognitionTrainResult = TrainResult  # one result type for both tasks (the name kept for callers)
 
 
 def is_recognition_config(path: str | os.PathLike[str]) -> bool:
@@ -120,23 +117,45 @@ def is_recognition_config(path: str | os.PathLike[str]) -> bool:
     return load_yaml(resolve_config_path(path)).get("task") == "recognition"
 
 
+def upgrade_sections(doc: dict[str, Any], overrides: Sequence[str] = (), *, where: str) -> list[str]:
+    """Rename a recognition config's old ``data`` section (and ``data.*`` overrides) to ``dataset`` in place,
+    with a :class:`DeprecationWarning` naming the new key; returns the overrides to apply."""
+    if "data" in doc:
+        if "dataset" in doc:
+            raise ConfigError(f"{where}: both 'data' and 'dataset' sections; 'data' is the old name of "
+                              "'dataset': keep one")
+        warnings.warn(f"{where}: the recognition section 'data' is now 'dataset' (the detection configs' name); "
+                      "rename it", DeprecationWarning, stacklevel=3)
+        doc["dataset"] = doc.pop("data")
+    renamed = []
+    for item in overrides:
+        if item.startswith("data."):
+            warnings.warn(f"--set {item.split('=', 1)[0]}: 'data.' is now 'dataset.'", DeprecationWarning,
+                          stacklevel=3)
+            item = "dataset." + item[len("data."):]
+        renamed.append(item)
+    return renamed
+
+
 def load_recognition_experiment(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> RecognitionExperiment:
     """Read, override (``section.key=value``) and check a recognition config; errors name the key path."""
     resolved = resolve_config_path(path)
-    data = apply_overrides(load_yaml(resolved), overrides)
-    if "data" not in data:
-        raise ConfigError(f"{resolved}: missing the 'data' section")
+    doc = load_yaml(resolved)
+    overrides = upgrade_sections(doc, overrides, where=str(resolved))
+    data = apply_overrides(doc, overrides)
+    if "dataset" not in data:
+        raise ConfigError(f"{resolved}: missing the 'dataset' section")
     return from_dict(RecognitionExperiment, data, where=resolved.name)
 
 
 def _check_pairing(cfg: RecognitionExperiment) -> None:
     model_cfg = cfg.model
-    if (cfg.data.source == "video") != (model_cfg.backbone == "i3d"):
-        raise ConfigError(f"data.source: {cfg.data.source!r} needs model.backbone: "
-                          f"{'i3d' if cfg.data.source == 'video' else 'none'} (got {model_cfg.backbone!r})")
-    if cfg.data.source == "video" and model_cfg.stream == "flow":
-        raise ConfigError("model.stream: 'flow' cannot read decoded RGB video (data.source: video); "
-                          "train the flow stream on cached flow features (data.source: features)")
+    if (cfg.dataset.source == "video") != (model_cfg.backbone == "i3d"):
+        raise ConfigError(f"dataset.source: {cfg.dataset.source!r} needs model.backbone: "
+                          f"{'i3d' if cfg.dataset.source == 'video' else 'none'} (got {model_cfg.backbone!r})")
+    if cfg.dataset.source == "video" and model_cfg.stream == "flow":
+        raise ConfigError("model.stream: 'flow' cannot read decoded RGB video (dataset.source: video); "
+                          "train the flow stream on cached flow features (dataset.source: features)")
 
 
 def _build(cfg: RecognitionExperiment, meta: dict[str, Any], *, for_checkpoint: bool = False) -> Recognizer:
@@ -158,9 +177,9 @@ def predict_video_scores(model: Recognizer, cfg: RecognitionExperiment, *, devic
     evenly spaced clips; fewer when the video is too short to hold them apart).
     """
     device = torch.device(device)
-    ds = build_clip_dataset(cfg.data, "test", training=False, num_clips=cfg.eval.num_clips)
+    ds = build_clip_dataset(cfg.dataset, "test", training=False, num_clips=cfg.eval.num_clips)
     if ds.num_classes != model.num_classes:
-        raise ConfigError(f"{cfg.data.split_dir}: {ds.num_classes} classes but the model was trained on "
+        raise ConfigError(f"{cfg.dataset.split_dir}: {ds.num_classes} classes but the model was trained on "
                           f"{model.num_classes}")
     loader = DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False, collate_fn=collate_clips,
                         num_workers=cfg.train.num_workers)
@@ -182,7 +201,7 @@ def evaluate_recognizer(model: Recognizer, cfg: RecognitionExperiment, *, device
                         progress: bool = False, logger=None, work_dir: Path | None = None,
                         predictions_path: Path | None = None,
                         fuse: Sequence[tuple[Recognizer, RecognitionExperiment]] = ()) -> RecognitionResult:
-    """Top-k / mean class accuracy of ``model`` on the test list of ``cfg.data`` (multi-clip averaging).
+    """Top-k / mean class accuracy of ``model`` on the test list of ``cfg.dataset`` (multi-clip averaging).
 
     ``fuse``: further ``(model, cfg)`` pairs (e.g. the flow stream next to the
     RGB one, §IV-B) whose per-video scores are averaged in; they must list
@@ -193,13 +212,13 @@ def evaluate_recognizer(model: Recognizer, cfg: RecognitionExperiment, *, device
     for other, other_cfg in fuse:
         s2, _, v2, _, _ = predict_video_scores(other, other_cfg, device=device, progress=progress)
         if v2 != videos:
-            raise ConfigError(f"{other_cfg.data.split_dir}: the fused model's test list differs from "
-                              f"{cfg.data.split_dir}'s (split {other_cfg.data.split} vs {cfg.data.split})")
+            raise ConfigError(f"{other_cfg.dataset.split_dir}: the fused model's test list differs from "
+                              f"{cfg.dataset.split_dir}'s (split {other_cfg.dataset.split} vs {cfg.dataset.split})")
         scores = scores + s2
     scores = scores / (1 + len(fuse))
     metrics: dict[str, Any] = topk_accuracy(scores, labels, cfg.eval.topk)
     metrics["mean_class_acc"] = mean_class_accuracy(scores, labels)
-    metrics.update(num_videos=int(len(labels)), num_clips=int(clips), split=cfg.data.split, streams=1 + len(fuse))
+    metrics.update(num_videos=int(len(labels)), num_clips=int(clips), split=cfg.dataset.split, streams=1 + len(fuse))
     result = RecognitionResult(metrics, scores, labels, videos, classes)
     if logger is not None:
         logger.info("test: %s", " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
@@ -226,10 +245,13 @@ def load_recognizer(ckpt: str | os.PathLike[str], *, config: str | None = None, 
     if config is not None:
         cfg = load_recognition_experiment(config, overrides)
     else:
-        stored = state.get("config") or {}
+        stored = dict(state.get("config") or {})
         if stored.get("task") != "recognition":
             raise ConfigError(f"{ckpt}: not a recognition checkpoint (its config has no 'task: recognition')")
-        cfg = from_dict(RecognitionExperiment, apply_overrides(dict(stored), overrides), where=f"{ckpt} config")
+        if "data" in stored and "dataset" not in stored:  # a checkpoint from before the shared section names
+            stored["dataset"] = stored.pop("data")
+        overrides = upgrade_sections(stored, overrides, where=f"{ckpt} config")
+        cfg = from_dict(RecognitionExperiment, apply_overrides(stored, overrides), where=f"{ckpt} config")
     model = _build(cfg, state["meta"], for_checkpoint=True)
     load_model_state(model, state["model"], str(ckpt))
     return model.to(device).eval(), cfg
@@ -238,56 +260,35 @@ def load_recognizer(ckpt: str | os.PathLike[str], *, config: str | None = None, 
 # ---------------------------------------------------------------------- training
 def train_recognizer(cfg: RecognitionExperiment, *, work_dir: Path | None = None, resume: bool = False,
                      stop_after_epochs: int | None = None, progress: bool = True,
-                     ctx: DistContext | None = None) -> RecognitionTrainResult:
+                     ctx: DistContext | None = None) -> TrainResult:
     """Train ``cfg`` in ``work_dir`` (default ``cfg.resolved_work_dir()``); same contract as
     :func:`gaf.engine.train.train`: ``resume`` from ``latest.pt`` (same config but ``train.epochs``),
     ``stop_after_epochs`` epochs in this call, evaluation at the end when ``train.eval_at_end``,
     several processes under ``torchrun`` (rank 0 writes; it evaluates on its own)."""
     work_dir = Path(work_dir) if work_dir is not None else cfg.resolved_work_dir()
     ctx = ctx if ctx is not None else init_distributed(cfg.train.device)
-    with hold_work_dir(work_dir, enabled=ctx.is_main):  # one run per work dir
-        return _train_recognizer_holding(cfg, work_dir, ctx, resume=resume, stop_after_epochs=stop_after_epochs,
-                                         progress=progress)
-
-
-def _train_recognizer_holding(cfg: RecognitionExperiment, work_dir: Path, ctx: DistContext, *, resume: bool,
-                              stop_after_epochs: int | None, progress: bool) -> RecognitionTrainResult:
-    """:func:`train_recognizer`'s body, run while this process holds ``work_dir``'s lock."""
-    tcfg = cfg.train
-    logger = setup_logging(work_dir if ctx.is_main else None, console=ctx.is_main)
-    device = ctx.device
-    config_dict = to_dict(cfg)
-    state = open_run(work_dir, config_dict, resume=resume)
     _check_pairing(cfg)
-    ctx.barrier()
-    if ctx.is_main:
-        atomic_write_text(work_dir / "config.yaml", cfg.to_yaml())
+    with start_run(cfg, work_dir, ctx, resume=resume) as run:
+        train_set = build_clip_dataset(cfg.dataset, "train", training=True)
+        meta = {"task": "recognition", "in_dim": train_set.input_dim, "num_classes": train_set.num_classes,
+                "labels": list(train_set.classes)}
+        model = _build(cfg, meta).to(run.device)
+        run.logger.info("train: %d videos, %d classes, input %s, device %s%s, %d parameters", len(train_set),
+                        train_set.num_classes, cfg.dataset.source, run.device,
+                        f" x {ctx.world_size} processes" if ctx.enabled else "",
+                        sum(p.numel() for p in model.parameters()))
+        result = fit(model, train_set, stages=model.active_stages(), collate=collate_clips,
+                     step_losses=recognition_step_losses, tcfg=cfg.train, work_dir=work_dir,
+                     config_dict=run.config_dict, meta=meta, state=run.state, ctx=ctx, logger=run.logger,
+                     progress=progress, stop_after_epochs=stop_after_epochs)
 
-    seed_everything(tcfg.seed, deterministic=tcfg.deterministic)
-    train_set = build_clip_dataset(cfg.data, "train", training=True)
-    meta = {"task": "recognition", "in_dim": train_set.input_dim, "num_classes": train_set.num_classes,
-            "labels": list(train_set.classes)}
-    model = _build(cfg, meta).to(device)
-    logger.info("train: %d videos, %d classes, input %s, device %s%s, %d parameters", len(train_set),
-                train_set.num_classes, cfg.data.source, device,
-                f" x {ctx.world_size} processes" if ctx.enabled else "", sum(p.numel() for p in model.parameters()))
-    result = fit(model, train_set, stages=model.active_stages(), collate=collate_clips,
-                 step_losses=recognition_step_losses, tcfg=tcfg, work_dir=work_dir, config_dict=config_dict,
-                 meta=meta, state=state, ctx=ctx, logger=logger, progress=progress,
-                 stop_after_epochs=stop_after_epochs)
-    if result.epochs_done < tcfg.epochs:
-        return RecognitionTrainResult(work_dir, result.epochs_done, None, None)
-    if result.ema is not None:
-        model.load_state_dict(result.ema.state_dict())
-    final_state = {"epoch": result.epochs_done, "model": model.state_dict(), "config": config_dict, "meta": meta,
-                   "history": result.history, "metrics": None}
-    final = work_dir / "final.pt"
-    metrics = None
-    if ctx.is_main and tcfg.eval_at_end:  # recognition test sets are small: rank 0 scores alone
-        metrics = evaluate_recognizer(model, cfg, device=device, progress=progress, logger=logger,
-                                      work_dir=work_dir).metrics
-        final_state["metrics"] = metrics
-    return RecognitionTrainResult(work_dir, result.epochs_done, write_final(final, final_state, ctx, logger), metrics)
+        def evaluate() -> dict[str, Any] | None:
+            if not (ctx.is_main and cfg.train.eval_at_end):  # recognition test sets are small: rank 0 scores alone
+                return None
+            return evaluate_recognizer(model, cfg, device=run.device, progress=progress, logger=run.logger,
+                                       work_dir=work_dir).metrics
+
+        return finish_run(run, model, result, epochs=cfg.train.epochs, meta=meta, evaluate=evaluate)
 
 
 def recognition_step_losses(model: torch.nn.Module, batch: dict[str, Any], stage: str, progress: float,
@@ -295,43 +296,3 @@ def recognition_step_losses(model: torch.nn.Module, batch: dict[str, Any], stage
     """One batch of a recognition stage: ``model.losses`` on the clips moved to ``device``."""
     return model.losses(batch["inputs"].to(device), batch["labels"].to(device), stage=stage,
                         mask=batch["mask"].to(device), progress=progress)
-
-
-# ---------------------------------------------------------------------- CLI entry points
-def run_train_command(args: argparse.Namespace) -> int:
-    """``gaf train CONFIG`` for ``task: recognition`` (namespace of :mod:`gaf.commands.train`)."""
-    cfg = load_recognition_experiment(args.config, getattr(args, "overrides", ()) or ())
-    if getattr(args, "work_dir", None):
-        cfg.work_dir = args.work_dir
-    result = train_recognizer(cfg, work_dir=cfg.resolved_work_dir(), resume=bool(getattr(args, "resume", False)),
-                              stop_after_epochs=getattr(args, "stop_after", None),
-                              progress=bool(getattr(args, "progress", True)))
-    if not init_distributed(cfg.train.device).is_main:
-        return 0
-    if result.metrics is not None:
-        print(format_recognition_metrics(result.metrics))
-    print(f"work dir: {result.work_dir}")
-    return 0
-
-
-def run_eval_command(args: argparse.Namespace) -> int:
-    """``gaf eval [CONFIG] --ckpt CKPT`` for a recognition checkpoint (namespace of :mod:`gaf.commands.eval`)."""
-    ctx = init_distributed(getattr(args, "device", "auto") or "auto")
-    if not ctx.is_main:  # recognition is scored on rank 0 alone (test sets are small)
-        return 0
-    device = ctx.device
-    model, cfg = load_recognizer(args.ckpt, config=getattr(args, "config", None),
-                                 overrides=getattr(args, "overrides", ()) or (), device=device)
-    ckpt = Path(args.ckpt)
-    suffix = "_fused" if getattr(args, "fuse", None) else ""
-    work_dir = Path(args.work_dir) if getattr(args, "work_dir", None) else ckpt.parent / f"eval_{ckpt.stem}{suffix}"
-    logger = setup_logging(work_dir, filename="eval_log.txt")
-    out = Path(args.out) if getattr(args, "out", None) else None
-    fuse = []
-    if getattr(args, "fuse", None):  # second stream (e.g. flow next to RGB): its stored config, same overrides
-        fuse.append(load_recognizer(args.fuse, overrides=getattr(args, "overrides", ()) or (), device=device))
-    result = evaluate_recognizer(model, cfg, device=device, progress=bool(getattr(args, "progress", True)),
-                                 logger=logger, work_dir=work_dir, predictions_path=out, fuse=fuse)
-    print(result.format_table())
-    print(f"predictions: {out or work_dir / 'predictions.json'}")
-    return 0

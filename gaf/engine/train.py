@@ -27,33 +27,21 @@ Work dir layout::
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gaf.config import to_dict
-from gaf.engine.checkpoint import load_checkpoint
+from gaf.data.features import read_preprocessing
 from gaf.engine.distributed import DistContext, init_distributed
 from gaf.engine.experiment import ExperimentConfig
 from gaf.engine.factory import build_dataset, build_detector, collate_for, detector_config
-from gaf.engine.loop import STAGES, fit, write_final
-from gaf.engine.runlock import hold_work_dir
-from gaf.engine.runtime import seed_everything, setup_logging
+from gaf.engine.loop import STAGES, fit
+from gaf.engine.run import Run, TrainResult, finish_run, start_run
 from gaf.errors import ConfigError, DataError
-from gaf.io import atomic_write_text
 from gaf.models.gaf_detector import GAFDetector
 
-__all__ = ["train", "TrainResult", "prepare_benchmark", "open_run", "config_differences", "detection_step_losses"]
-
-
-@dataclass
-class TrainResult:
-    work_dir: Path
-    epochs_done: int
-    final_checkpoint: Path | None
-    metrics: dict[str, Any] | None
+__all__ = ["train", "TrainResult", "prepare_benchmark", "detection_step_losses", "class_frequency", "data_fingerprint"]
 
 
 def prepare_benchmark(cfg: ExperimentConfig, logger=None) -> None:
@@ -66,40 +54,6 @@ def prepare_benchmark(cfg: ExperimentConfig, logger=None) -> None:
     if logger is not None and not (out / "benchmark.json").exists():
         logger.info("generating the embedded benchmark into %s", out)
     generate_benchmark(out, cfg.benchmark.synthetic)
-
-
-def config_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for key in sorted(set(a) | set(b)):
-            out += config_differences(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]}: {a!r} -> {b!r}"]
-
-
-RESUME_MAY_CHANGE = ("train.epochs:", "work_dir:", "train.device:", "train.num_workers:", "train.save_every_iters:")
-
-
-def open_run(work_dir: Path, config_dict: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
-    """The ``latest.pt`` state to resume from (``resume``), or None for a new run.
-
-    A new run refuses a work dir that already holds one; a resumed run must
-    have the same config except the keys in :data:`RESUME_MAY_CHANGE`.
-    """
-    latest = work_dir / "latest.pt"
-    if not resume:
-        if latest.exists():
-            raise ConfigError(f"{work_dir}: already holds a run (latest.pt); pass --resume to continue it "
-                              "or choose another --work-dir")
-        return None
-    if not latest.exists():
-        raise ConfigError(f"{work_dir}: --resume given but there is no latest.pt to resume from")
-    state = load_checkpoint(latest)
-    diffs = [d for d in config_differences(dict(state["config"]), config_dict) if not d.startswith(RESUME_MAY_CHANGE)]
-    if diffs:
-        raise ConfigError(f"{latest}: cannot resume with a different config ({'; '.join(diffs[:6])}); "
-                          "use a new --work-dir for a new run")
-    return state
 
 
 def data_fingerprint(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -165,30 +119,47 @@ def train(
     """
     work_dir = Path(work_dir) if work_dir is not None else cfg.resolved_work_dir()
     ctx = ctx if ctx is not None else init_distributed(cfg.train.device)
-    with hold_work_dir(work_dir, enabled=ctx.is_main):  # one run per work dir
-        return _train_holding(cfg, work_dir, ctx, resume=resume, stop_after_epochs=stop_after_epochs,
-                              progress=progress)
+    with start_run(cfg, work_dir, ctx, resume=resume, prepare=lambda log: prepare_benchmark(cfg, log)) as run:
+        train_set, meta = _training_data(cfg, run, progress)
+        model = build_detector(cfg, meta).to(run.device)
+        mcfg = detector_config(cfg)
+        run.logger.info("train: %d videos, %d classes, input dim %d, device %s%s, %d parameters",
+                        len(train_set), train_set.num_classes, train_set.input_dim, run.device,
+                        f" x {ctx.world_size} processes" if ctx.enabled else "",
+                        sum(p.numel() for p in model.parameters()))
+        if run.state is None and isinstance(model, GAFDetector) and model.gaf is not None and mcfg.loss.clf_prior:
+            model.gaf.init_class_prior(class_frequency(train_set))
+        # Stage "frame" trains Frame-GAF's CVAE; without GAF or with L_CVAE off there is nothing to train.
+        stages = [s for s in STAGES if s == "segment" or (mcfg.gaf.enabled and mcfg.loss.cvae > 0)]
+        monitor = _attention_monitor(cfg, model, train_set, run.device, run.logger) if ctx.is_main else None
+        result = fit(model, train_set, stages=stages, collate=collate_for(train_set),
+                     step_losses=detection_step_losses, tcfg=cfg.train, work_dir=work_dir,
+                     config_dict=run.config_dict, meta=meta, state=run.state, ctx=ctx, logger=run.logger,
+                     progress=progress, stop_after_epochs=stop_after_epochs, monitor=monitor)
+
+        def evaluate() -> dict[str, Any] | None:
+            if not cfg.train.eval_at_end:
+                return None
+            from gaf.engine.evaluate import evaluate_run
+
+            run_info = {"checkpoint": str(work_dir / "final.pt"), "epoch": result.epochs_done,
+                        "device": str(run.device),
+                        "training videos / instances / windows": f"{len(train_set.video_ids)} / "
+                        f"{train_set.ground_truth().num_segments} / {len(train_set)}",
+                        "weights": "EMA" if result.ema is not None else "last epoch"}
+            evaluated = evaluate_run([model], [cfg], work_dir=work_dir, device=run.device, progress=progress,
+                                     logger=run.logger, ctx=ctx, history=result.history, run_info=run_info)
+            return evaluated.to_json() if evaluated is not None else None
+
+        return finish_run(run, model, result, epochs=cfg.train.epochs, meta=meta, evaluate=evaluate)
 
 
-def _train_holding(cfg: ExperimentConfig, work_dir: Path, ctx: DistContext, *, resume: bool,
-                   stop_after_epochs: int | None, progress: bool) -> TrainResult:
-    """:func:`train`'s body, run while this process holds ``work_dir``'s lock."""
-    tcfg = cfg.train
-    logger = setup_logging(work_dir if ctx.is_main else None, console=ctx.is_main)
-    device = ctx.device
-    config_dict = to_dict(cfg)
-
-    state = open_run(work_dir, config_dict, resume=resume)
-    ctx.barrier()  # every rank has checked the work dir before rank 0 writes into it
-    if ctx.is_main:
-        atomic_write_text(work_dir / "config.yaml", cfg.to_yaml())
-        prepare_benchmark(cfg, logger)
-    ctx.barrier()
-
-    seed_everything(tcfg.seed, deterministic=tcfg.deterministic)
+def _training_data(cfg: ExperimentConfig, run: Run, progress: bool):
+    """The training split, checked (and the test split's files when the run ends with an evaluation), and
+    the run's ``meta``: input dim, classes, the data's fingerprint and the features' extraction record."""
     train_set = build_dataset(cfg, "train", training=True)
-    train_set.check(progress=progress and ctx.is_main)
-    if tcfg.eval_at_end and ctx.is_main:  # a bad test file is found now, not after the last epoch
+    train_set.check(progress=progress and run.ctx.is_main)
+    if cfg.train.eval_at_end and run.ctx.is_main:  # a bad test file is found now, not after the last epoch
         build_dataset(cfg, "test", training=False).check(progress=progress)
     gt = train_set.ground_truth()
     if gt.num_segments == 0:
@@ -196,51 +167,13 @@ def _train_holding(cfg: ExperimentConfig, work_dir: Path, ctx: DistContext, *, r
                         "videos (dataset.train_subset, and the annotation's subset names); nothing to learn")
     meta = {"in_dim": train_set.input_dim, "num_classes": train_set.num_classes, "labels": list(train_set.labels),
             "data": data_fingerprint(cfg)}
-    if state is not None:
-        _warn_if_data_changed(state.get("meta", {}).get("data"), meta["data"], logger)
-    from gaf.extraction import read_preprocessing
-
+    if run.state is not None:
+        _warn_if_data_changed(run.state.get("meta", {}).get("data"), meta["data"], run.logger)
     extraction = read_preprocessing(cfg.dataset.feature_dir) if cfg.e2e is None else None
     if extraction:  # features from `gaf extract`: gaf detect must make new ones the same way
         _check_extraction(cfg, extraction)
         meta["extraction"] = extraction
-    model = build_detector(cfg, meta).to(device)
-    mcfg = detector_config(cfg)
-    logger.info("train: %d videos, %d classes, input dim %d, device %s%s, %d parameters",
-                len(train_set), train_set.num_classes, train_set.input_dim, device,
-                f" x {ctx.world_size} processes" if ctx.enabled else "",
-                sum(p.numel() for p in model.parameters()))
-
-    if state is None and isinstance(model, GAFDetector) and model.gaf is not None and mcfg.loss.clf_prior:
-        model.gaf.init_class_prior(class_frequency(train_set))
-
-    # Stage "frame" trains Frame-GAF's CVAE; without GAF or with L_CVAE off there is nothing to train.
-    stages = [s for s in STAGES if s == "segment" or (mcfg.gaf.enabled and mcfg.loss.cvae > 0)]
-    monitor = _attention_monitor(cfg, model, train_set, device, logger) if ctx.is_main else None
-    result = fit(model, train_set, stages=stages, collate=collate_for(train_set), step_losses=detection_step_losses,
-                 tcfg=tcfg, work_dir=work_dir, config_dict=config_dict, meta=meta, state=state, ctx=ctx,
-                 logger=logger, progress=progress, stop_after_epochs=stop_after_epochs, monitor=monitor)
-    if result.epochs_done < tcfg.epochs:
-        return TrainResult(work_dir, result.epochs_done, None, None)
-
-    if result.ema is not None:
-        model.load_state_dict(result.ema.state_dict())
-    final = work_dir / "final.pt"
-    final_state = {"epoch": result.epochs_done, "model": model.state_dict(), "config": config_dict, "meta": meta,
-                   "history": result.history, "metrics": None}
-    metrics = None
-    if tcfg.eval_at_end:
-        from gaf.engine.evaluate import evaluate_run
-
-        run_info = {"checkpoint": str(final), "epoch": result.epochs_done, "device": str(device),
-                    "training videos / instances / windows": f"{len(train_set.video_ids)} / "
-                                                             f"{train_set.ground_truth().num_segments} / {len(train_set)}",
-                    "weights": "EMA" if result.ema is not None else "last epoch"}
-        evaluated = evaluate_run([model], [cfg], work_dir=work_dir, device=device, progress=progress, logger=logger,
-                                 ctx=ctx, history=result.history, run_info=run_info)
-        metrics = evaluated.to_json() if evaluated is not None else None
-        final_state["metrics"] = metrics
-    return TrainResult(work_dir, result.epochs_done, write_final(final, final_state, ctx, logger), metrics)
+    return train_set, meta
 
 
 def class_frequency(dataset) -> torch.Tensor:

@@ -213,6 +213,9 @@ def greedy(prop: np.ndarray, targ: np.ndarray, value: np.ndarray, targ_pref: np.
            want_targets: bool = True) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Sequential greedy matching at every threshold, vectorised over independent groups and thresholds.
 
+    (One algorithm, kept in one function on purpose: its rounds share the
+    state of which targets are taken at which threshold.)
+
     Candidate pairs ``(prop[k], targ[k])`` have overlap ``value[k]``.
     Proposers (``0 <= prop < num_prop``) act in ascending index; each takes the first
     target, by descending ``value`` then ascending ``targ_pref``, that is

@@ -152,6 +152,94 @@ def _bin_of(value: float, edges: Sequence[float], labels: Sequence[str]) -> str 
     return None
 
 
+def _error_types(tious: Sequence[float], order: list[int], overlaps: list[tuple[np.ndarray, np.ndarray]],
+                 g_label: list[str], p_label: list[str], num_gt: int, min_tiou: float) -> tuple[np.ndarray, np.ndarray]:
+    """DETAD's matching, per tIoU: predictions in ``order`` (class, then score) each take the free instance
+    of its class with the highest tIoU ≥ the threshold (a true positive); the others are typed by their
+    best overlap (double detection, wrong label, localization, confusion, background). Returns
+    ``types (T, P)`` and ``matched_to (T, P)`` (instance index, or -1)."""
+    T, P = len(tious), len(p_label)
+    types = np.full((T, P), _BG, dtype=np.int64)
+    matched_to = np.full((T, P), -1, dtype=np.int64)
+    for t, thr in enumerate(tious):
+        taken = np.zeros(num_gt, dtype=bool)
+        for i in order:
+            idx, iou = overlaps[i]
+            if len(idx) == 0:
+                continue
+            same = np.array([g_label[j] == p_label[i] for j in idx])
+            for k in np.argsort(-iou, kind="stable"):
+                if iou[k] < thr:
+                    break
+                if same[k] and not taken[idx[k]]:
+                    taken[idx[k]] = True
+                    matched_to[t, i] = idx[k]
+                    types[t, i] = _TP
+                    break
+            if types[t, i] == _TP:
+                continue
+            best = int(np.argmax(iou))
+            top, agree = float(iou[best]), bool(same[best])
+            if top >= thr:
+                types[t, i] = _DOUBLE if agree else _WRONG
+            elif top >= min_tiou:
+                types[t, i] = _LOC if agree else _CONF
+    return types, matched_to
+
+
+def _false_positive_profile(types: np.ndarray, p_slice: np.ndarray, groups: int):
+    """Per rank group (the top N_c of a class, the next N_c, ...) the share of each error type, averaged over
+    the tIoUs; the group sizes; and each type's share over all kept predictions."""
+    T, P = types.shape
+    profile, profile_counts = [], []
+    for g in range(groups):
+        in_slice = p_slice == g
+        n = int(in_slice.sum())
+        profile_counts.append(n)
+        profile.append({name: (float(np.mean([(types[t, in_slice] == e).mean() for t in range(T)])) if n else 0.0)
+                        for e, name in enumerate(ERROR_TYPES)})
+    shares = {name: float(np.mean([(types[t] == e).mean() for t in range(T)])) if P else 0.0
+              for e, name in enumerate(ERROR_TYPES)}
+    return profile, profile_counts, shares
+
+
+def _sensitivity(bins_of: dict, values: dict[str, np.ndarray], types: np.ndarray, matched_to: np.ndarray,
+                 class_preds: dict[str, list[int]], g_label: list[str], npos: dict[str, int]):
+    """Per characteristic and bin: the normalized mAP on the instances in the bin (DETAD's sensitivity,
+    AP normalized to the mean class size), the share of them missed, and their count."""
+    T = types.shape[0]
+    mean_npos = float(np.mean(list(npos.values())))
+    labels_arr = np.array(g_label)
+    sensitivity: dict[str, dict[str, float | None]] = {}
+    false_neg: dict[str, dict[str, float | None]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for char, (edges, labels) in bins_of.items():
+        bins = np.array([_bin_of(v, edges, labels) if not math.isnan(v) else None for v in values[char]],
+                        dtype=object)
+        sensitivity[char], false_neg[char], counts[char] = {}, {}, {}
+        for b in labels:
+            inside = bins == b
+            counts[char][b] = int(inside.sum())
+            if not inside.any():
+                sensitivity[char][b] = None
+                false_neg[char][b] = None
+                continue
+            aps, missed = [], []
+            for t in range(T):
+                hit = np.zeros(len(g_label), dtype=bool)
+                hit[matched_to[t][matched_to[t] >= 0]] = True
+                missed.append(float((~hit[inside]).mean()))
+                for c in class_preds:
+                    n_c = int(np.sum(inside & (labels_arr == c)))
+                    if n_c == 0:
+                        continue
+                    ranked = [i for i in class_preds[c] if matched_to[t, i] < 0 or inside[matched_to[t, i]]]
+                    aps.append(interpolated_ap(types[t, ranked] == _TP, n_c, normalizer=mean_npos))
+            sensitivity[char][b] = float(np.mean(aps)) if aps else None
+            false_neg[char][b] = float(np.mean(missed))
+    return sensitivity, false_neg, counts
+
+
 def analyze_detections(ground_truth: AnnotationSet, predictions: AnnotationSet, tious: Sequence[float] = (0.5,),
                        *, protocol: str = "thumos14", groups: int = 10, min_tiou: float = 0.1) -> ErrorAnalysis:
     """DETAD's false-positive, sensitivity and false-negative analyses (module docstring gives the rules).
@@ -198,31 +286,7 @@ def analyze_detections(ground_truth: AnnotationSet, predictions: AnnotationSet, 
                  tiou_of(p_start[i], p_end[i], g_start[by_video[p_vid[i]]], g_end[by_video[p_vid[i]]])
                  if p_vid[i] in by_video else np.zeros(0)) for i in range(P)]
     T = len(tious)
-    types = np.full((T, P), _BG, dtype=np.int64)
-    matched_to = np.full((T, P), -1, dtype=np.int64)
-    for t, thr in enumerate(tious):
-        taken = np.zeros(len(gt_rows), dtype=bool)
-        for i in order:
-            idx, iou = overlaps[i]
-            if len(idx) == 0:
-                continue
-            same = np.array([g_label[j] == p_label[i] for j in idx])
-            for k in np.argsort(-iou, kind="stable"):
-                if iou[k] < thr:
-                    break
-                if same[k] and not taken[idx[k]]:
-                    taken[idx[k]] = True
-                    matched_to[t, i] = idx[k]
-                    types[t, i] = _TP
-                    break
-            if types[t, i] == _TP:
-                continue
-            best = int(np.argmax(iou))
-            top, agree = float(iou[best]), bool(same[best])
-            if top >= thr:
-                types[t, i] = _DOUBLE if agree else _WRONG
-            elif top >= min_tiou:
-                types[t, i] = _LOC if agree else _CONF
+    types, matched_to = _error_types(tious, order, overlaps, g_label, p_label, len(gt_rows), min_tiou)
     # ---- APs: base and with each error type removed
     class_preds = {c: [i for i in order if p_label[i] == c] for c in classes}
 
@@ -236,16 +300,7 @@ def analyze_detections(ground_truth: AnnotationSet, predictions: AnnotationSet, 
 
     base = average_map()
     gain = {ERROR_TYPES[e]: average_map(e) - base for e in range(1, 6)}
-    # ---- profile
-    profile, profile_counts = [], []
-    for g in range(groups):
-        in_slice = p_slice == g
-        n = int(in_slice.sum())
-        profile_counts.append(n)
-        profile.append({name: (float(np.mean([(types[t, in_slice] == e).mean() for t in range(T)])) if n else 0.0)
-                        for e, name in enumerate(ERROR_TYPES)})
-    shares = {name: float(np.mean([(types[t] == e).mean() for t in range(T)])) if P else 0.0
-              for e, name in enumerate(ERROR_TYPES)}
+    profile, profile_counts, shares = _false_positive_profile(types, p_slice, groups)
     # ---- characteristics of every instance
     per_video_class: dict[tuple[str, str], int] = {}
     for vid, lab in zip(g_vid, g_label):
@@ -256,34 +311,8 @@ def analyze_detections(ground_truth: AnnotationSet, predictions: AnnotationSet, 
     notes = []
     if np.isnan(values["coverage"]).any():
         notes.append("coverage needs video durations: instances of videos without one are left out of it")
-    mean_npos = float(np.mean(list(npos.values())))
-    sensitivity: dict[str, dict[str, float | None]] = {}
-    false_neg: dict[str, dict[str, float | None]] = {}
-    counts: dict[str, dict[str, int]] = {}
-    for char, (edges, labels) in BINS[protocol].items():
-        bins = np.array([_bin_of(v, edges, labels) if not math.isnan(v) else None for v in values[char]],
-                        dtype=object)
-        sensitivity[char], false_neg[char], counts[char] = {}, {}, {}
-        for b in labels:
-            inside = bins == b
-            counts[char][b] = int(inside.sum())
-            if not inside.any():
-                sensitivity[char][b] = None
-                false_neg[char][b] = None
-                continue
-            aps, missed = [], []
-            for t in range(T):
-                hit = np.zeros(len(gt_rows), dtype=bool)
-                hit[matched_to[t][matched_to[t] >= 0]] = True
-                missed.append(float((~hit[inside]).mean()))
-                for c in classes:
-                    n_c = int(np.sum(inside & (np.array(g_label) == c)))
-                    if n_c == 0:
-                        continue
-                    ranked = [i for i in class_preds[c] if matched_to[t, i] < 0 or inside[matched_to[t, i]]]
-                    aps.append(interpolated_ap(types[t, ranked] == _TP, n_c, normalizer=mean_npos))
-            sensitivity[char][b] = float(np.mean(aps)) if aps else None
-            false_neg[char][b] = float(np.mean(missed))
+    sensitivity, false_neg, counts = _sensitivity(BINS[protocol], values, types, matched_to, class_preds,
+                                                  g_label, npos)
     return ErrorAnalysis(tious=[float(t) for t in tious], protocol=protocol, groups=groups, average_map=base,
                          profile=profile, profile_counts=profile_counts, error_shares=shares, map_gain=gain, sensitivity=sensitivity,
                          false_negatives=false_neg, bin_counts=counts, num_predictions=num_predictions,

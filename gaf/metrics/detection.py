@@ -442,6 +442,52 @@ def _check_tious(tious: Sequence[float]) -> np.ndarray:
     return values
 
 
+def _scored_classes(ground_truth: AnnotationSet, gt_labels: list) -> list[str]:
+    """The classes mAP averages over: those with an instance, in the ground truth's label order (labels not
+    declared in it after, in order of first appearance)."""
+    try:
+        present = dict.fromkeys(gt_labels)  # first-appearance order
+    except TypeError:  # an unhashable label
+        _raise_bad_label(ground_truth, False)
+        raise
+    declared = set(ground_truth.labels)
+    classes = [c for c in ground_truth.labels if c in present] + [c for c in present if c not in declared]
+    if not classes:
+        raise AnnotationError(f"{ground_truth.source}: the ground truth has no action instance to score against")
+    return classes
+
+
+def _warn_and_mark(predictions: AnnotationSet, ground_truth: AnnotationSet, pr, keep: np.ndarray,
+                   class_index: dict, video_index: dict) -> int:
+    """Warn (EvaluationWarning) about predictions that are ignored (unknown labels) or count as false
+    positives (end < start: marked matched-by-nothing in ``pr.video``; videos absent from the ground
+    truth); returns how many are in absent videos."""
+    if pr.unknown_labels:
+        shown = ", ".join(f"{k!r} ({n})" for k, n in sorted(pr.unknown_labels.items())[:5])
+        more = "" if len(pr.unknown_labels) <= 5 else f" and {len(pr.unknown_labels) - 5} more"
+        warnings.warn(EvaluationWarning(
+            f"{predictions.source}: {sum(pr.unknown_labels.values())} prediction(s) with "
+            f"{len(pr.unknown_labels)} label(s) that have no instance in the ground truth "
+            f"({ground_truth.source}) were ignored: {shown}{more}"), stacklevel=3)
+    num_reversed = int(np.count_nonzero(keep & pr.reversed))
+    if num_reversed:
+        first = next((vid for vid, v in predictions.videos.items() for seg in v.segments
+                      if seg.end < seg.start and seg.label in class_index), None)
+        warnings.warn(EvaluationWarning(
+            f"{predictions.source}: {num_reversed} predicted segment(s) with end < start"
+            + (f" (e.g. in video {first!r})" if first else "")
+            + " count as false positives, as in the official ActivityNet evaluation"), stacklevel=3)
+        pr.video = np.where(pr.reversed, -1, pr.video)  # matched by nothing
+    num_absent = int(np.count_nonzero(keep & (pr.video < 0) & ~pr.reversed))
+    if num_absent:
+        absent_videos = [n for n in pr.names if n not in video_index]
+        warnings.warn(EvaluationWarning(
+            f"{predictions.source}: {num_absent} prediction(s) in {len(absent_videos)} video(s) absent from the "
+            f"ground truth ({ground_truth.source}; e.g. {absent_videos[0]!r}) count as false positives"),
+            stacklevel=3)
+    return num_absent
+
+
 def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
                         tious: Sequence[float] = DEFAULT_TIOUS, *, rules: str = "activitynet") -> DetectionResult:
     """Score ``predictions`` against ``ground_truth`` at each tIoU in ``tious`` (module docstring gives the rules).
@@ -456,15 +502,7 @@ def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
     thr = _check_tious(tious)
     gt_segments = _gather(ground_truth)
     gt_labels = [s.label for s in gt_segments[0]]
-    try:
-        present = dict.fromkeys(gt_labels)  # first-appearance order
-    except TypeError:  # an unhashable label
-        _raise_bad_label(ground_truth, False)
-        raise
-    declared = set(ground_truth.labels)
-    classes = [c for c in ground_truth.labels if c in present] + [c for c in present if c not in declared]
-    if not classes:
-        raise AnnotationError(f"{ground_truth.source}: the ground truth has no action instance to score against")
+    classes = _scored_classes(ground_truth, gt_labels)
     class_index = {c: i for i, c in enumerate(classes)}
     video_index = {vid: i for i, vid in enumerate(ground_truth.videos)}
     gt = _flatten(ground_truth, gt_segments, gt_labels, video_index, class_index, scored=False)
@@ -472,30 +510,8 @@ def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
     pr = _flatten(predictions, pr_segments, [s.label for s in pr_segments[0]], video_index, class_index,
                   scored=True)
     num_predictions = len(pr.label)
-    if pr.unknown_labels:
-        shown = ", ".join(f"{k!r} ({n})" for k, n in sorted(pr.unknown_labels.items())[:5])
-        more = "" if len(pr.unknown_labels) <= 5 else f" and {len(pr.unknown_labels) - 5} more"
-        warnings.warn(EvaluationWarning(
-            f"{predictions.source}: {sum(pr.unknown_labels.values())} prediction(s) with "
-            f"{len(pr.unknown_labels)} label(s) that have no instance in the ground truth "
-            f"({ground_truth.source}) were ignored: {shown}{more}"), stacklevel=2)
     keep = pr.label >= 0
-    num_reversed = int(np.count_nonzero(keep & pr.reversed))
-    if num_reversed:
-        first = next((vid for vid, v in predictions.videos.items() for seg in v.segments
-                      if seg.end < seg.start and seg.label in class_index), None)
-        warnings.warn(EvaluationWarning(
-            f"{predictions.source}: {num_reversed} predicted segment(s) with end < start"
-            + (f" (e.g. in video {first!r})" if first else "")
-            + " count as false positives, as in the official ActivityNet evaluation"), stacklevel=2)
-        pr.video = np.where(pr.reversed, -1, pr.video)  # matched by nothing
-    num_absent = int(np.count_nonzero(keep & (pr.video < 0) & ~pr.reversed))
-    if num_absent:
-        absent_videos = [n for n in pr.names if n not in video_index]
-        warnings.warn(EvaluationWarning(
-            f"{predictions.source}: {num_absent} prediction(s) in {len(absent_videos)} video(s) absent from the "
-            f"ground truth ({ground_truth.source}; e.g. {absent_videos[0]!r}) count as false positives"),
-            stacklevel=2)
+    num_absent = _warn_and_mark(predictions, ground_truth, pr, keep, class_index, video_index)
     P = int(keep.sum())
     C, V = len(classes), len(video_index)
 

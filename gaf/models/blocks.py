@@ -9,7 +9,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["MaskedGroupNorm", "ConvBlock", "build_sparse_table", "range_max", "stage_parameters"]
+__all__ = ["MaskedGroupNorm", "ConvBlock", "build_sparse_table", "range_max", "stage_parameters", "freeze_batchnorm",
+           "BackboneHost"]
 
 
 def _groups(channels: int) -> int:
@@ -141,3 +142,27 @@ def stage_parameters(model: nn.Module, stage: str, frame: Sequence[nn.Parameter]
         ids = {id(p) for p in frame} | {id(p) for p in frozen}
         return [p for p in model.parameters() if id(p) not in ids]
     raise ValueError(f"stage must be 'frame' or 'segment', got {stage!r}")
+
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics fixed, affine
+    parameters still trainable). Fine-tuning I3D with the small batches of video training
+    otherwise drifts its statistics away from what eval mode uses. Call after ``.train()``."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return module
+
+
+class BackboneHost(nn.Module):
+    """Base of a model with an optional video backbone (``self.backbone``: an I3D or None) and a config
+    with ``freeze_bn``: ``train()`` keeps the backbone's BatchNorm in eval mode when ``cfg.freeze_bn``."""
+
+    backbone: nn.Module | None
+    cfg: object
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.backbone is not None and getattr(self.cfg, "freeze_bn", False):
+            freeze_batchnorm(self.backbone)
+        return self

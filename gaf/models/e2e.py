@@ -34,7 +34,7 @@ Stages (Fig. 2):
 Training and evaluation
 -----------------------
 ``gaf train configs/thumos14_e2e.yaml`` trains it with the usual two-stage
-engine on frame clips (:class:`gaf.data.frames.FrameClipDataset`: 256-frame
+engine on frame clips (:class:`gaf.data.e2e_frames.FrameClipDataset`: 256-frame
 clips decoded at 25 fps, 96×96 crops, instances in the clip's 4-frame
 steps); :mod:`gaf.engine.factory` picks this model and that dataset when the
 config has ``e2e`` and ``frames`` sections instead of ``model`` and
@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from gaf.config import AT_LEAST_ONE, ranged
 from gaf.errors import ConfigError
 from gaf.models.gaf_detector import GAFDetector, ModelConfig, build_model
-from gaf.models.blocks import stage_parameters
+from gaf.models.blocks import BackboneHost, stage_parameters
 
 __all__ = ["E2EConfig", "E2EDetector", "build_e2e_detector", "ENDPOINTS", "FRAMES_PER_STEP"]
 
@@ -87,7 +87,7 @@ class E2EConfig:
     detector: ModelConfig = field(default_factory=ModelConfig)
 
 
-class E2EDetector(nn.Module):
+class E2EDetector(BackboneHost):
     """I3D (``Mixed_4f`` + ``Mixed_5c``) → merged ``F (B, C, T')`` → :class:`GAFDetector`.
 
     ``num_classes`` (K) action classes; ``clip_len``: frames per training
@@ -121,15 +121,6 @@ class E2EDetector(nn.Module):
             self.feature_dim = sum(ENDPOINT_CHANNELS.values())
         self.max_seq_len = math.ceil(clip_len / FRAMES_PER_STEP)
         self.detector: GAFDetector = build_model(cfg.detector, self.feature_dim, num_classes, self.max_seq_len)
-
-    def train(self, mode: bool = True) -> "E2EDetector":
-        """``nn.Module.train``; with ``cfg.freeze_bn`` the backbone's BatchNorm stays in eval mode."""
-        super().train(mode)
-        if mode and self.backbone is not None and self.cfg.freeze_bn:
-            from gaf.models.backbones.i3d import freeze_batchnorm
-
-            freeze_batchnorm(self.backbone)
-        return self
 
     # ------------------------------------------------------------------ features
     @staticmethod

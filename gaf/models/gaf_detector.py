@@ -44,6 +44,7 @@ from gaf.models.detector import AnchorFreeDetector, DetectorConfig
 from gaf import losses as L
 from gaf.models.blocks import stage_parameters
 from gaf.models.gaf import GAF, GAFConfig, action_mask, as_channels, step_attention
+from gaf.postprocess import decode_offsets
 
 __all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complement_segments", "batch_outputs"]
 
@@ -318,10 +319,9 @@ class GAFDetector(nn.Module):
                 keep = keep[scores[keep].topk(pre_nms_top_k).indices]
             keep = keep[scores[keep].argsort(descending=True)]
             pidx, cls = keep // K, keep % K
-            start = (points[pidx] - offsets[b, pidx, 0]).clamp(0, n)
-            end = (points[pidx] + offsets[b, pidx, 1]).clamp(0, n)
+            segments = decode_offsets(points[pidx], 1.0, offsets[b, pidx]).clamp(0, n)
             att = outputs.get("attention")
-            results.append({"segments": torch.stack([start, end], 1), "scores": scores[keep],
+            results.append({"segments": segments, "scores": scores[keep],
                             "labels": cls.long(),
                             "attention": step_attention(att)[b, :n] if att is not None else None})
         return results

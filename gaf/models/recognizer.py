@@ -55,7 +55,7 @@ import torch.nn.functional as F
 
 from gaf.config import NON_NEGATIVE, check, ranged
 from gaf.errors import ConfigError
-from gaf.models.blocks import stage_parameters
+from gaf.models.blocks import BackboneHost, stage_parameters
 from gaf.models.gaf import GAF, GAFConfig, SegmentGAF
 
 __all__ = ["RecognitionLossConfig", "RecognizerConfig", "Recognizer"]
@@ -89,7 +89,7 @@ class RecognizerConfig:
     loss: RecognitionLossConfig = field(default_factory=RecognitionLossConfig)
 
 
-class Recognizer(nn.Module):
+class Recognizer(BackboneHost):
     """Clip classifier: optional backbone → GAF → classifier on the attention-pooled ``f_ai``.
 
     ``num_classes`` (K) action classes. ``in_dim``: channels of the input
@@ -116,15 +116,6 @@ class Recognizer(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.gaf = GAF(self.in_dim, cfg.gaf, num_classes) if cfg.gaf.enabled else None
         self.classifier = nn.Linear(self.in_dim, num_classes) if self.gaf is None else None
-
-    def train(self, mode: bool = True) -> "Recognizer":
-        """``nn.Module.train``; with ``cfg.freeze_bn`` the backbone's BatchNorm stays in eval mode."""
-        super().train(mode)
-        if mode and self.backbone is not None and self.cfg.freeze_bn:
-            from gaf.models.backbones.i3d import freeze_batchnorm
-
-            freeze_batchnorm(self.backbone)
-        return self
 
     # ------------------------------------------------------------------ features
     def temporal_features(self, x: torch.Tensor, mask: torch.Tensor | None = None

@@ -15,7 +15,7 @@ from gaf.config import to_dict
 from gaf.engine.checkpoint import save_checkpoint
 from gaf.engine.experiment import load_experiment
 from gaf.engine.factory import build_detector
-from gaf.engine.inference import load_detector
+from gaf.engine.loading import load_detector
 from gaf.export import OUTPUT_NAMES, ExportableDetector
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import LABELS, THUMOS_DIR, TWO, make, write_layout  # noqa: F401
-from gaf.config import from_dict
 from gaf.data.annotations import AnnotationWarning
 from gaf.data.features import DatasetConfig, FeatureDataset, collate, window_starts
 from gaf.errors import ConfigError, DataError

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from gaf.cli import main
-from gaf.data.frames import FrameClipDataset, FrameDatasetConfig, collate_frames
+from gaf.data.e2e_frames import FrameClipDataset, FrameDatasetConfig, collate_frames
 from gaf.engine.checkpoint import load_checkpoint
 from gaf.engine.experiment import load_experiment
 from gaf.errors import ConfigError

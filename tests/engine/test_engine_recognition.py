@@ -14,7 +14,7 @@ import torch
 
 from gaf.config import from_dict
 from gaf.cli import main
-from gaf.data.clips import ClipDataConfig, ClipFeatureDataset, collate_clips
+from gaf.data.recognition_clips import ClipDataConfig, ClipFeatureDataset, collate_clips
 from gaf.engine.checkpoint import load_checkpoint
 from gaf.engine.recognition import (RecognitionExperiment, evaluate_recognizer, is_recognition_checkpoint,
                                     is_recognition_config, load_recognition_experiment, load_recognizer, train_recognizer)
@@ -60,7 +60,7 @@ def write_ucf_features(root: Path, *, train_groups: int = 8, test_groups: int = 
 
 def tiny_experiment(data: dict, tmp_path: Path, **model) -> RecognitionExperiment:
     return from_dict(RecognitionExperiment, {
-        "task": "recognition", "name": "tiny_ucf", "data": data,
+        "task": "recognition", "name": "tiny_ucf", "dataset": data,
         "model": {"dropout": 0.1, "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4,
                                          "fusion": "attention"}, **model},
         "train": {"epochs": 30, "batch_size": 4, "lr": 1e-2, "warmup_epochs": 1, "seed": 0},
@@ -184,12 +184,12 @@ def test_bundled_recognition_configs_load():
         cfg = load_recognition_experiment(name, ["train.epochs=2"])
         assert cfg.task == "recognition" and cfg.train.epochs == 2 and cfg.eval.topk == [1, 5]
     i3d = load_recognition_experiment("ucf101_i3d")
-    assert (i3d.model.backbone, i3d.data.source, i3d.data.clip_len, i3d.data.crop_size) == ("i3d", "video", 64, 224)
+    assert (i3d.model.backbone, i3d.dataset.source, i3d.dataset.clip_len, i3d.dataset.crop_size) == ("i3d", "video", 64, 224)
     assert (i3d.train.lr, i3d.train.weight_decay, i3d.train.epochs, i3d.train.batch_size) == (1e-5, 1e-3, 20, 8)
 
 
 def test_video_dataset_cuts_resizes_crops_and_scales_clips(ucf_features, tmp_path, monkeypatch):
-    from gaf.data.clips import ClipVideoDataset
+    from gaf.data.recognition_clips import ClipVideoDataset
 
     videos = tmp_path / "videos"
     for line in (Path(ucf_features["split_dir"]) / "testlist01.txt").read_text().split():
@@ -218,5 +218,36 @@ def test_source_and_backbone_must_agree(ucf_features, tmp_path):
     from gaf.errors import ConfigError
 
     cfg = tiny_experiment(ucf_features, tmp_path, backbone="i3d")
-    with pytest.raises(ConfigError, match="data.source"):
+    with pytest.raises(ConfigError, match="dataset.source"):
         train_recognizer(cfg, progress=False)
+
+
+def test_old_recognition_configs_with_a_data_section_load_with_a_deprecation_warning(ucf_features, tmp_path):
+    import yaml
+
+    from gaf.engine.recognition import load_recognition_experiment
+    from gaf.errors import ConfigError
+
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump({"task": "recognition", "name": "old", "data": ucf_features}))
+    with pytest.warns(DeprecationWarning, match="'data' is now 'dataset'"):
+        cfg = load_recognition_experiment(old)
+    assert cfg.dataset.feature_dir == ucf_features["feature_dir"]
+    with pytest.warns(DeprecationWarning) as caught:  # an old override key, too
+        assert load_recognition_experiment(old, ["data.clip_len=8"]).dataset.clip_len == 8
+    assert any("--set data.clip_len: 'data.' is now 'dataset.'" in str(w.message) for w in caught)
+    both = tmp_path / "both.yaml"
+    both.write_text(yaml.safe_dump({"task": "recognition", "data": ucf_features, "dataset": ucf_features}))
+    with pytest.raises(ConfigError, match="both 'data' and 'dataset'"):
+        load_recognition_experiment(both)
+
+
+def test_detection_and_recognition_configs_have_the_same_sections():
+    from gaf.config import config_keys
+    from gaf.engine.experiment import ExperimentConfig
+
+    def sections(cls) -> set[str]:
+        return {k.split(".")[0] for k in config_keys(cls)}
+
+    shared = {"task", "name", "dataset", "model", "train", "eval", "work_dir"}
+    assert shared <= sections(ExperimentConfig) and shared == sections(RecognitionExperiment)

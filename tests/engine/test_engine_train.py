@@ -49,7 +49,7 @@ def test_training_learns_and_attention_marks_actions(pulse_dataset, tmp_path):
 
     # λ is higher inside ground-truth instances than outside, on the test videos.
     from gaf.data.features import FeatureDataset, collate
-    from gaf.engine.inference import load_detector
+    from gaf.engine.loading import load_detector
 
     model, _ = load_detector(result.final_checkpoint)
     ds = FeatureDataset(cfg.dataset, "test", training=False)

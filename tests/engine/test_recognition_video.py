@@ -5,7 +5,7 @@ A UCF101-style folder is built in ``tmp_path`` from four real clips of
 crops of 32 frames ("groups" ``g01..g06``), written as small MPEG-4 AVIs under
 ``videos/<Class>/v_<Class>_gXX_c01.avi``, with ``classInd.txt`` /
 ``trainlist01.txt`` / ``testlist01.txt`` in the official format (groups 3 and
-6 are the test videos). ``data.source: video`` + ``model.backbone: i3d`` then
+6 are the test videos). ``dataset.source: video`` + ``model.backbone: i3d`` then
 trains backbone, GAF and classifier together with :func:`train_recognizer`
 (both stages run, the backbone's weights change, the run writes final.pt and
 metrics.json); learning is shown with the backbone frozen (held-out top-1
@@ -33,7 +33,7 @@ import torch
 av = pytest.importorskip("av")
 
 from gaf.config import from_dict  # noqa: E402
-from gaf.data.clips import ClipDataConfig, ClipVideoDataset, collate_clips  # noqa: E402
+from gaf.data.recognition_clips import ClipDataConfig, ClipVideoDataset, collate_clips  # noqa: E402
 from gaf.data.video import iter_frames  # noqa: E402
 from gaf.engine.checkpoint import load_checkpoint  # noqa: E402
 from gaf.engine.recognition import RecognitionExperiment, train_recognizer  # noqa: E402
@@ -108,7 +108,7 @@ def calibrated_i3d_weights(data: dict, path: Path) -> Path:
 
 def video_experiment(data: dict, tmp_path: Path, **model) -> RecognitionExperiment:
     return from_dict(RecognitionExperiment, {
-        "task": "recognition", "name": "tiny_ucf_video", "data": data,
+        "task": "recognition", "name": "tiny_ucf_video", "dataset": data,
         "model": {"backbone": "i3d", "stream": "rgb", "dropout": 0.0,
                   "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4,
                           "fusion": "attention"}, **model},

@@ -379,12 +379,3 @@ def build_i3d(stream: str = "rgb", weights: str | os.PathLike[str] | None = None
     return model
 
 
-def freeze_batchnorm(module: nn.Module) -> nn.Module:
-    """Put every BatchNorm layer of ``module`` in eval mode (running statistics fixed, affine
-    parameters still trainable). Fine-tuning I3D with the small batches of video training
-    otherwise drifts its statistics away from what eval mode uses. Call after ``.train()``."""
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-    return module
-
