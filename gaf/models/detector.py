@@ -7,7 +7,9 @@ step ``t`` is the centre of feature ``t``.
 Pipeline (:class:`AnchorFreeDetector`)::
 
     F (B, C, T) -> stem (conv, GN, ReLU) -> pyramid of ``num_levels`` levels
-    (stride-2 conv, GN, ReLU; level l has ceil(T / 2**l) points)
+    (``backbone: conv``: stride-2 conv, GN, ReLU; ``backbone: transformer``:
+    local masked self-attention blocks with max-pool downsampling,
+    :mod:`gaf.models.transformer`; level l has ceil(T / 2**l) points)
     -> shared towers -> per point: class logits, distances to start / end
        (exp(scale_l * x) * stride_l), quality logit
     -> boundary refinement: the start / end regions of each coarse proposal
@@ -45,7 +47,9 @@ import torch
 import torch.nn as nn
 
 from gaf.config import AT_LEAST_ONE, NON_NEGATIVE, ODD, OPEN_UNIT, POSITIVE, ranged
+from gaf.errors import ConfigError
 from gaf.models.blocks import ConvBlock, range_max
+from gaf.models.transformer import TransformerPyramid
 
 __all__ = [
     "DetectorConfig",
@@ -58,6 +62,11 @@ class DetectorConfig:
     """Settings of the anchor-free detector (units: feature steps)."""
 
     embed_dim: int = ranged(256, AT_LEAST_ONE)
+    # the pyramid: "conv" (AFSD's strided conv blocks, the paper's base) or "transformer" (ActionFormer-class:
+    # local masked self-attention blocks, max-pool downsampling; gaf.models.transformer)
+    backbone: Literal["conv", "transformer"] = "conv"
+    attention_window: int = ranged(19, ODD)  # transformer: each step attends to the valid steps within ±window//2
+    attention_heads: int = ranged(4, AT_LEAST_ONE)  # transformer: heads (must divide embed_dim)
     stem_layers: int = ranged(2, NON_NEGATIVE)  # stride-1 conv blocks before the pyramid
     num_levels: int = ranged(6, AT_LEAST_ONE)  # pyramid levels, strides 1, 2, ..., 2**(num_levels-1)
     kernel_size: int = ranged(3, ODD)
@@ -88,7 +97,15 @@ class AnchorFreeDetector(nn.Module):
         E, k = cfg.embed_dim, cfg.kernel_size
         self.num_outputs = num_outputs
         self.stem = nn.ModuleList([ConvBlock(in_dim if i == 0 else E, E, k) for i in range(max(1, cfg.stem_layers))])
-        self.downs = nn.ModuleList([ConvBlock(E, E, k, stride=2) for _ in range(cfg.num_levels - 1)])
+        if cfg.backbone == "transformer":
+            if E % cfg.attention_heads:
+                raise ConfigError(f"model.detector.attention_heads: {cfg.attention_heads} must divide "
+                                  f"model.detector.embed_dim {E}")
+            self.downs = None
+            self.pyramid = TransformerPyramid(E, cfg.num_levels, heads=cfg.attention_heads, window=cfg.attention_window)
+        else:
+            self.downs = nn.ModuleList([ConvBlock(E, E, k, stride=2) for _ in range(cfg.num_levels - 1)])
+            self.pyramid = None
         self.cls_tower = nn.ModuleList([ConvBlock(E, E, k) for _ in range(cfg.head_layers)])
         self.reg_tower = nn.ModuleList([ConvBlock(E, E, k) for _ in range(cfg.head_layers)])
         self.cls_head = nn.Conv1d(E, num_outputs, k, padding=k // 2)
@@ -132,11 +149,15 @@ class AnchorFreeDetector(nn.Module):
         h = x * m
         for blk in self.stem:
             h, _ = blk(h, m)
-        base, feats, masks = h, [h], [m]
-        for down in self.downs:
-            h, m = down(h, m)
-            feats.append(h)
-            masks.append(m)
+        if self.pyramid is not None:
+            feats, masks = self.pyramid(h, m)
+        else:
+            feats, masks = [h], [m]
+            for down in self.downs:
+                h, m = down(h, m)
+                feats.append(h)
+                masks.append(m)
+        base = feats[0]
         cls, off, qual, reg_feats, points, strides, ranges = [], [], [], [], [], [], []
         for l, (f, fm) in enumerate(zip(feats, masks)):
             c, r = f, f

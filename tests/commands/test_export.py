@@ -1,5 +1,6 @@
 """gaf export: TorchScript and ONNX detectors that give the eager model's outputs (within 1e-5), for the
-default GAF, channel attention and the plain detector, padded and unpadded windows, any batch size."""
+default GAF, channel attention, the plain detector and the transformer pyramid, padded and unpadded
+windows, any batch size."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _inputs(batch: int, padded: bool, seed: int) -> tuple[torch.Tensor, torch.Te
     return x, mask
 
 
-VARIANTS = {"default": [], "channel": ["model.gaf.attention=channel"], "plain": ["model.gaf.enabled=false"]}
+VARIANTS = {"default": [], "channel": ["model.gaf.attention=channel"], "plain": ["model.gaf.enabled=false"],
+            "transformer": ["model.detector.backbone=transformer"]}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -65,9 +67,10 @@ def test_torchscript_matches_the_eager_model(variant: str, tmp_path: Path, capsy
     assert settings["step_seconds"] == pytest.approx(4 / 30) and settings["outputs"] == list(OUTPUT_NAMES)
 
 
-def test_onnx_matches_the_eager_model_in_onnxruntime(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["default", "transformer"])
+def test_onnx_matches_the_eager_model_in_onnxruntime(variant: str, tmp_path: Path) -> None:
     import onnxruntime as ort  # in gaf's test extra: a missing one fails here
-    ckpt = _checkpoint(tmp_path / "model.pt", [])
+    ckpt = _checkpoint(tmp_path / "model.pt", VARIANTS[variant])
     out = tmp_path / "detector.onnx"
     assert main(["export", "--ckpt", str(ckpt), "--format", "onnx", "--out", str(out)]) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -74,6 +74,18 @@ def test_training_learns_and_attention_marks_actions(pulse_dataset, tmp_path):
         assert (run / name).exists(), name
 
 
+def test_the_transformer_backbone_learns_through_gaf_train(pulse_dataset, tmp_path):
+    cfg = tiny_config(pulse_dataset, tmp_path, epochs=40)
+    cfg.model.detector.backbone = "transformer"
+    cfg.model.detector.attention_heads = 4
+    cfg.model.detector.attention_window = 9
+    result = train(cfg, progress=False)
+    mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
+    assert mAP[0.5] > 0.8, result.metrics
+    weights = torch.load(result.final_checkpoint, weights_only=True)["model"]
+    assert any(k.endswith("pyramid.branch.0.attn.qkv.weight") for k in weights)  # the transformer was trained
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pulse_dataset, tmp_path):
     straight = tiny_config(pulse_dataset, tmp_path / "a", epochs=3, eval_at_end=False)
     train(straight, progress=False)
