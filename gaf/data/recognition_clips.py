@@ -94,7 +94,13 @@ def _split_entries(cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tu
 
 
 class _ClipDataset(Dataset):
-    def __init__(self, cfg: ClipDataConfig, subset: str, *, training: bool, num_clips: int) -> None:
+    """The split list's videos; ``training`` (default: ``subset == "train"``) draws one random clip per
+    video, evaluation ``num_clips`` evenly spaced ones; ``folder_key``: the config key of the inputs' folder."""
+
+    folder_key = ""
+
+    def __init__(self, cfg: ClipDataConfig, subset: str, *, training: bool | None, num_clips: int) -> None:
+        training = subset == "train" if training is None else training
         self.cfg = cfg
         self.subset = subset
         self.training = training
@@ -102,6 +108,10 @@ class _ClipDataset(Dataset):
         self.classes, self.entries = _split_entries(cfg, subset)
         if cfg.clip_len < 1:
             raise DataError(f"dataset.clip_len: must be >= 1, got {cfg.clip_len}")
+        self.root = Path(getattr(cfg, self.folder_key))
+        if not self.root.is_dir():
+            kind = self.folder_key.split("_")[0]
+            raise DataError(f"{self.root}: {kind} folder not found (dataset.{self.folder_key})")
 
     @property
     def num_classes(self) -> int:
@@ -126,12 +136,11 @@ class _ClipDataset(Dataset):
 class ClipFeatureDataset(_ClipDataset):
     """Cached features: ``feature_dir/<stem>.npy`` (T×C) per video of the split list."""
 
+    folder_key = "feature_dir"
+
     def __init__(self, cfg: ClipDataConfig, subset: str, *, training: bool | None = None, num_clips: int = 1) -> None:
-        super().__init__(cfg, subset, training=subset == "train" if training is None else training,
-                         num_clips=num_clips)
-        root = Path(cfg.feature_dir)
-        if not root.is_dir():
-            raise DataError(f"{root}: feature folder not found (dataset.feature_dir)")
+        super().__init__(cfg, subset, training=training, num_clips=num_clips)
+        root = self.root
         self.files: list[Path] = []
         for path, _, where in self.entries:
             stem = Path(path).stem
@@ -173,12 +182,11 @@ class ClipFeatureDataset(_ClipDataset):
 class ClipVideoDataset(_ClipDataset):
     """Raw videos decoded with :mod:`gaf.data.video` (PyAV): frame clips in [-1, 1]."""
 
+    folder_key = "video_dir"
+
     def __init__(self, cfg: ClipDataConfig, subset: str, *, training: bool | None = None, num_clips: int = 1) -> None:
-        super().__init__(cfg, subset, training=subset == "train" if training is None else training,
-                         num_clips=num_clips)
-        root = Path(cfg.video_dir)
-        if not root.is_dir():
-            raise DataError(f"{root}: video folder not found (dataset.video_dir)")
+        super().__init__(cfg, subset, training=training, num_clips=num_clips)
+        root = self.root
         self.files = []
         for path, _, where in self.entries:
             candidates = (root / path, root / Path(path).name)
