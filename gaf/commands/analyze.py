@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     import warnings
 
-    from gaf.commands.score import load_for_scoring, parse_tious
+    from gaf.commands.score import load_for_scoring
+    from gaf.metrics.inputs import parse_tious
     from gaf.io import atomic_write_json, refuse_input_as_output
     from gaf.metrics.analysis import analyze_detections, default_tious, protocol_of
 

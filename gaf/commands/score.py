@@ -75,9 +75,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-MAX_TIOUS = 200  # more thresholds than any protocol uses (ActivityNet: 10) is a typo in the step
-
-
 def add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
     """The options that pick the ground truth and read the predictions (shared by gaf score and gaf analyze)."""
     from gaf.data.annotations import THUMOS14_VARIANTS
@@ -96,40 +93,6 @@ def add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
     prefix = p.add_mutually_exclusive_group()
     prefix.add_argument("--add-prefix", metavar="P", help="prepend P to every predicted video id (e.g. v_)")
     prefix.add_argument("--strip-prefix", metavar="P", help="remove P from the start of predicted video ids")
-
-
-def parse_tious(text: str) -> list[float]:
-    """``"0.3,0.5"`` → [0.3, 0.5]; ``"0.5:0.95:0.05"`` → 0.5, 0.55, ..., 0.95.
-
-    A range stops at ``stop`` (included when it falls on the step grid,
-    never passed: ``0.1:0.9:0.3`` → 0.1, 0.4, 0.7). Thresholds must be in
-    (0, 1], strictly increasing, at most :data:`MAX_TIOUS` of them.
-    """
-    import math
-
-    from gaf.errors import ConfigError
-
-    try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            if not (math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)) or step <= 0 or stop < start:
-                raise ValueError
-            count = math.floor((stop - start) / step + 1e-9) + 1
-        else:
-            tious = [float(x) for x in text.split(",") if x.strip()]
-            count = len(tious)
-    except ValueError:
-        raise ConfigError(f"--tious: expected a comma list like 0.3,0.5,0.7 or start:stop:step like 0.5:0.95:0.05, "
-                          f"got {text!r}") from None
-    if not 1 <= count <= MAX_TIOUS:
-        raise ConfigError(f"--tious {text}: {count} thresholds; give 1 to {MAX_TIOUS} (is the step right?)")
-    if ":" in text:
-        tious = [round(start + k * step, 10) for k in range(count)]
-    if any(not 0.0 < t <= 1.0 for t in tious):
-        raise ConfigError(f"--tious {text}: each threshold must be in (0, 1], got {tious}")
-    if any(b <= a for a, b in zip(tious, tious[1:])):
-        raise ConfigError(f"--tious {text}: thresholds must be strictly increasing, got {tious}")
-    return tious
 
 
 def load_for_scoring(args: argparse.Namespace):
@@ -151,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from gaf.errors import ConfigError
     from gaf.io import refuse_input_as_output
     from gaf.metrics.detection import evaluate_detections
-    from gaf.metrics.inputs import ACTIVITYNET_TIOUS, protocol_tious
+    from gaf.metrics.inputs import ACTIVITYNET_TIOUS, parse_tious, protocol_tious
 
     refuse_input_as_output(args.json, [args.gt, args.pred, args.label_map], "--json")
     tious = parse_tious(args.tious) if args.tious else None

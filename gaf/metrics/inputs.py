@@ -14,6 +14,7 @@ never printed: callers collect them. NumPy only (no torch).
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -24,19 +25,44 @@ from gaf.data.annotations import AnnotationSet, THUMOS14_VARIANTS, Video, read_g
 from gaf.data.predictions import read_predictions
 from gaf.errors import AnnotationError, ConfigError
 
-__all__ = ["ScoringInputs", "resolve_scoring_inputs", "protocol_tious", "read_label_map", "tiou_range",
+__all__ = ["ScoringInputs", "resolve_scoring_inputs", "protocol_tious", "read_label_map", "parse_tious", "MAX_TIOUS",
            "ACTIVITYNET_TIOUS", "THUMOS14_TIOUS"]
 
 Source = Union[AnnotationSet, str, "os.PathLike[str]"]
 
 ACTIVITYNET_TIOUS = "0.5:0.95:0.05"  # start:stop:step, stop included
 THUMOS14_TIOUS = "0.3:0.7:0.1"
+MAX_TIOUS = 200  # more thresholds than any protocol uses (ActivityNet: 10) is a typo in the step
 
 
-def tiou_range(text: str) -> list[float]:
-    """``"start:stop:step"`` (stop included) of a protocol above → its thresholds."""
-    start, stop, step = (float(x) for x in text.split(":"))
-    return [round(start + k * step, 10) for k in range(int(round((stop - start) / step)) + 1)]
+def parse_tious(text: str) -> list[float]:
+    """``"0.3,0.5"`` → [0.3, 0.5]; ``"0.5:0.95:0.05"`` → 0.5, 0.55, ..., 0.95.
+
+    A range stops at ``stop`` (included when it falls on the step grid,
+    never passed: ``0.1:0.9:0.3`` → 0.1, 0.4, 0.7). Thresholds must be in
+    (0, 1], strictly increasing, at most :data:`MAX_TIOUS` of them.
+    """
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if not (math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)) or step <= 0 or stop < start:
+                raise ValueError
+            count = math.floor((stop - start) / step + 1e-9) + 1
+        else:
+            tious = [float(x) for x in text.split(",") if x.strip()]
+            count = len(tious)
+    except ValueError:
+        raise ConfigError(f"--tious: expected a comma list like 0.3,0.5,0.7 or start:stop:step like 0.5:0.95:0.05, "
+                          f"got {text!r}") from None
+    if not 1 <= count <= MAX_TIOUS:
+        raise ConfigError(f"--tious {text}: {count} thresholds; give 1 to {MAX_TIOUS} (is the step right?)")
+    if ":" in text:
+        tious = [round(start + k * step, 10) for k in range(count)]
+    if any(not 0.0 < t <= 1.0 for t in tious):
+        raise ConfigError(f"--tious {text}: each threshold must be in (0, 1], got {tious}")
+    if any(b <= a for a, b in zip(tious, tious[1:])):
+        raise ConfigError(f"--tious {text}: thresholds must be strictly increasing, got {tious}")
+    return tious
 
 
 @dataclass
@@ -56,9 +82,9 @@ def protocol_tious(gt: AnnotationSet) -> tuple[list[float], str]:
     from gaf.metrics.analysis import protocol_of
 
     if protocol_of(gt) == "activitynet":
-        return tiou_range(ACTIVITYNET_TIOUS), (f"{ACTIVITYNET_TIOUS}, ActivityNet's (this ground truth has "
+        return parse_tious(ACTIVITYNET_TIOUS), (f"{ACTIVITYNET_TIOUS}, ActivityNet's (this ground truth has "
                                                f"{len(gt.labels)} classes and ActivityNet-style video ids)")
-    return tiou_range(THUMOS14_TIOUS), f"{THUMOS14_TIOUS}, THUMOS14's (the default for other ground truths)"
+    return parse_tious(THUMOS14_TIOUS), f"{THUMOS14_TIOUS}, THUMOS14's (the default for other ground truths)"
 
 
 def resolve_scoring_inputs(gt: Source, pred: Source, *, subset: str | None = None, variant: str | None = None,
