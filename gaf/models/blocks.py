@@ -8,8 +8,9 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-__all__ = ["MaskedGroupNorm", "ConvBlock", "build_sparse_table", "range_max", "stage_parameters", "freeze_batchnorm",
+__all__ = ["MaskedGroupNorm", "ConvBlock", "masked_downsample", "StridedPyramid", "build_sparse_table", "range_max", "stage_parameters", "freeze_batchnorm",
            "BackboneHost"]
 
 
@@ -70,6 +71,47 @@ class ConvBlock(nn.Module):
         if self.stride > 1:
             mask = mask[..., :: self.stride][..., : y.shape[-1]]
         return torch.relu(self.norm(y, mask)), mask
+
+
+
+def masked_downsample(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stride-2 max-pool (kernel 3) over valid steps: ``x (B, E, T)``, ``mask (B, 1, T)`` float ->
+    ``(B, E, ceil(T / 2))``, ``(B, 1, ceil(T / 2))``; output ``i`` is valid where input ``2i`` is (as the
+    stride-2 conv blocks of the convolutional pyramid)."""
+    filled = x.masked_fill(mask <= 0, float("-inf"))
+    y = F.max_pool1d(filled, kernel_size=3, stride=2, padding=1)
+    m = mask[..., ::2][..., : y.shape[-1]]
+    return torch.where(m > 0, y, torch.zeros_like(y)), m
+
+
+class StridedPyramid(nn.Module):
+    """A feature pyramid of stride-1 ``stem`` blocks, then per further level a masked stride-2 max-pool
+    (:func:`masked_downsample`) and one ``branch`` block — the shape of the transformer and SGP backbones.
+
+    ``forward(h (B, E, T), m (B, 1, T))`` -> per-level features ``[(B, E, T_l)]`` and masks
+    ``[(B, 1, T_l)]``, level 0 first (``T_l = ceil(T / 2**l)``, ``len(branch) + 1`` levels).
+    Subclasses say how a block is called in :meth:`run_block`.
+    """
+
+    def __init__(self, stem: Sequence[nn.Module], branch: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.stem = nn.ModuleList(stem)
+        self.branch = nn.ModuleList(branch)
+
+    def run_block(self, block: nn.Module, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """One block on ``h (B, E, T)`` with ``m (B, 1, T)`` float -> ``(B, E, T)``."""
+        return block(h, m)
+
+    def forward(self, h: torch.Tensor, m: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        for block in self.stem:
+            h = self.run_block(block, h, m)
+        feats, masks = [h], [m]
+        for block in self.branch:
+            h, m = masked_downsample(h, m)
+            h = self.run_block(block, h, m)
+            feats.append(h)
+            masks.append(m)
+        return feats, masks
 
 
 def build_sparse_table(x: torch.Tensor, *, with_index: bool = False

@@ -9,9 +9,12 @@ Pipeline (:class:`AnchorFreeDetector`)::
     F (B, C, T) -> stem (conv, GN, ReLU) -> pyramid of ``num_levels`` levels
     (``backbone: conv``: stride-2 conv, GN, ReLU; ``backbone: transformer``:
     local masked self-attention blocks with max-pool downsampling,
-    :mod:`gaf.models.transformer`; level l has ceil(T / 2**l) points)
+    :mod:`gaf.models.transformer`; ``backbone: sgp``: TriDet's SGP layers with
+    max-pool downsampling, :mod:`gaf.models.sgp`; level l has ceil(T / 2**l) points)
     -> shared towers -> per point: class logits, distances to start / end
-       (exp(scale_l * x) * stride_l), quality logit
+       (``boundary_head: regression``: exp(scale_l * x) * stride_l;
+       ``trident``: expectations of TriDet's boundary distributions,
+       :mod:`gaf.models.trident`), quality logit
     -> boundary refinement: the start / end regions of each coarse proposal
        (half-width ``boundary_ratio * length``) are max-pooled from a stride-1
        boundary map (range-max by a sparse table), which refines offsets and
@@ -49,7 +52,9 @@ import torch.nn as nn
 from gaf.config import AT_LEAST_ONE, NON_NEGATIVE, ODD, OPEN_UNIT, POSITIVE, ranged
 from gaf.errors import ConfigError
 from gaf.models.blocks import ConvBlock, range_max
+from gaf.models.sgp import SGPPyramid
 from gaf.models.transformer import TransformerPyramid
+from gaf.models.trident import TridentHead
 
 __all__ = [
     "DetectorConfig",
@@ -62,11 +67,19 @@ class DetectorConfig:
     """Settings of the anchor-free detector (units: feature steps)."""
 
     embed_dim: int = ranged(256, AT_LEAST_ONE)
-    # the pyramid: "conv" (AFSD's strided conv blocks, the paper's base) or "transformer" (ActionFormer-class:
-    # local masked self-attention blocks, max-pool downsampling; gaf.models.transformer)
-    backbone: Literal["conv", "transformer"] = "conv"
+    # the pyramid: "conv" (AFSD's strided conv blocks, the paper's base), "transformer" (ActionFormer-class:
+    # local masked self-attention blocks, max-pool downsampling; gaf.models.transformer) or "sgp" (TriDet-class:
+    # scalable-granularity perception layers, max-pool downsampling; gaf.models.sgp)
+    backbone: Literal["conv", "transformer", "sgp"] = "conv"
     attention_window: int = ranged(19, ODD)  # transformer: each step attends to the valid steps within ±window//2
     attention_heads: int = ranged(4, AT_LEAST_ONE)  # transformer: heads (must divide embed_dim)
+    sgp_window: int = ranged(1, ODD)  # sgp: the window-level branch's kernel (steps; TriDet's THUMOS14 value)
+    sgp_k: float = ranged(5.0, POSITIVE)  # sgp: the wider kernel is about sgp_k * (sgp_window + 1) steps
+    # how a point's (left, right) distances are predicted: "regression" (exp(scale * x) * stride, AFSD /
+    # ActionFormer) or "trident" (TriDet's Trident head: expectations of distributions over trident_bins + 1
+    # neighbouring steps of the level; gaf.models.trident)
+    boundary_head: Literal["regression", "trident"] = "regression"
+    trident_bins: int = ranged(16, AT_LEAST_ONE)  # trident: farthest distance, in steps of the level
     stem_layers: int = ranged(2, NON_NEGATIVE)  # stride-1 conv blocks before the pyramid
     num_levels: int = ranged(6, AT_LEAST_ONE)  # pyramid levels, strides 1, 2, ..., 2**(num_levels-1)
     kernel_size: int = ranged(3, ODD)
@@ -103,18 +116,27 @@ class AnchorFreeDetector(nn.Module):
                                   f"model.detector.embed_dim {E}")
             self.downs = None
             self.pyramid = TransformerPyramid(E, cfg.num_levels, heads=cfg.attention_heads, window=cfg.attention_window)
+        elif cfg.backbone == "sgp":
+            self.downs = None
+            self.pyramid = SGPPyramid(E, cfg.num_levels, window=cfg.sgp_window, k=cfg.sgp_k)
         else:
             self.downs = nn.ModuleList([ConvBlock(E, E, k, stride=2) for _ in range(cfg.num_levels - 1)])
             self.pyramid = None
         self.cls_tower = nn.ModuleList([ConvBlock(E, E, k) for _ in range(cfg.head_layers)])
         self.reg_tower = nn.ModuleList([ConvBlock(E, E, k) for _ in range(cfg.head_layers)])
         self.cls_head = nn.Conv1d(E, num_outputs, k, padding=k // 2)
-        self.reg_head = nn.Conv1d(E, 2, k, padding=k // 2)
+        if cfg.boundary_head == "trident":
+            self.reg_head, self.scales = None, None
+            self.trident = TridentHead(E, k, cfg.head_layers, cfg.trident_bins)
+        else:
+            self.reg_head, self.scales = nn.Conv1d(E, 2, k, padding=k // 2), _Scale(cfg.num_levels)
+            self.trident = None
         self.quality_head = nn.Conv1d(E, 1, k, padding=k // 2)
-        self.scales = _Scale(cfg.num_levels)
         bias = -math.log((1 - cfg.prior_prob) / cfg.prior_prob)
         nn.init.constant_(self.cls_head.bias, bias)
         for head in (self.reg_head, self.quality_head):
+            if head is None:
+                continue
             nn.init.normal_(head.weight, std=0.01)
             nn.init.zeros_(head.bias)
         self.saliency_head = nn.Conv1d(E, 2, k, padding=k // 2) if cfg.saliency else None
@@ -167,7 +189,11 @@ class AnchorFreeDetector(nn.Module):
                 r, _ = blk(r, fm)
             stride = 2 ** l
             cls.append(self.cls_head(c))
-            off.append(torch.exp((self.scales.scale[l] * self.reg_head(r)).clamp(max=10.0)) * stride)
+            if self.trident is not None:
+                off.append(self.trident(f, r, fm) * stride)
+            else:
+                assert self.reg_head is not None and self.scales is not None
+                off.append(torch.exp((self.scales.scale[l] * self.reg_head(r)).clamp(max=10.0)) * stride)
             qual.append(self.quality_head(r)[:, 0])
             reg_feats.append(r)
             n = f.shape[-1]

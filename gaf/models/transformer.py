@@ -25,7 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["LocalSelfAttention", "TransformerBlock", "TransformerPyramid", "masked_downsample"]
+from gaf.models.blocks import StridedPyramid
+
+__all__ = ["LocalSelfAttention", "TransformerBlock", "TransformerPyramid"]
 
 
 class LocalSelfAttention(nn.Module):
@@ -76,39 +78,16 @@ class TransformerBlock(nn.Module):
         return (x + self.mlp(self.norm2(x))) * keep
 
 
-def masked_downsample(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stride-2 max-pool (kernel 3) over valid steps: ``x (B, E, T)``, ``mask (B, 1, T)`` float ->
-    ``(B, E, ceil(T / 2))``, ``(B, 1, ceil(T / 2))``; output ``i`` is valid where input ``2i`` is (as the
-    stride-2 conv blocks of the convolutional pyramid)."""
-    filled = x.masked_fill(mask <= 0, float("-inf"))
-    y = F.max_pool1d(filled, kernel_size=3, stride=2, padding=1)
-    m = mask[..., ::2][..., : y.shape[-1]]
-    return torch.where(m > 0, y, torch.zeros_like(y)), m
-
-
-class TransformerPyramid(nn.Module):
-    """``stem_blocks`` blocks at stride 1, then ``levels - 1`` times (downsample, one block).
+class TransformerPyramid(StridedPyramid):
+    """``stem_blocks`` transformer blocks at stride 1, then ``levels - 1`` times (masked max-pool, one block).
 
     ``forward(h (B, E, T), m (B, 1, T))`` -> the per-level features ``[(B, E, T_l)]`` and masks
     ``[(B, 1, T_l)]``, level 0 first (``T_l = ceil(T / 2**l)``).
     """
 
     def __init__(self, dim: int, levels: int, *, heads: int, window: int, stem_blocks: int = 2) -> None:
-        super().__init__()
-        self.stem = nn.ModuleList([TransformerBlock(dim, heads, window) for _ in range(stem_blocks)])
-        self.branch = nn.ModuleList([TransformerBlock(dim, heads, window) for _ in range(levels - 1)])
+        super().__init__([TransformerBlock(dim, heads, window) for _ in range(stem_blocks)],
+                         [TransformerBlock(dim, heads, window) for _ in range(levels - 1)])
 
-    @staticmethod
-    def _run(block: TransformerBlock, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    def run_block(self, block: nn.Module, h: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         return block(h.transpose(1, 2), m[:, 0] > 0).transpose(1, 2)
-
-    def forward(self, h: torch.Tensor, m: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        for block in self.stem:
-            h = self._run(block, h, m)
-        feats, masks = [h], [m]
-        for block in self.branch:
-            h, m = masked_downsample(h, m)
-            h = self._run(block, h, m)
-            feats.append(h)
-            masks.append(m)
-        return feats, masks

@@ -39,9 +39,10 @@ def _benchmark(tmp_path_factory, name: str, **size) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_data(tmp_path_factory) -> str:
-    """The demo's embedded benchmark (300 / 100 videos, 64-d), generated once for this module."""
-    return _benchmark(tmp_path_factory, "demo_data")
+def two_thirds_demo_data(tmp_path_factory) -> str:
+    """The demo's generator at two thirds of its size (200 / 80 videos): the L_att-free case's data (measured:
+    test AUROC 0.82 after 8 epochs, as after 10 on the full 300 / 100; 0.78 on the half-size data)."""
+    return _benchmark(tmp_path_factory, "two_thirds_demo_data", num_train_videos=200, num_test_videos=80)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,8 @@ def small_demo(bench: str, run_dir, *extra: str, epochs: int = 10):
 
 
 # The default on half the demo's data for 8 epochs; without L_att λ separates the splits more slowly
-# (test AUROC 0.79 after 12 epochs on the half-size data), so that case trains on all of it for 10 epochs.
-@pytest.mark.parametrize("extra,data,epochs", [([], "half_demo_data", 8), (NO_ATT, "demo_data", 10)],
+# (test AUROC 0.79 after 12 epochs on the half-size data), so that case trains on two thirds of it.
+@pytest.mark.parametrize("extra,data,epochs", [([], "half_demo_data", 8), (NO_ATT, "two_thirds_demo_data", 8)],
                          ids=["default", "without_L_att"])
 def test_lambda_of_the_default_formulation_stays_healthy_to_the_end(request, tmp_path, extra, data, epochs):
     cfg = small_demo(request.getfixturevalue(data), tmp_path / "run", *extra, epochs=epochs)

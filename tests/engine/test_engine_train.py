@@ -86,6 +86,19 @@ def test_the_transformer_backbone_learns_through_gaf_train(pulse_dataset, tmp_pa
     assert any(k.endswith("pyramid.branch.0.attn.qkv.weight") for k in weights)  # the transformer was trained
 
 
+def test_the_sgp_backbone_with_the_trident_head_learns_through_gaf_train(pulse_dataset, tmp_path):
+    cfg = tiny_config(pulse_dataset, tmp_path, epochs=40)
+    cfg.model.detector.backbone = "sgp"
+    cfg.model.detector.sgp_window = 3
+    cfg.model.detector.boundary_head = "trident"
+    result = train(cfg, progress=False)
+    mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
+    assert mAP[0.5] > 0.8, result.metrics
+    weights = torch.load(result.final_checkpoint, weights_only=True)["model"]
+    assert any(k.endswith("pyramid.branch.0.conv_kw.weight") for k in weights)  # the SGP layers were trained
+    assert any(k.endswith("trident.centre.weight") for k in weights)
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pulse_dataset, tmp_path):
     straight = tiny_config(pulse_dataset, tmp_path / "a", epochs=3, eval_at_end=False)
     train(straight, progress=False)

@@ -9,7 +9,8 @@ from gaf.errors import ConfigError
 from gaf.models.detector import AnchorFreeDetector, DetectorConfig
 from gaf.models.gaf import GAFConfig
 from gaf.models.gaf_detector import ModelConfig, build_model
-from gaf.models.transformer import LocalSelfAttention, TransformerBlock, masked_downsample
+from gaf.models.blocks import masked_downsample
+from gaf.models.transformer import LocalSelfAttention, TransformerBlock
 
 
 def transformer_model(*, gaf: bool = True, levels: int = 4, window: int = 5, seed: int = 0):

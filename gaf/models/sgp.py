@@ -1,0 +1,80 @@
+"""A TriDet-class feature pyramid: scalable-granularity perception (SGP) layers, strided downsampling.
+
+Written from the TriDet paper (Shi et al., CVPR 2023). An SGP layer replaces
+self-attention by two convolutional branches on the layer-normalised input
+``u = LN(x)`` (per step, over channels):
+
+* the *instant-level* branch ``fc(u) * ReLU(fc_g(mean_t u))``: each step's own
+  feature, gated per channel by the video-level average — it raises the
+  discriminability between steps (the paper's answer to the rank loss of
+  self-attention);
+* the *window-level* branch ``(conv_w(u) + conv_kw(u)) * psi(u)``: depthwise
+  convolutions over a window of ``window`` steps and a wider one of about
+  ``k * (window + 1)`` steps (odd), gated by a third depthwise convolution
+  ``psi`` — several temporal granularities in one layer.
+
+The layer output is ``x + instant + window + u``, followed by ``x + MLP(GN(x))``
+(MLP ``E -> 1.5 E -> E``, GELU; TriDet's THUMOS14 ratio 768 / 512). The
+pyramid is :class:`~gaf.models.blocks.StridedPyramid`: ``stem_blocks`` SGP
+layers at stride 1, then per level a masked stride-2 max-pool and one layer.
+
+Masked throughout: the normalised input is zeroed on padding before every
+convolution (so a padded step reads zeros, as beyond the end of a lone
+sequence), the video-level mean and the group norm count valid steps only,
+and outputs are zero on padding — a window gives the same outputs alone or
+padded inside a batch. Shapes: ``(B, E, T)`` features, ``(B, 1, T)`` float
+masks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from gaf.models.blocks import MaskedGroupNorm, StridedPyramid
+
+__all__ = ["SGPBlock", "SGPPyramid", "wide_kernel"]
+
+
+def wide_kernel(window: int, k: float) -> int:
+    """The window-level branch's wider kernel: ``round(k * (window + 1))``, made odd (steps)."""
+    size = round(k * (window + 1))
+    return size + 1 if size % 2 == 0 else size
+
+
+class SGPBlock(nn.Module):
+    """One SGP layer: ``forward(x (B, E, T), mask (B, 1, T) float) -> (B, E, T)``, zero on padding."""
+
+    def __init__(self, dim: int, *, window: int = 1, k: float = 5.0, mlp_ratio: float = 1.5) -> None:
+        super().__init__()
+        wide = wide_kernel(window, k)
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Conv1d(dim, dim, 1, groups=dim)  # instant level: a per-channel affine map of each step
+        self.fc_global = nn.Conv1d(dim, dim, 1, groups=dim)  # its gate, from the video-level mean
+        self.conv_w = nn.Conv1d(dim, dim, window, padding=window // 2, groups=dim)
+        self.conv_kw = nn.Conv1d(dim, dim, wide, padding=wide // 2, groups=dim)
+        self.psi = nn.Conv1d(dim, dim, window, padding=window // 2, groups=dim)
+        hidden = max(1, round(mlp_ratio * dim))
+        self.mlp_norm = MaskedGroupNorm(dim, groups=16 if dim % 16 == 0 else None)
+        self.mlp = nn.Sequential(nn.Conv1d(dim, hidden, 1), nn.GELU(), nn.Conv1d(hidden, dim, 1))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        u = self.norm(x.transpose(1, 2)).transpose(1, 2) * mask
+        mean = u.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
+        instant = self.fc(u) * torch.relu(self.fc_global(mean))
+        window = (self.conv_w(u) + self.conv_kw(u)) * self.psi(u)
+        x = x + (instant + window + u) * mask
+        return (x + self.mlp(self.mlp_norm(x, mask))) * mask
+
+
+class SGPPyramid(StridedPyramid):
+    """``stem_blocks`` SGP layers at stride 1, then ``levels - 1`` times (masked max-pool, one SGP layer).
+
+    ``forward(h (B, E, T), m (B, 1, T))`` -> per-level features ``[(B, E, T_l)]`` and masks ``[(B, 1, T_l)]``,
+    ``T_l = ceil(T / 2**l)``.
+    """
+
+    def __init__(self, dim: int, levels: int, *, window: int = 1, k: float = 5.0, stem_blocks: int = 2) -> None:
+        super().__init__([SGPBlock(dim, window=window, k=k) for _ in range(stem_blocks)],
+                         [SGPBlock(dim, window=window, k=k) for _ in range(levels - 1)])
+
