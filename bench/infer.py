@@ -22,7 +22,7 @@ import sys
 import time
 
 import torch
-from _proc import status_kb
+from _proc import reset_peak_rss, status_kb
 
 LENGTHS = (576, 1152, 2304, 4608)
 
@@ -82,10 +82,7 @@ def child(config: str, T: int) -> None:
     x = torch.randn(1, cfg.dataset.input_dim, T)
     mask = torch.ones(1, T, dtype=torch.bool)
     run_once(model, cfg, x, mask)  # allocator warm-up
-    # Reset the peak-RSS mark (Linux: writing 5 to clear_refs), then peak growth over the current RSS.
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    before = status_kb("VmRSS")
+    before = reset_peak_rss()  # then the peak growth over the current RSS
     run_once(model, cfg, x, mask)
     print(json.dumps({"peak_mb": (status_kb("VmHWM") - before) / 1024}))
 

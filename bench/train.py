@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from _proc import status_kb
+from _proc import release_free_memory, reset_peak_rss, status_kb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -207,23 +207,10 @@ def child(config: str, case_name: str, cap: int | None) -> None:
     batch = make_batch(cfg, T, device)
     for step in range(2):  # Adam state, gradients, allocator warm-up
         train_step(case, batch, step)
-    _release_free_memory()
-    with open("/proc/self/clear_refs", "w") as fh:  # reset the peak-RSS mark (Linux)
-        fh.write("5")
-    before = status_kb("VmRSS")
+    release_free_memory()
+    before = reset_peak_rss()
     train_step(case, batch, 2)
     print(json.dumps({"peak_mb": (status_kb("VmHWM") - before) / 1024}))
-
-
-def _release_free_memory() -> None:
-    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``), so the resting RSS is live memory."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: the growth is then over a process that may keep freed memory
 
 
 def print_table(result: dict, repeats: int, cap: int | None, device: torch.device) -> None:
