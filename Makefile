@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GAF    := $(VENV)/bin/gaf
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-ablation clean
+.PHONY: install demo test bench bench-ablation bench-peer clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ bench: $(STAMP)
 
 bench-ablation: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/ablation.py
+
+bench-peer: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(PY) bench/peer.py
 
 clean:
 	rm -rf $(VENV) work_dirs demo_data

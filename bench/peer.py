@@ -43,7 +43,7 @@ Phases (``--phases``, default both):
   4608. Ratios are against ActionFormer (> 1: gaf is faster).
 
     OMP_WAIT_POLICY=PASSIVE python bench/peer.py [--work-dir work_dirs/peer] [--seeds 3] [--epochs 7]
-        [--jobs 2] [--systems actionformer,conv,...] [--phases accuracy,speed]
+        [--jobs 2] [--systems actionformer,conv,...] [--phases accuracy,speed] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ def prepare_data(work: Path) -> Path:
     return work / "data"
 
 
-def gaf_config(work: Path, system: str, epochs: int) -> Path:
-    """``demo.yaml`` on the peer benchmark with the system's overrides, written to ``<work>/configs``."""
+def gaf_config(work: Path, system: str, epochs: int, extra: list[str]) -> Path:
+    """``demo.yaml`` on the peer benchmark with the system's overrides and ``extra`` (``--set``), written to
+    ``<work>/configs``."""
     from gaf.config import to_dict
     from gaf.engine.experiment import load_experiment
 
@@ -103,7 +104,8 @@ def gaf_config(work: Path, system: str, epochs: int) -> Path:
     sets = [f"dataset.annotation_file={data / 'annotations.json'}", f"dataset.feature_dir={data / 'features'}",
             "dataset.input_dim=128", "dataset.feature_stride=8", f"dataset.max_seq_len={WINDOW}",
             f"train.epochs={epochs}", f"train.batch_size={BATCH}", f"train.lr={LR}",
-            f"model.detector.embed_dim={WIDTH}", f"eval.max_per_video={MAX_PER_VIDEO}", *SYSTEMS[system][1]]
+            f"model.detector.embed_dim={WIDTH}", f"eval.max_per_video={MAX_PER_VIDEO}", *SYSTEMS[system][1],
+            *extra]
     cfg = load_experiment("demo", sets)
     cfg.benchmark = None
     cfg.name = f"peer_{system}"
@@ -282,6 +284,9 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2, help="accuracy: runs at a time, one thread each (default: %(default)s)")
     p.add_argument("--iterations", type=int, default=10, help="speed: timed training iterations (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="speed: timed inferences per T (default: %(default)s)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every gaf system, e.g. --set model.detector.norm=layer (use its own "
+                        "--work-dir: results there are read, not retrained)")
     p.add_argument("--speed-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     work = args.work_dir.resolve()
@@ -300,7 +305,7 @@ def main() -> int:
     prepare_data(work)
     for system in systems:
         if system != "actionformer":
-            gaf_config(work, system, args.epochs)
+            gaf_config(work, system, args.epochs, args.overrides)
     af_python = actionformer_python(work) if "actionformer" in systems else None
     if "accuracy" in phases:
         jobs = [(s, k) for k in range(args.seeds) for s in systems]

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MaskedGroupNorm", "ConvBlock", "masked_downsample", "StridedPyramid", "build_sparse_table", "range_max", "stage_parameters", "freeze_batchnorm",
+__all__ = ["MaskedGroupNorm", "StepLayerNorm", "ConvBlock", "masked_downsample", "StridedPyramid", "build_sparse_table", "range_max", "stage_parameters", "freeze_batchnorm",
            "BackboneHost"]
 
 
@@ -56,14 +56,32 @@ class MaskedGroupNorm(nn.Module):
         return torch.addcmul(shift[:, :, None], x, scale[:, :, None]) * m[:, None, :]
 
 
-class ConvBlock(nn.Module):
-    """Masked ``Conv1d -> MaskedGroupNorm -> ReLU``; stride 2 halves T (ceil)."""
+class StepLayerNorm(nn.Module):
+    """LayerNorm over the channels of each step: ``(B, C, T)`` with mask ``(B, 1, T)`` -> ``(B, C, T)``, zero on
+    padding. Per step, so padding (and the rest of the video) never changes a valid step's output."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.reshape(x.shape[0], 1, x.shape[-1]).to(x.dtype)
+        return self.norm(x.transpose(1, 2)).transpose(1, 2) * m
+
+
+NORMS = {"group": MaskedGroupNorm, "layer": StepLayerNorm}
+
+
+class ConvBlock(nn.Module):
+    """Masked ``Conv1d -> norm -> ReLU``; stride 2 halves T (ceil). ``norm``: ``"group"``
+    (:class:`MaskedGroupNorm`, statistics over channel groups and the window's valid steps) or ``"layer"``
+    (:class:`StepLayerNorm`, over the channels of each step)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, norm: str = "group") -> None:
         super().__init__()
         self.stride = stride
         self.conv = nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
-        self.norm = MaskedGroupNorm(cout)
+        self.norm = NORMS[norm](cout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (B, cin, T)`` zero on padding, ``mask (B, 1, T)`` float -> ``(B, cout, T'), (B, 1, T')``."""

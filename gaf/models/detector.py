@@ -80,6 +80,9 @@ class DetectorConfig:
     # neighbouring steps of the level; gaf.models.trident)
     boundary_head: Literal["regression", "trident"] = "regression"
     trident_bins: int = ranged(16, AT_LEAST_ONE)  # trident: farthest distance, in steps of the level
+    # the norm of every conv block of the detector (stem, conv pyramid, towers): "group" (over channel groups and
+    # the window's valid steps, AFSD's) or "layer" (over the channels of each step, ActionFormer's / TriDet's)
+    norm: Literal["group", "layer"] = "group"
     stem_layers: int = ranged(2, NON_NEGATIVE)  # stride-1 conv blocks before the pyramid
     num_levels: int = ranged(6, AT_LEAST_ONE)  # pyramid levels, strides 1, 2, ..., 2**(num_levels-1)
     kernel_size: int = ranged(3, ODD)
@@ -107,9 +110,9 @@ class AnchorFreeDetector(nn.Module):
     def __init__(self, in_dim: int, num_outputs: int, cfg: DetectorConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        E, k = cfg.embed_dim, cfg.kernel_size
+        E, k, n = cfg.embed_dim, cfg.kernel_size, cfg.norm
         self.num_outputs = num_outputs
-        self.stem = nn.ModuleList([ConvBlock(in_dim if i == 0 else E, E, k) for i in range(max(1, cfg.stem_layers))])
+        self.stem = nn.ModuleList([ConvBlock(in_dim if i == 0 else E, E, k, norm=n) for i in range(max(1, cfg.stem_layers))])
         if cfg.backbone == "transformer":
             if E % cfg.attention_heads:
                 raise ConfigError(f"model.detector.attention_heads: {cfg.attention_heads} must divide "
@@ -120,14 +123,14 @@ class AnchorFreeDetector(nn.Module):
             self.downs = None
             self.pyramid = SGPPyramid(E, cfg.num_levels, window=cfg.sgp_window, k=cfg.sgp_k)
         else:
-            self.downs = nn.ModuleList([ConvBlock(E, E, k, stride=2) for _ in range(cfg.num_levels - 1)])
+            self.downs = nn.ModuleList([ConvBlock(E, E, k, stride=2, norm=n) for _ in range(cfg.num_levels - 1)])
             self.pyramid = None
-        self.cls_tower = nn.ModuleList([ConvBlock(E, E, k) for _ in range(cfg.head_layers)])
-        self.reg_tower = nn.ModuleList([ConvBlock(E, E, k) for _ in range(cfg.head_layers)])
+        self.cls_tower = nn.ModuleList([ConvBlock(E, E, k, norm=n) for _ in range(cfg.head_layers)])
+        self.reg_tower = nn.ModuleList([ConvBlock(E, E, k, norm=n) for _ in range(cfg.head_layers)])
         self.cls_head = nn.Conv1d(E, num_outputs, k, padding=k // 2)
         if cfg.boundary_head == "trident":
             self.reg_head, self.scales = None, None
-            self.trident = TridentHead(E, k, cfg.head_layers, cfg.trident_bins)
+            self.trident = TridentHead(E, k, cfg.head_layers, cfg.trident_bins, norm=n)
         else:
             self.reg_head, self.scales = nn.Conv1d(E, 2, k, padding=k // 2), _Scale(cfg.num_levels)
             self.trident = None

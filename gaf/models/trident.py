@@ -75,11 +75,11 @@ class TridentHead(nn.Module):
     towers); ``reg_feat`` the output of the detector's regression tower (read by the centre head).
     """
 
-    def __init__(self, dim: int, kernel: int, layers: int, bins: int) -> None:
+    def __init__(self, dim: int, kernel: int, layers: int, bins: int, norm: str = "group") -> None:
         super().__init__()
         self.bins = bins
-        self.start_tower = nn.ModuleList([ConvBlock(dim, dim, kernel) for _ in range(layers)])
-        self.end_tower = nn.ModuleList([ConvBlock(dim, dim, kernel) for _ in range(layers)])
+        self.start_tower = nn.ModuleList([ConvBlock(dim, dim, kernel, norm=norm) for _ in range(layers)])
+        self.end_tower = nn.ModuleList([ConvBlock(dim, dim, kernel, norm=norm) for _ in range(layers)])
         self.start_out = nn.Conv1d(dim, 1, kernel, padding=kernel // 2)
         self.end_out = nn.Conv1d(dim, 1, kernel, padding=kernel // 2)
         self.centre = nn.Conv1d(dim, 2 * (bins + 1), kernel, padding=kernel // 2)

@@ -1,4 +1,5 @@
-"""The SGP pyramid (gaf.models.sgp), the Trident head (gaf.models.trident) and the detector built on them."""
+"""The SGP pyramid (gaf.models.sgp), the Trident head (gaf.models.trident), the per-step layer norm of the
+detector's blocks (model.detector.norm) and the detector built on them."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from gaf.models.sgp import SGPBlock, wide_kernel
 from gaf.models.trident import neighbour_responses, trident_distances
 
 
-def sgp_model(*, gaf: bool = True, boundary_head: str = "trident", backbone: str = "sgp", seed: int = 0):
+def sgp_model(*, gaf: bool = True, boundary_head: str = "trident", backbone: str = "sgp", norm: str = "group",
+              seed: int = 0):
     torch.manual_seed(seed)
     cfg = ModelConfig(gaf=GAFConfig(enabled=gaf, attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4),
                       detector=DetectorConfig(embed_dim=16, num_levels=4, head_layers=1, backbone=backbone,
-                                              sgp_window=3, sgp_k=2.0, boundary_head=boundary_head, trident_bins=6))
+                                              sgp_window=3, sgp_k=2.0, boundary_head=boundary_head, trident_bins=6,
+                                              norm=norm))
     return build_model(cfg, in_dim=8, num_classes=3, max_seq_len=64)
 
 
@@ -117,9 +120,10 @@ def test_shapes_points_and_masks_match_the_convolutional_pyramid(backbone, bound
 
 
 @pytest.mark.parametrize("gaf", [True, False])
-@pytest.mark.parametrize("boundary_head", ["trident", "regression"])
-def test_padding_never_changes_the_outputs_of_valid_steps(gaf, boundary_head):
-    m = sgp_model(gaf=gaf, boundary_head=boundary_head).eval()
+@pytest.mark.parametrize("backbone,boundary_head,norm", [("sgp", "trident", "group"), ("sgp", "regression", "group"),
+                                                        ("sgp", "trident", "layer"), ("conv", "regression", "layer")])
+def test_padding_never_changes_the_outputs_of_valid_steps(gaf, backbone, boundary_head, norm):
+    m = sgp_model(gaf=gaf, backbone=backbone, boundary_head=boundary_head, norm=norm).eval()
     x, mask = padded()
     n = int(mask[1].sum())
     with torch.no_grad():
@@ -149,3 +153,19 @@ def test_trident_offsets_reach_at_most_bins_strides_and_the_boundary_towers_read
     reg_feat = torch.randn(1, 16, 20, requires_grad=True)
     det.trident(feat, reg_feat, torch.ones(1, 1, 20)).sum().backward()
     assert feat.grad is None and reg_feat.grad.abs().sum() > 0
+
+
+def test_the_layer_norm_acts_per_step_and_is_the_detector_blocks_norm():
+    from gaf.models.blocks import StepLayerNorm
+
+    torch.manual_seed(0)
+    norm = StepLayerNorm(6)
+    x = torch.randn(2, 6, 9)
+    mask = torch.ones(2, 1, 9)
+    mask[1, 0, 5:] = 0
+    y = norm(x, mask)
+    assert torch.allclose(y[0].mean(0), torch.zeros(9), atol=1e-5)  # zero mean over channels at each step
+    assert (y[1, :, 5:] == 0).all() and torch.allclose(y[1, :, :5], norm(x[1:, :, :5], mask[1:, :, :5])[0])
+    det = sgp_model(backbone="conv", boundary_head="regression", norm="layer").detector
+    norms = {type(m.norm).__name__ for name, m in det.named_modules() if hasattr(m, "conv") and hasattr(m, "norm")}
+    assert norms == {"StepLayerNorm"}
