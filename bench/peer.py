@@ -63,7 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ablation import PLAIN  # noqa: E402  (a sibling bench script: the plain detector's overrides)
+from ablation import PLAIN, _mean_std  # noqa: E402  (a sibling bench script: plain overrides, mean ± std)
 
 ACTIONFORMER = "actionformer==1.5.0"
 AF_DEPENDENCIES = ["numpy", "pyyaml", "tqdm", "pandas", "scipy", "joblib", "h5py", "setuptools", "wheel"]
@@ -111,7 +111,7 @@ def gaf_config(work: Path, system: str, epochs: int, extra: list[str]) -> Path:
     cfg.name = f"peer_{system}"
     import yaml
 
-    out = work / "configs" / f"{system.replace('+', '_')}.yaml"
+    out = config_path(work, system)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return out
@@ -138,8 +138,17 @@ def actionformer_python(work: Path) -> Path:
 
 # --- accuracy ----------------------------------------------------------------------------------------------------
 
+def slug(system: str) -> str:
+    """A system's name in file and folder names (``conv+gaf`` -> ``conv_gaf``)."""
+    return system.replace("+", "_")
+
+
+def config_path(work: Path, system: str) -> Path:
+    return work / "configs" / f"{slug(system)}.yaml"
+
+
 def run_dir(work: Path, system: str, seed: int) -> Path:
-    return work / "runs" / system.replace("+", "_") / f"seed{seed}"
+    return work / "runs" / slug(system) / f"seed{seed}"
 
 
 def train_one(work: Path, system: str, seed: int, epochs: int, af_python: Path | None) -> dict:
@@ -171,8 +180,7 @@ def train_run(work: Path, system: str, seed: int, epochs: int, af_python: Path |
                "--batch-size", str(BATCH), "--lr", str(LR), "--width", str(WIDTH), "--max-seq-len", str(WINDOW),
                "--max-per-video", str(MAX_PER_VIDEO), "--threads", "1"]
     else:
-        cfg = work / "configs" / f"{system.replace('+', '_')}.yaml"
-        cmd = [sys.executable, "-m", "gaf", "train", str(cfg), "--no-progress", "--work-dir", str(out),
+        cmd = [sys.executable, "-m", "gaf", "train", str(config_path(work, system)), "--no-progress", "--work-dir", str(out),
                "--set", f"train.seed={seed}"]
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -190,11 +198,12 @@ def score_run(work: Path, system: str, seed: int, out: Path) -> dict:
             "mAP@0.5": 100 * dict(zip(scored.tious, scored.mAP))[0.5]}
 
 
-def _mean_std(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.2f}" if values else "-"
-    m = statistics.mean(values)
-    return f"{m:.2f} ± {statistics.stdev(values):.2f}"
+def _format(values: list[float]) -> str:
+    """``mean ± std`` (sample std), the value alone for one seed, ``-`` for none."""
+    if not values:
+        return "-"
+    mean, std = _mean_std(values)
+    return f"{mean:.2f}" if len(values) == 1 else f"{mean:.2f} ± {std:.2f}"
 
 
 def accuracy_table(results: dict[str, list[dict]]) -> None:
@@ -206,9 +215,9 @@ def accuracy_table(results: dict[str, list[dict]]) -> None:
     for system, rs in results.items():
         rs = sorted(rs, key=lambda r: r["seed"])
         diff = [r["average_mAP"] - af[r["seed"]]["average_mAP"] for r in rs if r["seed"] in af]
-        vs = "" if system == "actionformer" or not diff else _mean_std(diff)
-        print(f"| {SYSTEMS[system][0]} | {_mean_std([r['average_mAP'] for r in rs])} | "
-              f"{_mean_std([r['mAP@0.5'] for r in rs])} | {vs} |")
+        vs = "" if system == "actionformer" or not diff else _format(diff)
+        print(f"| {SYSTEMS[system][0]} | {_format([r['average_mAP'] for r in rs])} | "
+              f"{_format([r['mAP@0.5'] for r in rs])} | {vs} |")
 
 
 # --- speed ---------------------------------------------------------------------------------------------------------
@@ -220,7 +229,7 @@ def speed_gaf(work: Path, system: str, iterations: int, repeats: int) -> dict:
     import train as train_bench
 
     torch.set_num_threads(2)
-    cfg_path = str(work / "configs" / f"{system.replace('+', '_')}.yaml")
+    cfg_path = str(config_path(work, system))
     case_name = "frame+segment" if system.endswith("+gaf") else "plain"
     device = torch.device("cpu")
     case, cfg = train_bench.build_case(cfg_path, case_name, WINDOW, device)
@@ -239,7 +248,7 @@ def speed_gaf(work: Path, system: str, iterations: int, repeats: int) -> dict:
 
 
 def speed_one(work: Path, system: str, af_python: Path | None, iterations: int, repeats: int) -> dict:
-    out = work / "speed" / f"{system.replace('+', '_')}.json"
+    out = work / "speed" / f"{slug(system)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     if system == "actionformer":
@@ -292,7 +301,7 @@ def main() -> int:
     work = args.work_dir.resolve()
     if args.speed_child:
         res = speed_gaf(work, args.speed_child, args.iterations, args.repeats)
-        (work / "speed" / f"{args.speed_child.replace('+', '_')}.json").write_text(json.dumps(res))
+        (work / "speed" / f"{slug(args.speed_child)}.json").write_text(json.dumps(res))
         return 0
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from gaf.models.blocks import MaskedGroupNorm, StridedPyramid
+from gaf.models.blocks import MaskedGroupNorm, StepLayerNorm, StridedPyramid
 
 __all__ = ["SGPBlock", "SGPPyramid", "wide_kernel"]
 
@@ -48,7 +48,7 @@ class SGPBlock(nn.Module):
     def __init__(self, dim: int, *, window: int = 1, k: float = 5.0, mlp_ratio: float = 1.5) -> None:
         super().__init__()
         wide = wide_kernel(window, k)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = StepLayerNorm(dim)
         self.fc = nn.Conv1d(dim, dim, 1, groups=dim)  # instant level: a per-channel affine map of each step
         self.fc_global = nn.Conv1d(dim, dim, 1, groups=dim)  # its gate, from the video-level mean
         self.conv_w = nn.Conv1d(dim, dim, window, padding=window // 2, groups=dim)
@@ -59,7 +59,7 @@ class SGPBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Conv1d(dim, hidden, 1), nn.GELU(), nn.Conv1d(hidden, dim, 1))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        u = self.norm(x.transpose(1, 2)).transpose(1, 2) * mask
+        u = self.norm(x, mask)
         mean = u.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
         instant = self.fc(u) * torch.relu(self.fc_global(mean))
         window = (self.conv_w(u) + self.conv_kw(u)) * self.psi(u)
