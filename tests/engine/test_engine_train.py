@@ -91,12 +91,14 @@ def test_the_sgp_backbone_with_the_trident_head_learns_through_gaf_train(pulse_d
     cfg.model.detector.backbone = "sgp"
     cfg.model.detector.sgp_window = 3
     cfg.model.detector.boundary_head = "trident"
+    cfg.model.detector.norm = "layer"  # as bench/peer.py measured it best (group norm: every other training test)
     result = train(cfg, progress=False)
     mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
     assert mAP[0.5] > 0.8, result.metrics
     weights = torch.load(result.final_checkpoint, weights_only=True)["model"]
     assert any(k.endswith("pyramid.branch.0.conv_kw.weight") for k in weights)  # the SGP layers were trained
     assert any(k.endswith("trident.centre.weight") for k in weights)
+    assert any(k.endswith("detector.stem.0.norm.norm.weight") for k in weights)  # the detector's own blocks used the per-step layer norm
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pulse_dataset, tmp_path):
