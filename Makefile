@@ -22,7 +22,7 @@ test: $(STAMP)
 		&& apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
 		&& echo "installed Debian's chromium (the report is rendered in it by a test)"; } \
 		|| echo "no chromium: the report's browser test will skip"
-	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -p no:cacheprovider
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -p no:cacheprovider -n auto --dist worksteal
 
 bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/eval.py

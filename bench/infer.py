@@ -1,6 +1,6 @@
 """Inference cost vs video length: model forward + decoding + Soft-NMS per video.
 
-Builds the THUMOS14 I3D model (bundled config ``thumos14_i3d``: 2048-d input,
+Builds the THUMOS14 I3D model (bundled config ``thumos14_i3d_afsd``: 2048-d input,
 embed 512, 6 levels, GAF on) with random weights, feeds one video of T random
 feature steps, and times forward + candidate decoding + per-class Gaussian
 Soft-NMS for T = 576, 1152, 2304, 4608. Cost should grow about linearly with T:
@@ -90,7 +90,7 @@ def child(config: str, T: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--config", default="thumos14_i3d")
+    parser.add_argument("--config", default="thumos14_i3d_afsd")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Training step time: GAF's two stages against the plain detector, on random features.
 
-For each bundled config (default ``thumos14_i3d`` and ``demo``) it builds, with
+For each bundled config (default ``thumos14_i3d_afsd`` and ``demo``) it builds, with
 :func:`gaf.models.gaf_detector.build_model` and random weights:
 
 * ``plain``: the plain detector (``model.gaf.enabled = false``, the AFSD
@@ -15,7 +15,7 @@ calls, :func:`gaf.engine.loop.train_step`: ``model.losses`` (forward + losses)
 inside the per-sample noise block, backward, gradient clipping
 (``train.clip_grad``), Adam (``train.lr`` / ``frame_lr``,
 ``train.weight_decay``) over ``model.stage_parameters(stage)``, the
-learning-rate schedule and the EMA update (``thumos14_i3d`` enables it), the
+learning-rate schedule and the EMA update (``thumos14_i3d_afsd`` enables it), the
 other parameters frozen as ``fit`` freezes them. Not counted: data loading,
 logging.
 
@@ -32,7 +32,7 @@ minima and the ratio of medians disagree by more than 15 %, other work
 disturbed the run and the script says so.
 
     OMP_WAIT_POLICY=PASSIVE python bench/train.py [--device cpu|cuda] [--repeats 5] [--seq-len N]
-                                                  [--configs thumos14_i3d demo] [--no-memory]
+                                                  [--configs thumos14_i3d_afsd demo] [--no-memory]
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def _config_len(config: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--configs", nargs="+", default=["thumos14_i3d", "demo"],
+    parser.add_argument("--configs", nargs="+", default=["thumos14_i3d_afsd", "demo"],
                         help="bundled config names or YAML paths (default: %(default)s)")
     parser.add_argument("--seq-len", type=int, default=None,
                         help="cap T at this many steps (default: each config's dataset.max_seq_len)")

@@ -14,6 +14,13 @@ if not SHARED.is_dir():  # CI clones next to shared/ too; allow an override
     SHARED = Path(os.environ.get("GAF_SHARED_DATA", "../shared/data")).resolve()
 
 THUMOS_DIR = SHARED / "thumos14"
+
+# Under pytest-xdist (`make test` runs `-n auto`) the workers share the cores: each gets its share of
+# torch's intra-op threads instead of every worker starting one thread per core.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 VIDEOS_DIR = SHARED / "videos"
 
 # The real fixtures are part of the test suite: without them many capability tests would only

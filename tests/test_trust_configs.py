@@ -93,3 +93,54 @@ def test_config_show_prints_every_key_resolved_with_defaults_and_ranges(name: st
     if name != "ucf101_features":
         assert "class_agnostic_nms: false" in out and "pre_nms_top_k: 2000  # must be >= 1" in out
         assert "att: 1.0  # must be >= 0" in out and "context: global  # one of local | global" in out
+
+
+def _feature_detection_configs() -> list[str]:
+    from gaf.engine.experiment import bundled_configs
+    from gaf.engine.recognition import is_recognition_config
+
+    return [n for n in bundled_configs() if not is_recognition_config(n) and n != "thumos14_e2e"]
+
+
+@pytest.mark.parametrize("name", _feature_detection_configs())
+def test_every_shipped_feature_config_builds_its_model_and_padding_stays_out_of_valid_outputs(name: str) -> None:
+    import torch
+
+    from gaf.engine.experiment import load_experiment
+    from gaf.models.gaf_detector import build_model
+
+    cfg = load_experiment(name)
+    assert cfg.e2e is None
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.dataset.input_dim, 20, cfg.dataset.max_seq_len).eval()
+    T, valid = 96, 70
+    x = torch.randn(2, cfg.dataset.input_dim, T)
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[1, valid:] = False
+    with torch.no_grad():
+        batched = model(x, mask)
+        alone = model(x[1:2, :, :valid], mask[1:2, :valid])
+    keep = batched["point_mask"][1]
+    assert batched["cls_logits"].shape[-1] == 20 and torch.isfinite(batched["cls_logits"]).all()
+    assert torch.allclose(batched["cls_logits"][1][keep], alone["cls_logits"][0], atol=1e-4)
+    assert torch.allclose(batched["offsets"][1][keep], alone["offsets"][0], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["thumos14_i3d", "anet_i3d"])
+def test_the_afsd_configs_are_the_defaults_on_the_papers_base_detector(name: str) -> None:
+    """``X_afsd`` differs from ``X`` only in the detector (the paper's AFSD-style conv base) and its saliency
+    loss: same data, GAF, schedule and evaluation, so the two compare the base detectors alone."""
+    from gaf.config import to_dict
+    from gaf.engine.experiment import load_experiment
+
+    best, afsd = to_dict(load_experiment(name)), to_dict(load_experiment(f"{name}_afsd"))
+    assert (best["name"], afsd["name"]) == (name, f"{name}_afsd")
+    for key in ("dataset", "train", "eval", "benchmark"):
+        assert best[key] == afsd[key], key
+    assert best["model"]["gaf"] == afsd["model"]["gaf"] and best["model"]["gaf"]["enabled"]
+    detector_diff = {k for k in best["model"]["detector"]
+                     if best["model"]["detector"][k] != afsd["model"]["detector"][k]}
+    assert detector_diff == {"backbone", "boundary_head", "norm", "saliency"}
+    assert (best["model"]["detector"]["backbone"], afsd["model"]["detector"]["backbone"]) == ("sgp", "conv")
+    loss_diff = {k for k in best["model"]["loss"] if best["model"]["loss"][k] != afsd["model"]["loss"][k]}
+    assert loss_diff == {"saliency"}
