@@ -95,7 +95,8 @@ def _check_stored(work: Path, base: str, sets: list[str]) -> None:
 
     stored = yaml.safe_load((work / "config.yaml").read_text())
     wanted = to_dict(load_experiment(base, sets))
-    diffs = [d for d in config_differences(stored, wanted) if not d.startswith(("work_dir:", "train.device:"))]
+    diffs = [d for d in config_differences(stored, wanted)
+             if not d.startswith(("work_dir:", "train.device:", "train.threads:"))]
     if diffs:
         raise SystemExit(f"{work}: trained with another definition of this variant ({'; '.join(diffs[:4])}); "
                          "move it away or use another --work-dir")
@@ -114,6 +115,7 @@ def _run(base: str, variant: str, seed: int, root: Path, extra: list[str], threa
     cmd = [sys.executable, "-m", "gaf", "train", base, "--work-dir", str(work), "--no-progress"]
     for s in sets:
         cmd += ["--set", s]
+    cmd += ["--set", f"train.threads={threads}"]  # not part of the variant's definition: only the order of sums
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
     tic = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -181,7 +181,7 @@ def train_run(work: Path, system: str, seed: int, epochs: int, af_python: Path |
                "--max-per-video", str(MAX_PER_VIDEO), "--threads", "1"]
     else:
         cmd = [sys.executable, "-m", "gaf", "train", str(config_path(work, system)), "--no-progress", "--work-dir", str(out),
-               "--set", f"train.seed={seed}"]
+               "--set", f"train.seed={seed}", "--set", "train.threads=1"]
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     if proc.returncode != 0:

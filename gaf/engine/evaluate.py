@@ -25,7 +25,7 @@ from gaf.engine.distributed import DistContext
 from gaf.engine.experiment import EvalConfig, ExperimentConfig
 from gaf.engine.factory import build_dataset, collate_for
 from gaf.progress import logged_progress, progress_bar
-from gaf.engine.runtime import FILE_ONLY
+from gaf.engine.runtime import FILE_ONLY, cpu_threads
 from gaf.io import atomic_write_text
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
@@ -203,8 +203,9 @@ def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentCon
     subset_gt = datasets[0].ground_truth()
     labels = list(datasets[0].labels)
     distributed = ctx is not None and ctx.enabled
-    inference = run_inference(models, datasets, cfg.eval, labels, device=device,
-                              progress=progress and (ctx is None or ctx.is_main), ctx=ctx)
+    with cpu_threads(cfg.train.threads):
+        inference = run_inference(models, datasets, cfg.eval, labels, device=device,
+                                  progress=progress and (ctx is None or ctx.is_main), ctx=ctx)
     if distributed:
         inference = gather_inference(inference, datasets[0].video_ids, ctx)
         if inference is None:

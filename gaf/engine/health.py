@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from gaf.metrics.attention import HEALTH_KEYS, attention_health
-from gaf.models.gaf_detector import batch_outputs
+from gaf.models.gaf_detector import GAFDetector, batch_attention
 from gaf.models.gaf import action_mask, step_attention
 from gaf.models.noise import item_seed, sample_seeds
 
@@ -46,7 +46,7 @@ def spread_indices(n: int, k: int) -> list[int]:
 
 
 @torch.no_grad()
-def measure_attention(model: torch.nn.Module, dataset: torch.utils.data.Dataset, indices: Sequence[int], *,
+def measure_attention(model: GAFDetector, dataset: torch.utils.data.Dataset, indices: Sequence[int], *,
                       collate: Callable[[list[dict[str, Any]]], dict[str, Any]], device: torch.device,
                       batch_size: int = 8) -> dict[str, float]:
     """:func:`~gaf.metrics.attention.attention_health` of ``model``'s λ on ``dataset[indices]`` (eval mode).
@@ -61,12 +61,12 @@ def measure_attention(model: torch.nn.Module, dataset: torch.utils.data.Dataset,
     try:
         for i in range(0, len(indices), batch_size):
             batch = collate([dataset[j] for j in indices[i:i + batch_size]])
-            out = batch_outputs(model, batch, device)
-            if out.get("attention") is None:
+            attention = batch_attention(model, batch, device)
+            if attention is None:
                 return {}
             m = batch["mask"].numpy()
             t = action_mask(batch["segments"], m.shape[1]).numpy() > 0.5  # the step centres inside an instance
-            lam = step_attention(out["attention"]).float().cpu().numpy()
+            lam = step_attention(attention).float().cpu().numpy()
             for b in range(lam.shape[0]):
                 lams.append(lam[b][m[b]])
                 acts.append(t[b][m[b]])

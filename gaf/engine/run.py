@@ -24,7 +24,7 @@ from gaf.engine.checkpoint import load_checkpoint, save_checkpoint
 from gaf.engine.distributed import DistContext
 from gaf.engine.loop import FitResult
 from gaf.engine.runlock import hold_work_dir
-from gaf.engine.runtime import seed_everything, setup_logging
+from gaf.engine.runtime import cpu_threads, seed_everything, setup_logging
 from gaf.errors import ConfigError
 from gaf.io import atomic_write_text
 
@@ -32,7 +32,8 @@ __all__ = ["Run", "TrainResult", "start_run", "finish_run", "open_run", "config_
            "RESUME_MAY_CHANGE"]
 
 #: keys a resumed run may change (prefixes of :func:`config_differences` lines)
-RESUME_MAY_CHANGE = ("train.epochs:", "work_dir:", "train.device:", "train.num_workers:", "train.save_every_iters:")
+RESUME_MAY_CHANGE = ("train.epochs:", "work_dir:", "train.device:", "train.num_workers:", "train.threads:",
+                     "train.save_every_iters:")
 
 
 @dataclass
@@ -113,7 +114,8 @@ def start_run(cfg: Any, work_dir: Path, ctx: DistContext, *, resume: bool,
                 prepare(logger)
         ctx.barrier()
         seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
-        yield Run(work_dir, ctx, logger, config_dict, state)
+        with cpu_threads(cfg.train.threads):
+            yield Run(work_dir, ctx, logger, config_dict, state)
 
 
 def finish_run(run: Run, model: torch.nn.Module, result: FitResult, *, epochs: int, meta: dict[str, Any],

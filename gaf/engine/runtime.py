@@ -7,14 +7,16 @@ import logging
 import os
 import random
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from gaf.errors import ConfigError
 
-__all__ = ["select_device", "seed_everything", "setup_logging", "LOGGER_NAME"]
+__all__ = ["select_device", "seed_everything", "cpu_threads", "setup_logging", "LOGGER_NAME"]
 
 LOGGER_NAME = "gaf"
 
@@ -30,6 +32,19 @@ def select_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use cpu or auto)")
     return device
+
+
+@contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``threads`` inside the block (0: leave torch's setting), the caller's
+    setting restored after it (``train.threads``)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int, *, deterministic: bool = True) -> None:

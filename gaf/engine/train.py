@@ -123,9 +123,9 @@ def train(
         train_set, meta = _training_data(cfg, run, progress)
         model = build_detector(cfg, meta).to(run.device)
         mcfg = detector_config(cfg)
-        run.logger.info("train: %d videos, %d classes, input dim %d, device %s%s, %d parameters",
+        run.logger.info("train: %d videos, %d classes, input dim %d, device %s%s, %d CPU thread(s), %d parameters",
                         len(train_set), train_set.num_classes, train_set.input_dim, run.device,
-                        f" x {ctx.world_size} processes" if ctx.enabled else "",
+                        f" x {ctx.world_size} processes" if ctx.enabled else "", torch.get_num_threads(),
                         sum(p.numel() for p in model.parameters()))
         if run.state is None and isinstance(model, GAFDetector) and model.gaf is not None and mcfg.loss.clf_prior:
             model.gaf.init_class_prior(class_frequency(train_set))

@@ -46,7 +46,8 @@ from gaf.models.blocks import stage_parameters
 from gaf.models.gaf import GAF, GAFConfig, action_mask, as_channels, step_attention
 from gaf.postprocess import decode_offsets
 
-__all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complement_segments", "batch_outputs"]
+__all__ = ["LossConfig", "ModelConfig", "GAFDetector", "build_model", "complement_segments", "batch_attention",
+           "batch_outputs"]
 
 
 @dataclass
@@ -157,6 +158,15 @@ class GAFDetector(nn.Module):
         return {"cls_logits": out["cls_logits"][..., :K], "offsets": out["offsets"], "quality": out["quality"],
                 "points": out["points"], "strides": out["strides"], "point_mask": out["point_mask"],
                 "attention": attention, "mask": mask}
+
+    def attention(self, features: torch.Tensor, mask: torch.Tensor, action_mask: torch.Tensor | None = None
+                  ) -> torch.Tensor | None:
+        """λ alone, as :meth:`forward` returns it under ``attention`` (``(B, T)``, or ``(B, C, T)`` with channel
+        attention; None without GAF), without running the detector: what the attention-health probe reads."""
+        if self.gaf is None:
+            return None
+        mask = mask.bool()
+        return self.gaf.attention(features * mask[:, None, :].to(features.dtype), mask, action_mask)
 
     # ------------------------------------------------------------------ training
     def stage_parameters(self, stage: str) -> list[nn.Parameter]:
@@ -332,6 +342,14 @@ class GAFDetector(nn.Module):
         """:meth:`forward` + :meth:`predict_from_outputs` (see there)."""
         return self.predict_from_outputs(self(features, mask), mask, pre_nms_top_k=pre_nms_top_k,
                                          score_threshold=score_threshold)
+
+
+def batch_attention(model: GAFDetector, batch: dict, device: torch.device | str) -> torch.Tensor | None:
+    """``model.attention`` (λ, or None without GAF) on a collated batch moved to ``device`` (an oracle model
+    gets the batch's action mask, as in :func:`batch_outputs`)."""
+    features, mask = batch["features"].to(device), batch["mask"].to(device)
+    oracle = action_mask(batch["segments"], mask.shape[1], device=device) if model.needs_ground_truth else None
+    return model.attention(features, mask, oracle)
 
 
 def batch_outputs(model: nn.Module, batch: dict, device: torch.device | str) -> dict:

@@ -33,7 +33,20 @@ import torch.nn as nn
 
 from gaf.models.blocks import MaskedGroupNorm, StepLayerNorm, StridedPyramid
 
-__all__ = ["SGPBlock", "SGPPyramid", "wide_kernel"]
+__all__ = ["SGPBlock", "SGPPyramid", "depthwise", "wide_kernel"]
+
+
+def depthwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a depthwise ``conv`` (``groups`` = channels, zero padding ``kernel // 2``), the same sums
+    on a faster path: on CPU, PyTorch runs a depthwise Conv1d one channel at a time (about 1 ms per call at any
+    length for 128 channels), so a 1-step kernel is the per-channel affine map it is, and a wider one goes
+    through the 2-d depthwise kernel."""
+    C, k = conv.out_channels, conv.kernel_size[0]
+    if k == 1:
+        y = x * conv.weight.view(1, C, 1)
+        return y + conv.bias.view(1, C, 1) if conv.bias is not None else y
+    y = nn.functional.conv2d(x.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, padding=(0, k // 2), groups=C)
+    return y.squeeze(2)
 
 
 def wide_kernel(window: int, k: float) -> int:
@@ -61,8 +74,8 @@ class SGPBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         u = self.norm(x, mask)
         mean = u.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
-        instant = self.fc(u) * torch.relu(self.fc_global(mean))
-        window = (self.conv_w(u) + self.conv_kw(u)) * self.psi(u)
+        instant = depthwise(self.fc, u) * torch.relu(depthwise(self.fc_global, mean))
+        window = (depthwise(self.conv_w, u) + depthwise(self.conv_kw, u)) * depthwise(self.psi, u)
         x = x + (instant + window + u) * mask
         return (x + self.mlp(self.mlp_norm(x, mask))) * mask
 

@@ -151,6 +151,40 @@ def test_resume_refuses_a_changed_config_and_a_fresh_run_refuses_an_old_dir(puls
     assert main(["train", config, "--resume", "--no-progress"]) == 0
 
 
+def test_train_threads_hold_for_the_run_may_change_on_resume_and_the_callers_setting_comes_back(
+        pulse_dataset, tmp_path, capsys):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = tiny_config(pulse_dataset, tmp_path, epochs=2, threads=1)
+        config = write_yaml(cfg, tmp_path / "tiny.yaml")
+        assert main(["train", config, "--stop-after", "1", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 2
+        assert main(["train", config, "--resume", "--set", "train.threads=3", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 2
+        log = (tmp_path / "run" / "log.txt").read_text()
+        assert "device cpu, 1 CPU thread(s)" in log and "device cpu, 3 CPU thread(s)" in log
+        assert log.index("1 CPU thread(s)") < log.index("3 CPU thread(s)")
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_lambda_gradient_probe_and_health_never_change_what_is_trained(pulse_dataset, tmp_path, one_thread):
+    """The probes only measure: a run probing λ's gradients at every batch and one never probing train the
+    same weights (so a config may probe as rarely as it likes, demo.yaml once per epoch)."""
+    weights = {}
+    for every, items in ((1, 16), (0, 0)):
+        cfg = tiny_config(pulse_dataset, tmp_path / f"p{every}", epochs=2, eval_at_end=False,
+                          grad_probe_every=every, health_items=items)
+        done = train(cfg, progress=False)
+        weights[every] = load_checkpoint(done.final_checkpoint)["model"]
+        history = json.loads((done.work_dir / "history.json").read_text())
+        assert any(k.startswith("grad_lambda/") for k in history[-1]) == bool(every)
+    assert weights[1].keys() == weights[0].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[1][name], weights[0][name]), name
+
+
 def test_bad_config_key_is_reported_with_its_path(pulse_dataset, tmp_path, capsys):
     cfg = tiny_config(pulse_dataset, tmp_path)
     config = write_yaml(cfg, tmp_path / "tiny.yaml")

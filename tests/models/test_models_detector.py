@@ -267,3 +267,24 @@ def test_gaf_detector_overfits_synthetic_pulses_with_alternating_stages():
         for s, e in gt.long().tolist():
             inside[s:e] = True
         assert float(pred["attention"][inside].mean()) > float(pred["attention"][~inside].mean()) + 0.3
+
+
+@pytest.mark.parametrize("attention,oracle", [("scalar", False), ("channel", False), ("scalar", True)])
+def test_lambda_alone_is_what_the_full_forward_returns(attention, oracle):
+    """The attention-health probe reads λ through batch_attention (GAF only, no detector pass)."""
+    from gaf.models.gaf_detector import batch_attention
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(gaf=GAFConfig(attention=attention, oracle=oracle, **SMALL_GAF),
+                      detector=DetectorConfig(embed_dim=16, num_levels=4, head_layers=1))
+    m = build_model(cfg, in_dim=8, num_classes=3, max_seq_len=64).eval()
+    x, mask, segs, labels = padded_batch()
+    x[1, :, 37:] = 50.0  # padding content must not reach λ either way
+    batch = {"features": x, "mask": mask, "segments": segs, "labels": labels}
+    with torch.no_grad():
+        from gaf.models.gaf_detector import batch_outputs
+
+        full = batch_outputs(m, batch, "cpu")["attention"]
+        alone = batch_attention(m, batch, "cpu")
+    assert alone.shape == full.shape and torch.allclose(alone, full, atol=1e-6)
+    assert batch_attention(small_model(gaf=False), batch, "cpu") is None

@@ -10,7 +10,7 @@ import torch
 from gaf.models.detector import DetectorConfig
 from gaf.models.gaf import GAFConfig
 from gaf.models.gaf_detector import ModelConfig, build_model
-from gaf.models.sgp import SGPBlock, wide_kernel
+from gaf.models.sgp import SGPBlock, depthwise, wide_kernel
 from gaf.models.trident import neighbour_responses, trident_distances
 
 
@@ -87,6 +87,18 @@ def test_distances_stay_within_the_bins():
 
 def test_the_wide_kernel_is_odd_and_about_k_windows():
     assert wide_kernel(1, 5.0) == 11 and wide_kernel(3, 1.5) == 7 and wide_kernel(3, 2.0) == 9
+
+
+@pytest.mark.parametrize("kernel,bias", [(1, True), (1, False), (3, True), (11, True), (11, False)])
+def test_the_depthwise_fast_path_is_the_convolution_in_value_and_gradient(kernel, bias):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 6, kernel, padding=kernel // 2, groups=6, bias=bias)
+    x = torch.randn(2, 6, 17, requires_grad=True)
+    fast, ref = depthwise(conv, x), conv(x)
+    assert fast.shape == ref.shape and torch.allclose(fast, ref, atol=1e-6)
+    (g_fast,) = torch.autograd.grad(fast.square().sum(), [conv.weight])
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), [conv.weight])
+    assert torch.allclose(g_fast, g_ref, atol=1e-5)
 
 
 def test_an_sgp_layer_reads_only_its_windows_and_never_padding():
