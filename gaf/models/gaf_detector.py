@@ -344,24 +344,26 @@ class GAFDetector(nn.Module):
                                          score_threshold=score_threshold)
 
 
-def batch_attention(model: GAFDetector, batch: dict, device: torch.device | str) -> torch.Tensor | None:
-    """``model.attention`` (λ, or None without GAF) on a collated batch moved to ``device`` (an oracle model
-    gets the batch's action mask, as in :func:`batch_outputs`)."""
+def _batch_inputs(model: nn.Module, batch: dict, device: torch.device | str
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A collated batch's ``features``, ``mask`` and, for an oracle model (``needs_ground_truth``: λ = the
+    ground-truth action mask), that mask built from its ``segments`` (else None), moved to ``device``."""
     features, mask = batch["features"].to(device), batch["mask"].to(device)
-    oracle = action_mask(batch["segments"], mask.shape[1], device=device) if model.needs_ground_truth else None
-    return model.attention(features, mask, oracle)
+    oracle = action_mask(batch["segments"], mask.shape[1], device=device) \
+        if getattr(model, "needs_ground_truth", False) else None
+    return features, mask, oracle
+
+
+def batch_attention(model: GAFDetector, batch: dict, device: torch.device | str) -> torch.Tensor | None:
+    """``model.attention`` (λ, or None without GAF) on a collated batch moved to ``device``."""
+    return model.attention(*_batch_inputs(model, batch, device))
 
 
 def batch_outputs(model: nn.Module, batch: dict, device: torch.device | str) -> dict:
-    """``model(features, mask)`` on a collated batch moved to ``device``.
-
-    An oracle model (``needs_ground_truth``: λ = the ground-truth action
-    mask) also gets the batch's action mask, built from its ``segments``.
-    """
-    features, mask = batch["features"].to(device), batch["mask"].to(device)
-    if getattr(model, "needs_ground_truth", False):
-        return model(features, mask, action_mask(batch["segments"], mask.shape[1], device=device))
-    return model(features, mask)
+    """``model(features, mask)`` on a collated batch moved to ``device`` (an oracle model also gets the
+    batch's action mask)."""
+    features, mask, oracle = _batch_inputs(model, batch, device)
+    return model(features, mask) if oracle is None else model(features, mask, oracle)
 
 
 def build_model(cfg: ModelConfig, in_dim: int, num_classes: int, max_seq_len: int) -> GAFDetector:

@@ -9,7 +9,8 @@ import torch
 
 from gaf.config import from_dict
 from gaf.losses import tiou_1d
-from gaf.models.gaf_detector import GAFDetector, LossConfig, ModelConfig, build_model, complement_segments
+from gaf.models.gaf_detector import (GAFDetector, LossConfig, ModelConfig, batch_attention, batch_outputs, build_model,
+                                     complement_segments)
 from gaf.models.blocks import build_sparse_table, range_max
 from gaf.models.detection_losses import assign_points
 from gaf.models.detector import DetectorConfig
@@ -272,8 +273,6 @@ def test_gaf_detector_overfits_synthetic_pulses_with_alternating_stages():
 @pytest.mark.parametrize("attention,oracle", [("scalar", False), ("channel", False), ("scalar", True)])
 def test_lambda_alone_is_what_the_full_forward_returns(attention, oracle):
     """The attention-health probe reads λ through batch_attention (GAF only, no detector pass)."""
-    from gaf.models.gaf_detector import batch_attention
-
     torch.manual_seed(0)
     cfg = ModelConfig(gaf=GAFConfig(attention=attention, oracle=oracle, **SMALL_GAF),
                       detector=DetectorConfig(embed_dim=16, num_levels=4, head_layers=1))
@@ -282,8 +281,6 @@ def test_lambda_alone_is_what_the_full_forward_returns(attention, oracle):
     x[1, :, 37:] = 50.0  # padding content must not reach λ either way
     batch = {"features": x, "mask": mask, "segments": segs, "labels": labels}
     with torch.no_grad():
-        from gaf.models.gaf_detector import batch_outputs
-
         full = batch_outputs(m, batch, "cpu")["attention"]
         alone = batch_attention(m, batch, "cpu")
     assert alone.shape == full.shape and torch.allclose(alone, full, atol=1e-6)
