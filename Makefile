@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(GAF) demo
+	$(GAF) demo
 
 test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
@@ -29,6 +29,7 @@ bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/infer.py
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/extract.py
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/train.py
+	$(PY) bench/norm.py
 
 bench-ablation: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/ablation.py

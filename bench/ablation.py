@@ -116,7 +116,11 @@ def _run(base: str, variant: str, seed: int, root: Path, extra: list[str], threa
     for s in sets:
         cmd += ["--set", s]
     cmd += ["--set", f"train.threads={threads}"]  # not part of the variant's definition: only the order of sums
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    # a run with several threads is then the machine's only work: OpenMP's default (spin a while between
+    # parallel regions) is what makes its second thread pay; a sleeping team made 2 threads slower than 1
+    if threads > 1:
+        env.pop("OMP_WAIT_POLICY", None)
     tic = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:

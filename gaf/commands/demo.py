@@ -12,7 +12,7 @@ THUMOS14 timing; see docs/benchmark.md), train a GAF detector on it with the
 two-stage schedule, evaluate it (mAP at tIoU 0.3:0.1:0.7, ActivityNet rules),
 print the mAP table and write the report (work dir/report/report.html), with
 the attention-health curves (mean λ on action / background steps, AUROC of λ
-against the ground truth, per epoch). About 10.5 minutes on 2 CPU cores
+against the ground truth, per epoch). About 7.3 minutes on 2 CPU cores
 (300 training / 100 test videos, 12 epochs).
 
 The GAF formulation is demo.yaml's, gaf's default: one λ per step from an

@@ -71,8 +71,8 @@ class TrainConfig:
     seed: int = ranged(0, SEED)
     deterministic: bool = True
     num_workers: int = ranged(0, NON_NEGATIVE)
-    # torch's CPU threads (intra-op) while the run trains and evaluates, 0: torch's default (one per core); small
-    # models train faster on one thread than on two (docs/performance.md, "Whole-run training time")
+    # torch's CPU threads (intra-op) while the run trains and evaluates, 0: torch's default (one per core); under
+    # OMP_WAIT_POLICY=PASSIVE small models train faster on one (docs/performance.md, "Whole-run training time")
     threads: int = ranged(0, NON_NEGATIVE)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     checkpoint_every: int = ranged(1, NON_NEGATIVE)  # epochs between numbered checkpoints, 0: none (latest.pt: every epoch)

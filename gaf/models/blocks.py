@@ -44,6 +44,35 @@ class MaskedGroupNorm(nn.Module):
         m = mask.reshape(B, T).to(x.dtype)
         if bool(m.min() > 0):  # no padding: the fused kernel
             return self._norm(x)
+        if torch.jit.is_tracing():  # a traced graph must hold for any mask: no length-dependent slicing
+            return self._masked_norm(x, m)
+        lengths = m.sum(1).round().long()
+        if bool((m == (torch.arange(T, device=m.device) < lengths[:, None]).to(m.dtype)).all()):
+            return self._prefix_norm(x, lengths)
+        return self._masked_norm(x, m)
+
+    def _prefix_norm(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Masks that are prefixes (valid steps ``[0, L_b)``, padding after: every window the datasets
+        build): the fused kernel once per run of equal lengths, zero on padding. ``lengths (B,)`` long."""
+        B, C, T = x.shape
+        order = torch.argsort(lengths, stable=True)
+        parts = []
+        for L, count in zip(*(v.tolist() for v in torch.unique_consecutive(lengths[order], return_counts=True))):
+            idx, order = order[:count], order[count:]
+            if L == 0:
+                parts.append((idx, x.new_zeros(count, C, T)))
+                continue
+            y = self._norm(x.index_select(0, idx)[..., :L])
+            parts.append((idx, F.pad(y, (0, T - L)) if L < T else y))
+        if len(parts) == 1:
+            return parts[0][1]
+        idx = torch.cat([i for i, _ in parts])
+        out = torch.cat([y for _, y in parts])
+        return out.index_select(0, torch.argsort(idx))
+
+    def _masked_norm(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Any mask ``m (B, T)``: statistics from masked sums (slower than the fused kernel)."""
+        B, C, T = x.shape
         G = self.groups
         mm = m[:, :, None]
         s1 = torch.bmm(x, mm).reshape(B, G, C // G).sum(2)

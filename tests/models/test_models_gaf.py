@@ -91,6 +91,42 @@ def test_masked_group_norm_matches_group_norm_on_the_valid_part():
     assert torch.allclose(full, torch.nn.functional.group_norm(x, 4, gn.weight, gn.bias, gn.eps), atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["prefix", "holes"])
+def test_masked_group_norm_per_window_value_and_gradient(kind):
+    """Windows of several valid lengths (one empty) in a batch: each valid part normalised as if alone, zero
+    elsewhere, and the gradient the same as the per-window group norm's. Prefix masks (what the datasets
+    build) take the fused kernel per length; masks with holes take the masked sums."""
+    torch.manual_seed(1)
+    gn = MaskedGroupNorm(8, groups=4)
+    with torch.no_grad():
+        gn.weight.uniform_(0.5, 2)
+        gn.bias.uniform_(-1, 1)
+    lengths = [12, 5, 12, 0, 9, 5]
+    mask = torch.zeros(len(lengths), 1, 12)
+    for b, n in enumerate(lengths):
+        mask[b, :, :n] = 1
+    if kind == "holes":
+        mask[0, :, 3] = 0
+    x = torch.randn(len(lengths), 8, 12, requires_grad=True)
+    w = torch.randn(len(lengths), 8, 12)
+    y = gn(x, mask)
+    (y * w).sum().backward()
+    x_grad, weight_grad = x.grad.clone(), gn.weight.grad.clone()
+    gn.zero_grad()
+    xr = x.detach().clone().requires_grad_(True)
+    total = 0.0
+    for b in range(len(lengths)):
+        v = mask[b, 0] > 0
+        assert (y[b][:, ~v] == 0).all()
+        if v.any():
+            ref = torch.nn.functional.group_norm(xr[b:b + 1][..., v], 4, gn.weight, gn.bias, gn.eps)
+            assert torch.allclose(y[b][:, v], ref[0], atol=1e-5)
+            total = total + (ref[0] * w[b][:, v]).sum()
+    total.backward()
+    assert torch.allclose(x_grad, xr.grad, atol=1e-5)
+    assert torch.allclose(weight_grad, gn.weight.grad, atol=1e-5)
+
+
 def test_representation_loss_trains_attention_but_not_the_frozen_decoder():
     g = make().train()
     x, mask = batch()
