@@ -30,7 +30,9 @@ Phases (``--phases``, default both):
 * ``accuracy``: every system trained with ``--seeds`` seeds (seed k is the
   training seed of every system; the data are the same), ``--jobs`` runs at a
   time, each on one thread. A run whose result exists is read, one whose
-  training finished is scored, neither is retrained.
+  training finished is scored, neither is retrained; a stored gaf run whose
+  checkpoint no longer loads into today's model (the architecture changed
+  since) stops the bench instead of being tabled beside new runs.
   Printed: mean ± std of the average mAP and of mAP@0.5, and the difference to
   ActionFormer.
 * ``speed``: one system after the other, 2 threads, nothing else running:
@@ -155,6 +157,8 @@ def train_one(work: Path, system: str, seed: int, epochs: int, af_python: Path |
     out = run_dir(work, system, seed)
     result = out / "result.json"
     if result.exists():
+        if system != "actionformer":
+            check_current(out)
         return json.loads(result.read_text())
     tic = time.perf_counter()
     finished = out / ("train.json" if system == "actionformer" else "metrics.json")  # written after predictions
@@ -166,6 +170,21 @@ def train_one(work: Path, system: str, seed: int, epochs: int, af_python: Path |
     print(f"{system} seed {seed}: average mAP {res['average_mAP']:.2f}, mAP@0.5 {res['mAP@0.5']:.2f} "
           f"({res['wall_s'] / 60:.1f} min)", flush=True)
     return res
+
+
+def check_current(out: Path) -> None:
+    """A stored gaf run is reused only if its final checkpoint still loads into today's model: a run trained
+    before a change of the architecture would otherwise be tabled beside runs of the new one."""
+    import torch
+
+    from gaf.engine.loading import load_detector
+    from gaf.errors import CheckpointError
+
+    try:
+        load_detector(out / "final.pt", config=None, overrides=[], device=torch.device("cpu"))
+    except CheckpointError as err:
+        raise SystemExit(f"{out}: trained by an earlier model than today's, not comparable ({err}); "
+                         "move the run away to train it again") from None
 
 
 def train_run(work: Path, system: str, seed: int, epochs: int, af_python: Path | None, out: Path) -> None:

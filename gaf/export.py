@@ -16,7 +16,9 @@ Decoding, as gaf does it (:meth:`gaf.models.gaf_detector.GAFDetector.predict_fro
 zero on masked points; keep the best ``eval.pre_nms_top_k`` (point, class) pairs above
 ``eval.score_threshold``; segment = [point − left, point + right] clamped to [0, valid steps];
 seconds = steps · ``feature_stride / fps`` + the window's start; then per class Gaussian Soft-NMS
-(``eval.nms_sigma``) and the best ``eval.max_per_video``. ``gaf export`` writes these numbers beside the
+(``eval.nms_sigma``) and the best ``eval.max_per_video``; with ``eval.voting_iou`` > 0, each kept segment's
+boundaries then become the score · tIoU weighted mean of the same class's candidates overlapping it by at
+least that tIoU (:func:`gaf.postprocess.vote_segments`). ``gaf export`` writes these numbers beside the
 model (``FILE.json``).
 """
 
@@ -77,7 +79,8 @@ def decoding_settings(cfg: Any, labels: list[str], in_dim: int) -> dict[str, Any
             "window_steps": int(ds.max_seq_len), "in_dim": in_dim, "labels": labels,
             "score": cfg.model.detector.score, "pre_nms_top_k": ev.pre_nms_top_k,
             "score_threshold": ev.score_threshold, "nms": ev.nms, "nms_sigma": ev.nms_sigma, "nms_iou": ev.nms_iou,
-            "min_score": ev.min_score, "max_per_video": ev.max_per_video, "class_agnostic_nms": ev.class_agnostic_nms,
+            "min_score": ev.min_score, "max_per_video": ev.max_per_video, "voting_iou": ev.voting_iou,
+            "class_agnostic_nms": ev.class_agnostic_nms,
             "fps": fps, "feature_stride": int(ds.feature_stride), "num_frames": int(ds.num_frames),
             "step_seconds": ds.feature_stride / fps,
             "step_centre_seconds": "(t * feature_stride + num_frames / 2) / fps",

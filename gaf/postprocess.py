@@ -36,6 +36,7 @@ __all__ = [
     "segment_tiou",
     "nms",
     "soft_nms",
+    "vote_segments",
     "decode_offsets",
     "steps_to_seconds",
     "seconds_to_steps",
@@ -231,6 +232,48 @@ def soft_nms(segments: Tensor, scores: Tensor, *, labels: Tensor | None = None, 
         idx = torch.empty(0, dtype=torch.long, device=device)
     kept_labels = labels[idx] if labels is not None else None
     return segments[idx], current[idx], kept_labels, idx
+
+
+@torch.no_grad()
+def vote_segments(kept: Tensor, candidates: Tensor, scores: Tensor, iou_threshold: float, *,
+                  kept_labels: Tensor | None = None, labels: Tensor | None = None, chunk: int = 256) -> Tensor:
+    """Segment voting (box voting of object detection, as ActionFormer's THUMOS14 recipe decodes): each kept
+    segment's boundaries become the average of the candidates that overlap it by ``tIoU >= iou_threshold``,
+    weighted by ``score * tIoU``.
+
+    Args:
+        kept: ``(K, 2)`` segments that survived NMS (their scores are not changed here).
+        candidates: ``(N, 2)`` every candidate before NMS, same unit; ``kept`` are among them, so each kept
+            segment votes for itself (tIoU 1) and always has a voter.
+        scores: ``(N,)`` the candidates' scores (before any Soft-NMS decay), ``> 0``.
+        iou_threshold: in ``(0, 1]``.
+        kept_labels / labels: ``(K,)`` / ``(N,)`` integer classes; given both, only candidates of a kept
+            segment's class vote for it.
+        chunk: kept segments per ``(chunk, N)`` tIoU block (memory ``O(chunk * N)``).
+
+    Returns:
+        ``(K, 2)`` voted segments on the device of the inputs. A kept segment with no positive-weight voter (a
+        zero-length segment) is returned unchanged.
+    """
+    _check_segments(kept, "vote_segments(kept)")
+    _check_inputs(candidates, scores, labels, None, "vote_segments")
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f"vote_segments: iou_threshold must be in (0, 1], got {iou_threshold}")
+    if (kept_labels is None) != (labels is None):
+        raise ValueError("vote_segments: give kept_labels and labels together, or neither")
+    kept, candidates, scores = _float(kept), _float(candidates), _float(scores)
+    out = []
+    for lo in range(0, kept.shape[0], chunk):
+        part = kept[lo:lo + chunk]
+        iou = segment_tiou(part[:, None, 0], part[:, None, 1], candidates[None, :, 0], candidates[None, :, 1])
+        weight = torch.where(iou >= iou_threshold, iou * scores[None, :], torch.zeros_like(iou))
+        if labels is not None:
+            assert kept_labels is not None
+            weight = weight * (kept_labels[lo:lo + chunk, None] == labels[None, :])
+        total = weight.sum(1, keepdim=True)
+        voted = (weight @ candidates) / total.clamp(min=torch.finfo(total.dtype).tiny)
+        out.append(torch.where(total > 0, voted, part))
+    return torch.cat(out) if out else kept.reshape(0, 2)
 
 
 def decode_offsets(points: Tensor, strides: Tensor | float, offsets: Tensor) -> Tensor:

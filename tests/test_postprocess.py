@@ -1,4 +1,4 @@
-"""Specification of gaf.postprocess: tIoU, hard NMS, Soft-NMS, offsets, time units."""
+"""Specification of gaf.postprocess: tIoU, hard NMS, Soft-NMS, segment voting, offsets, time units."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from gaf.postprocess import (
     seconds_to_steps,
     soft_nms,
     steps_to_seconds,
+    vote_segments,
 )
 
 DEVICES = [
@@ -360,6 +361,59 @@ def test_soft_nms_never_raises_a_score_and_picks_the_global_max_first(rows, meth
     if rows and float(scores.max()) >= min_score:
         assert int(keep[0]) == int(torch.argmax(scores))
         assert out_scores[0] == scores.max()
+
+
+# ----------------------------------------------------------------------------- segment voting
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_voting_hand_computed_weighted_mean(device):
+    kept = T([[0, 10]], device)
+    candidates = T([[0, 10], [1, 11], [5, 15], [0.5, 10]], device)
+    scores = T([0.9, 0.5, 0.8, 0.2], device)
+    voted = vote_segments(kept, candidates, scores, 0.7)
+    # voters: itself (tIoU 1), [1, 11] (9 / 11), [0.5, 10] (0.95); [5, 15] (1 / 3) is below 0.7
+    w = [0.9 * 1.0, 0.5 * 9 / 11, 0.2 * 0.95]
+    start = (w[0] * 0 + w[1] * 1 + w[2] * 0.5) / sum(w)
+    end = (w[0] * 10 + w[1] * 11 + w[2] * 10) / sum(w)
+    assert torch.allclose(voted.cpu(), T([[start, end]]), atol=1e-6)
+    assert voted.device == kept.device
+
+
+def test_voting_counts_only_the_kept_segments_class_and_threshold_one_keeps_segments():
+    kept, kept_labels = T([[0, 10], [20, 30]]), torch.tensor([0, 1])
+    candidates = T([[0, 10], [20, 30], [1, 11], [21, 31]])
+    scores, labels = T([0.9, 0.8, 0.7, 0.6]), torch.tensor([0, 1, 1, 1])
+    voted = vote_segments(kept, candidates, scores, 0.5, kept_labels=kept_labels, labels=labels)
+    assert torch.equal(voted[0], kept[0])  # [1, 11] overlaps it but is of class 1
+    w = [0.8, 0.6 * 9 / 11]
+    assert torch.allclose(voted[1], T([(w[0] * 20 + w[1] * 21) / sum(w), (w[0] * 30 + w[1] * 31) / sum(w)]))
+    assert torch.equal(vote_segments(kept, candidates, scores, 1.0, kept_labels=kept_labels, labels=labels), kept)
+    agnostic = vote_segments(kept, candidates, scores, 0.5)
+    assert agnostic[0, 0] > 0 and agnostic[1, 0] > 20
+
+
+def test_voting_in_chunks_equals_one_block_and_handles_empty_and_zero_length():
+    g = torch.Generator().manual_seed(0)
+    starts = torch.rand(300, generator=g) * 100
+    candidates = torch.stack([starts, starts + 1 + torch.rand(300, generator=g) * 20], 1)
+    scores = torch.rand(300, generator=g) + 0.01
+    kept = candidates[:70]
+    assert torch.allclose(vote_segments(kept, candidates, scores, 0.6, chunk=16),
+                          vote_segments(kept, candidates, scores, 0.6), atol=1e-5)
+    assert vote_segments(T([]).reshape(0, 2), candidates, scores, 0.7).shape == (0, 2)
+    point = T([[3, 3]])
+    assert torch.equal(vote_segments(point, point, T([0.5]), 0.7), point)  # no voter: unchanged
+
+
+def test_voting_rejects_bad_settings():
+    seg, scores = T([[0, 1]]), T([0.5])
+    with pytest.raises(ValueError, match="iou_threshold"):
+        vote_segments(seg, seg, scores, 0.0)
+    with pytest.raises(ValueError, match="together"):
+        vote_segments(seg, seg, scores, 0.7, labels=torch.tensor([0]))
+    with pytest.raises(ValueError, match="scores must have shape"):
+        vote_segments(seg, seg, T([0.5, 0.4]), 0.7)
 
 
 # ----------------------------------------------------------------------------- offsets and units

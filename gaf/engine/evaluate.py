@@ -30,7 +30,7 @@ from gaf.io import atomic_write_text
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
 from gaf.models.gaf_detector import batch_outputs
-from gaf.postprocess import item_steps_to_seconds, nms, soft_nms
+from gaf.postprocess import item_steps_to_seconds, nms, soft_nms, vote_segments
 
 log = logging.getLogger("gaf")
 
@@ -47,10 +47,12 @@ class Inference:
 
 def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
                       cfg: EvalConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """NMS and cap for one video's merged candidates. Shapes (N,2) seconds, (N,), (N,)."""
+    """NMS, cap and (``cfg.voting_iou > 0``) segment voting for one video's merged candidates.
+    Shapes (N,2) seconds, (N,), (N,)."""
     if segments.numel() == 0:
         return segments.reshape(0, 2), scores, labels
     nms_labels = None if cfg.class_agnostic_nms else labels
+    candidates, candidate_scores, candidate_labels = segments, scores, labels
     if cfg.nms == "soft":
         segments, scores, kept_labels, keep = soft_nms(
             segments, scores, labels=nms_labels, method="gaussian", sigma=cfg.nms_sigma,
@@ -62,6 +64,10 @@ def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torc
     else:
         order = scores.argsort(descending=True)[: cfg.max_per_video]
         segments, scores, labels = segments[order], scores[order], labels[order]
+    if cfg.voting_iou > 0:
+        segments = vote_segments(segments, candidates, candidate_scores, cfg.voting_iou,
+                                 kept_labels=None if cfg.class_agnostic_nms else labels,
+                                 labels=None if cfg.class_agnostic_nms else candidate_labels)
     return segments, scores, labels
 
 

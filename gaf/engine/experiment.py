@@ -99,6 +99,9 @@ class EvalConfig:
     nms_sigma: float = ranged(0.5, POSITIVE)  # Gaussian Soft-NMS
     nms_iou: float = ranged(0.5, HALF_OPEN_UNIT)  # hard NMS threshold
     min_score: float = ranged(0.001, UNIT)  # drop detections below this after Soft-NMS
+    # segment voting after NMS: each kept segment's boundaries become the score x tIoU weighted mean of the
+    # candidates (same class) overlapping it by >= this tIoU; 0: off (ActionFormer's THUMOS14 recipe: 0.7)
+    voting_iou: float = ranged(0.0, UNIT)
     max_per_video: int = ranged(200, AT_LEAST_ONE)
     class_agnostic_nms: bool = False
     report_videos: int = ranged(4, NON_NEGATIVE)  # timelines drawn in the report

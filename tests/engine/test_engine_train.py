@@ -139,6 +139,23 @@ def test_cli_train_then_eval_reproduces_the_mAP(pulse_dataset, tmp_path, capsys)
                  "--json", str(score_json)]) == 0
     assert json.loads(score_json.read_text())["mAP"] == pytest.approx(trained["mAP"], abs=1e-9)
 
+    # Segment voting moves boundaries only: the same detections (class, score) per video, some segments changed.
+    voted = tmp_path / "voted.json"
+    assert main(["eval", "--ckpt", str(run / "final.pt"), "--out", str(voted), "--no-progress", "--no-report",
+                 "--work-dir", str(tmp_path / "ev_vote"), "--set", "eval.voting_iou=0.7"]) == 0
+    plain_res, voted_res = json.loads(pred.read_text())["results"], json.loads(voted.read_text())["results"]
+    assert plain_res.keys() == voted_res.keys()
+    moved = 0
+    for vid in plain_res:
+        a, b = ([(d["label"], d["score"], tuple(d["segment"])) for d in r[vid]] for r in (plain_res, voted_res))
+        assert sorted(x[:2] for x in a) == sorted(x[:2] for x in b)
+        moved += len(set(a) - set(b))
+    assert moved > 0
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(run / "final.pt"), "--no-progress", "--no-report", "--work-dir",
+                 str(tmp_path / "ev_bad"), "--set", "eval.voting_iou=1.5"]) == 2
+    assert "eval.voting_iou" in capsys.readouterr().err
+
 
 def test_resume_refuses_a_changed_config_and_a_fresh_run_refuses_an_old_dir(pulse_dataset, tmp_path, capsys):
     cfg = tiny_config(pulse_dataset, tmp_path, epochs=2, eval_at_end=False)
@@ -228,6 +245,27 @@ def test_a_checkpoint_from_another_model_config_fails_naming_the_keys(pulse_data
     assert code == 2 and "Traceback" not in err
     assert str(result.final_checkpoint) in err and "does not fit the model config" in err
     assert "unexpected keys: gaf." in err and "shape mismatches:" in err and "vs model" in err
+
+
+def test_bench_peer_refuses_a_stored_run_of_an_earlier_model(pulse_dataset, tmp_path):
+    """bench/peer.py tables stored runs beside new ones only when their checkpoint loads into today's model."""
+    import importlib.util
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "peer.py"
+    spec = importlib.util.spec_from_file_location("peer_bench", bench)
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    cfg = tiny_config(pulse_dataset, tmp_path, epochs=1, eval_at_end=False)
+    run = train(cfg, progress=False).final_checkpoint.parent
+    peer.check_current(run)  # today's model: reused
+    state = load_checkpoint(run / "final.pt")
+    key = next(k for k in state["model"] if k.endswith("norm.weight"))
+    state["model"][key.replace("norm.weight", "norm.norm.weight")] = state["model"].pop(key)  # another layout
+    torch.save(state, run / "final.pt")
+    with pytest.raises(SystemExit, match="trained by an earlier model") as err:
+        peer.check_current(run)
+    assert str(run) in str(err.value) and "norm.norm.weight" in str(err.value)
 
 
 @pytest.mark.parametrize("stage", ["frame", "segment"])
