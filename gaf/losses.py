@@ -150,9 +150,9 @@ def tiou_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["distance
 
 
 def giou_loss_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["distances", "segments"] = "distances",
-                 mode: Literal["giou", "iou"] = "giou", reduction: Literal["sum", "mean", "none"] = "sum",
+                 mode: Literal["giou", "diou", "iou"] = "giou", reduction: Literal["sum", "mean", "none"] = "sum",
                  eps: float = 1e-6) -> torch.Tensor:
-    """``1 - GIoU`` (or ``1 - tIoU``) of aligned 1-D segments.
+    """``1 - GIoU``, ``1 - DIoU`` (or ``1 - tIoU``) of aligned 1-D segments.
 
     ``pred``, ``target``: ``(N, 2)``, either ``(left, right)`` distances
     from the same point (``kind="distances"``, the detector's form) or
@@ -160,15 +160,21 @@ def giou_loss_1d(pred: torch.Tensor, target: torch.Tensor, *, kind: Literal["dis
     GIoU = tIoU - (hull - union) / hull, hull = the smallest segment
     covering both. Identical segments give 0, disjoint segments give a
     GIoU loss in (1, 2]; nested ones ``1 - len(inner) / len(outer)``.
+    DIoU = tIoU - (centre distance / hull)^2 (Zheng et al. 2020; what
+    ActionFormer trains with): unlike GIoU in 1-D, it still pulls the centres
+    together when the segments overlap (there hull = union). Loss in [0, 2).
     """
     ps, pe = _as_segments(pred, kind)
     ts, te = _as_segments(target, kind)
     inter = (torch.minimum(pe, te) - torch.maximum(ps, ts)).clamp(min=0)
     union = (pe - ps).clamp(min=0) + (te - ts).clamp(min=0) - inter
     iou = inter / union.clamp(min=eps)
-    if mode == "giou":
+    if mode in ("giou", "diou"):
         hull = (torch.maximum(pe, te) - torch.minimum(ps, ts)).clamp(min=eps)
-        iou = iou - (hull - union) / hull
+        if mode == "giou":
+            iou = iou - (hull - union) / hull
+        else:
+            iou = iou - (((ps + pe) - (ts + te)) / (2 * hull)) ** 2
     loss = 1.0 - iou
     if reduction == "sum":
         return loss.sum()

@@ -42,18 +42,34 @@ def test_focal_loss_is_finite_for_extreme_logits():
 
 
 @pytest.mark.parametrize(
-    "pred, target, giou, iou",
+    "pred, target, giou, diou, iou",
     [
-        ([0.0, 4.0], [0.0, 4.0], 0.0, 0.0),  # identical
-        ([0.0, 1.0], [2.0, 3.0], 1.0 + 1.0 / 3.0, 1.0),  # disjoint: hull 3, union 2
-        ([0.0, 4.0], [1.0, 2.0], 0.75, 0.75),  # nested: hull == union
-        ([0.0, 2.0], [1.0, 3.0], 1.0 - 1.0 / 3.0, 1.0 - 1.0 / 3.0),  # half overlap
+        ([0.0, 4.0], [0.0, 4.0], 0.0, 0.0, 0.0),  # identical
+        ([0.0, 1.0], [2.0, 3.0], 1.0 + 1.0 / 3.0, 1.0 + (2.0 / 3.0) ** 2, 1.0),  # disjoint: hull 3, union 2
+        ([0.0, 4.0], [1.0, 2.0], 0.75, 0.75 + (0.5 / 4.0) ** 2, 0.75),  # nested: hull == union, centres 2 / 1.5
+        ([0.0, 4.0], [1.0, 3.0], 0.5, 0.5, 0.5),  # nested, same centre: DIoU == tIoU
+        ([0.0, 2.0], [1.0, 3.0], 1.0 - 1.0 / 3.0, 1.0 - 1.0 / 3.0 + (1.0 / 3.0) ** 2, 1.0 - 1.0 / 3.0),  # half
     ],
 )
-def test_giou_loss_on_segments(pred, target, giou, iou):
+def test_iou_losses_on_segments(pred, target, giou, diou, iou):
     p, t = torch.tensor([pred]), torch.tensor([target])
     assert float(L.giou_loss_1d(p, t, kind="segments")) == pytest.approx(giou, abs=1e-6)
+    assert float(L.giou_loss_1d(p, t, kind="segments", mode="diou")) == pytest.approx(diou, abs=1e-6)
     assert float(L.giou_loss_1d(p, t, kind="segments", mode="iou")) == pytest.approx(iou, abs=1e-6)
+
+
+def test_diou_pulls_overlapping_centres_together_where_giou_does_not():
+    # from point 0: target (1, 3) = [-1, 3]; pred (2, 2) = [-2, 2] overlaps it, hull == union
+    pred = torch.tensor([[2.0, 2.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 3.0]])
+    assert float(L.giou_loss_1d(pred, target, mode="diou")) == pytest.approx(1 - 3 / 5 + (1 / 5) ** 2, abs=1e-6)
+    L.giou_loss_1d(pred, target, mode="diou").backward()
+    diou_grad = pred.grad.clone()
+    pred.grad = None
+    L.giou_loss_1d(pred, target, mode="giou").backward()
+    # shifting the prediction right (left - d, right + d) lowers the DIoU loss more than the GIoU loss
+    shift = torch.tensor([-1.0, 1.0])
+    assert float((diou_grad[0] * shift).sum()) < float((pred.grad[0] * shift).sum()) < 0
 
 
 def test_giou_loss_on_distances_from_a_shared_point():

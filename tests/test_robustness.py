@@ -77,7 +77,10 @@ def check_set(out: AnnotationSet, *, scored: bool) -> None:
             assert value is None or (type(value) is float and 0 < value <= MAX_TIME_S)
         for seg in video.segments:
             assert type(seg.start) is float and type(seg.end) is float
-            assert 0.0 <= seg.start <= seg.end <= MAX_TIME_S
+            if scored:  # a reversed prediction is read as written: the evaluator scores it a false positive
+                assert 0.0 <= min(seg.start, seg.end) <= max(seg.start, seg.end) <= MAX_TIME_S
+            else:
+                assert 0.0 <= seg.start <= seg.end <= MAX_TIME_S
             assert isinstance(seg.label, str) and seg.label.strip()
             assert (type(seg.score) is float and math.isfinite(seg.score)) if scored else seg.score is None
         assert all(0.0 <= a <= b <= MAX_TIME_S for a, b in video.ambiguous)

@@ -128,8 +128,9 @@ def test_every_shipped_feature_config_builds_its_model_and_padding_stays_out_of_
 
 @pytest.mark.parametrize("name", ["thumos14_i3d", "anet_i3d"])
 def test_the_afsd_configs_are_the_defaults_on_the_papers_base_detector(name: str) -> None:
-    """``X_afsd`` differs from ``X`` only in the detector (the paper's AFSD-style conv base) and its saliency
-    loss: same data, GAF, schedule and evaluation, so the two compare the base detectors alone."""
+    """``X_afsd`` differs from ``X`` only in the detector (the paper's AFSD-style conv base) and its losses
+    (saliency, regression form): same data, GAF, schedule and evaluation, so the two compare the base
+    detectors alone."""
     from gaf.config import to_dict
     from gaf.engine.experiment import load_experiment
 
@@ -143,4 +144,5 @@ def test_the_afsd_configs_are_the_defaults_on_the_papers_base_detector(name: str
     assert detector_diff == {"backbone", "boundary_head", "norm", "saliency"}
     assert (best["model"]["detector"]["backbone"], afsd["model"]["detector"]["backbone"]) == ("sgp", "conv")
     loss_diff = {k for k in best["model"]["loss"] if best["model"]["loss"][k] != afsd["model"]["loss"][k]}
-    assert loss_diff == {"saliency"}
+    assert loss_diff == {"saliency", "reg_mode"}
+    assert (best["model"]["loss"]["reg_mode"], afsd["model"]["loss"]["reg_mode"]) == ("diou", "giou")

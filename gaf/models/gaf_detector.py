@@ -57,8 +57,8 @@ class LossConfig:
     cls: float = ranged(1.0, NON_NEGATIVE)  # focal loss on class logits
     focal_alpha: float = ranged(0.25, UNIT)
     focal_gamma: float = ranged(2.0, NON_NEGATIVE)
-    reg: float = ranged(1.0, NON_NEGATIVE)  # (G)IoU loss on offsets
-    reg_mode: Literal["giou", "iou"] = "giou"
+    reg: float = ranged(1.0, NON_NEGATIVE)  # (G|D)IoU loss on offsets
+    reg_mode: Literal["giou", "diou", "iou"] = "giou"
     quality: float = ranged(1.0, NON_NEGATIVE)  # BCE on the quality logit
     saliency: float = ranged(0.5, NON_NEGATIVE)  # start / end saliency BCE
     saliency_pos_weight: float = ranged(5.0, POSITIVE)

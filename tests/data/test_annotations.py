@@ -256,6 +256,8 @@ def test_prediction_checks_reversed_segments_labels_and_scores(tmp_path):
     # end < start is read as written: the evaluator scores it as a false positive, as the official code does
     reversed_ = read_predictions(write(tmp_path / "p.json", pred_doc([{**det, "segment": [3, 2.5]}])))
     assert [(s.start, s.end) for v in reversed_.videos.values() for s in v.segments] == [(3.0, 2.5)]
+    back = read_predictions(write_predictions(reversed_, tmp_path / "back.json"))  # written back as read
+    assert [(s.start, s.end) for v in back.videos.values() for s in v.segments] == [(3.0, 2.5)]
     cases = [({"segment": [3, -2.5]}, "segment", "end -2.5 < 0"), ({"label": "Fly"}, "label", "unknown label 'Fly'"),
              ({"score": None}, "score", "number"), ({"score": True}, "score", "number"),
              ({"label": 3}, "label", "class name")]
