@@ -52,7 +52,7 @@ def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torc
     if segments.numel() == 0:
         return segments.reshape(0, 2), scores, labels
     nms_labels = None if cfg.class_agnostic_nms else labels
-    candidates, candidate_scores, candidate_labels = segments, scores, labels
+    candidates, candidate_scores = segments, scores
     if cfg.nms == "soft":
         segments, scores, kept_labels, keep = soft_nms(
             segments, scores, labels=nms_labels, method="gaussian", sigma=cfg.nms_sigma,
@@ -66,8 +66,7 @@ def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torc
         segments, scores, labels = segments[order], scores[order], labels[order]
     if cfg.voting_iou > 0:
         segments = vote_segments(segments, candidates, candidate_scores, cfg.voting_iou,
-                                 kept_labels=None if cfg.class_agnostic_nms else labels,
-                                 labels=None if cfg.class_agnostic_nms else candidate_labels)
+                                 kept_labels=None if nms_labels is None else labels, labels=nms_labels)
     return segments, scores, labels
 
 
