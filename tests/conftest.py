@@ -167,3 +167,12 @@ TWO = {
     "v_b": {"subset": "Test", "steps": 25, "fps": 25.0, "duration": 4.5, "segments": [(0.9, 1.7, "Throw")]},
     "v_c": {"subset": "Test", "steps": 17, "fps": 25.0, "duration": 3.2, "segments": []},
 }
+
+
+# ------------------------------------------------ training seeds of the learning tests
+# Every test that asserts learning or a mechanism trains under this seed (marker `learning`); `make test-seeds`
+# reruns them under seeds 0, 1 and 2 to show that none needs a lucky seed.
+@pytest.fixture
+def train_seed() -> int:
+    """The training seed of a learning test: $GAF_TRAIN_SEED, 0 when unset."""
+    return int(os.environ.get("GAF_TRAIN_SEED", "0"))

@@ -66,6 +66,28 @@ def frames_root(tmp_path_factory) -> Path:
     return root
 
 
+# The learning run's videos: 8 to train on, 4 held out, the square sliding for 1.2–2.4 s at different times.
+# A clip of 48 frames holds a whole video, so each held-out action is seen whole by one clip: the score is
+# a mean over four videos, not one detection that straddles a window edge (a coin flip at this size).
+LEARNING_VIDEOS = [("v0", "validation", 1.2, 3.2), ("v1", "validation", 0.4, 2.0), ("v2", "validation", 2.4, 4.4),
+                   ("v3", "validation", 0.8, 2.4), ("v4", "validation", 2.0, 3.6), ("v5", "validation", 3.2, 4.4),
+                   ("v6", "validation", 0.4, 2.8), ("v7", "validation", 1.6, 2.8),
+                   ("t0", "test", 1.6, 3.6), ("t1", "test", 0.4, 2.4), ("t2", "test", 2.8, 4.4), ("t3", "test", 1.2, 2.8)]
+
+
+@pytest.fixture(scope="module")
+def learning_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e_learning")
+    (root / "videos").mkdir()
+    database = {}
+    for vid, subset, s, e in LEARNING_VIDEOS:
+        write_video(root / "videos" / f"{vid}.mkv", s, e)
+        database[vid] = {"subset": subset, "duration": FRAMES / FPS, "fps": float(FPS),
+                         "annotations": [{"segment": [s, e], "label": "Slide", "label_id": 0}]}
+    (root / "annotations.json").write_text(json.dumps({"database": database}))
+    return root
+
+
 def frames_section(root: Path, **extra) -> dict:
     return {"annotation_file": str(root / "annotations.json"), "video_dir": str(root / "videos"),
             "video_ext": ".mkv", "fps": FPS, "short_side": SIZE, "crop": SIZE, "clip_len": 16, **extra}
@@ -145,18 +167,17 @@ def test_e2e_config_sections_must_come_together(frames_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_gaf_train_runs_the_e2e_detector_on_frames_through_both_stages_and_evaluates(frames_root, tmp_path):
+@pytest.mark.learning
+def test_gaf_train_runs_the_e2e_detector_on_frames_through_both_stages_and_evaluates(learning_root, train_seed,
+                                                                                   tmp_path):
     config = {
         "name": "tiny_e2e",
-        "frames": frames_section(frames_root, test_subset="test"),
+        "frames": frames_section(learning_root, test_subset="test", clip_len=FRAMES),
         "e2e": {"merge": "average", "proj_dim": 16, "detector": {
             "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
             "detector": {"embed_dim": 16, "num_levels": 3, "head_layers": 1, "stem_layers": 1},
-            "loss": {"att": 0.0}}},  # the paper's losses: this test's size and seed were measured for them
-        # one held-out video makes the score seed-sensitive at this size. Measured after GAF was rewritten for
-        # channel attention (the same maths in another float order): seed 0 ends at 50 % mAP@0.3 with the local
-        # and the global head alike, seeds 1 and 2 find the square (100 %)
-        "train": {"epochs": 20, "batch_size": 3, "lr": 2e-3, "warmup_epochs": 0, "seed": 1, "ema": False},
+            "loss": {"att": 0.0}}},  # the paper's losses
+        "train": {"epochs": 12, "batch_size": 4, "lr": 2e-3, "warmup_epochs": 0, "seed": train_seed, "ema": False},
         "eval": {"tious": [0.3, 0.5], "batch_size": 4, "report_videos": 1},
     }
     path = tmp_path / "tiny_e2e.yaml"
@@ -168,7 +189,7 @@ def test_gaf_train_runs_the_e2e_detector_on_frames_through_both_stages_and_evalu
     assert code == 0
 
     history = json.loads((run / "history.json").read_text())
-    assert len(history) == 20
+    assert len(history) == 12
     assert all("frame/cvae" in h and "segment/total" in h for h in history)  # both stages trained
     assert history[-1]["segment/ai"] < 0.9 * history[0]["segment/ai"]  # the detector learns
     state = load_checkpoint(run / "final.pt")
@@ -179,9 +200,10 @@ def test_gaf_train_runs_the_e2e_detector_on_frames_through_both_stages_and_evalu
     assert any(k.startswith("backbone.") for k in state["model"])  # the I3D is part of the trained model
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["tious"] == [0.3, 0.5] and len(metrics["mAP"]) == 2
-    assert metrics["mAP"][0] > 0.5  # the moving square is found on the held-out video (tIoU 0.3)
+    assert metrics["mAP"][0] > 0.5  # the moving square is found in the held-out videos (tIoU 0.3; seeds 0-2: 1.0)
     preds = json.loads((run / "predictions.json").read_text())["results"]
-    assert list(preds) == ["t0"] and all(0.0 <= d["segment"][0] <= d["segment"][1] <= 4.8 + 1e-5 for d in preds["t0"])
+    assert sorted(preds) == ["t0", "t1", "t2", "t3"]
+    assert all(0.0 <= d["segment"][0] <= d["segment"][1] <= 4.8 + 1e-5 for ds in preds.values() for d in ds)
 
     # `gaf eval` rebuilds the e2e detector from the checkpoint (no backbone file, no untrained-I3D
     # warning: the checkpoint holds the trained I3D) and reproduces the metrics.
@@ -196,7 +218,7 @@ def test_gaf_train_runs_the_e2e_detector_on_frames_through_both_stages_and_evalu
 
     # `gaf detect` on the raw held-out video decodes its frames for the e2e model (no feature extraction).
     out = tmp_path / "detect"
-    code = main(["detect", str(frames_root / "videos" / "t0.mkv"), "--ckpt", str(run / "final.pt"),
+    code = main(["detect", str(learning_root / "videos" / "t0.mkv"), "--ckpt", str(run / "final.pt"),
                  "--out", str(out), "--score-threshold", "0", "--no-progress"])
     assert code == 0
     found = json.loads((out / "t0.json").read_text())["results"]["t0"]
