@@ -121,12 +121,12 @@ class ConvBlock(nn.Module):
 
 
 
-def masked_downsample(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stride-2 max-pool (kernel 3) over valid steps: ``x (B, E, T)``, ``mask (B, 1, T)`` float ->
-    ``(B, E, ceil(T / 2))``, ``(B, 1, ceil(T / 2))``; output ``i`` is valid where input ``2i`` is (as the
-    stride-2 conv blocks of the convolutional pyramid)."""
+def masked_downsample(x: torch.Tensor, mask: torch.Tensor, kernel: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stride-2 max-pool (``kernel`` odd, padding ``kernel // 2``) over valid steps: ``x (B, E, T)``,
+    ``mask (B, 1, T)`` float -> ``(B, E, ceil(T / 2))``, ``(B, 1, ceil(T / 2))``; output ``i`` is valid where
+    input ``2i`` is (as the stride-2 conv blocks of the convolutional pyramid), padded outputs are 0."""
     filled = x.masked_fill(mask <= 0, float("-inf"))
-    y = F.max_pool1d(filled, kernel_size=3, stride=2, padding=1)
+    y = F.max_pool1d(filled, kernel_size=kernel, stride=2, padding=kernel // 2)
     m = mask[..., ::2][..., : y.shape[-1]]
     return torch.where(m > 0, y, torch.zeros_like(y)), m
 

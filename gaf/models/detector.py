@@ -10,7 +10,9 @@ Pipeline (:class:`AnchorFreeDetector`)::
     (``backbone: conv``: stride-2 conv, GN, ReLU; ``backbone: transformer``:
     local masked self-attention blocks with max-pool downsampling,
     :mod:`gaf.models.transformer`; ``backbone: sgp``: TriDet's SGP layers with
-    max-pool downsampling, :mod:`gaf.models.sgp`; level l has ceil(T / 2**l) points)
+    max-pool downsampling, :mod:`gaf.models.sgp`; ``backbone: maxpool``:
+    TemporalMaxer's parameter-free stride-2 max-pools, :mod:`gaf.models.maxpool`;
+    level l has ceil(T / 2**l) points)
     -> shared towers -> per point: class logits, distances to start / end
        (``boundary_head: regression``: exp(scale_l * x) * stride_l;
        ``trident``: expectations of TriDet's boundary distributions,
@@ -52,6 +54,7 @@ import torch.nn as nn
 from gaf.config import AT_LEAST_ONE, NON_NEGATIVE, ODD, OPEN_UNIT, POSITIVE, ranged
 from gaf.errors import ConfigError
 from gaf.models.blocks import ConvBlock, range_max
+from gaf.models.maxpool import MaxPoolPyramid
 from gaf.models.sgp import SGPPyramid
 from gaf.models.transformer import TransformerPyramid
 from gaf.models.trident import TridentHead
@@ -68,13 +71,15 @@ class DetectorConfig:
 
     embed_dim: int = ranged(256, AT_LEAST_ONE)
     # the pyramid: "conv" (AFSD's strided conv blocks, the paper's base), "transformer" (ActionFormer-class:
-    # local masked self-attention blocks, max-pool downsampling; gaf.models.transformer) or "sgp" (TriDet-class:
-    # scalable-granularity perception layers, max-pool downsampling; gaf.models.sgp)
-    backbone: Literal["conv", "transformer", "sgp"] = "conv"
+    # local masked self-attention blocks, max-pool downsampling; gaf.models.transformer), "sgp" (TriDet-class:
+    # scalable-granularity perception layers, max-pool downsampling; gaf.models.sgp) or "maxpool" (TemporalMaxer-
+    # class: each level the previous one max-pooled, stride 2, no parameters; gaf.models.maxpool)
+    backbone: Literal["conv", "transformer", "sgp", "maxpool"] = "conv"
     attention_window: int = ranged(19, ODD)  # transformer: each step attends to the valid steps within ±window//2
     attention_heads: int = ranged(4, AT_LEAST_ONE)  # transformer: heads (must divide embed_dim)
     sgp_window: int = ranged(1, ODD)  # sgp: the window-level branch's kernel (steps; TriDet's THUMOS14 value)
     sgp_k: float = ranged(5.0, POSITIVE)  # sgp: the wider kernel is about sgp_k * (sgp_window + 1) steps
+    maxpool_kernel: int = ranged(3, ODD)  # maxpool: the pooling kernel (steps; TemporalMaxer's 3), stride 2
     # how a point's (left, right) distances are predicted: "regression" (exp(scale * x) * stride, AFSD /
     # ActionFormer) or "trident" (TriDet's Trident head: expectations of distributions over trident_bins + 1
     # neighbouring steps of the level; gaf.models.trident)
@@ -122,6 +127,11 @@ class AnchorFreeDetector(nn.Module):
         elif cfg.backbone == "sgp":
             self.downs = None
             self.pyramid = SGPPyramid(E, cfg.num_levels, window=cfg.sgp_window, k=cfg.sgp_k)
+        elif cfg.backbone == "maxpool":
+            if cfg.maxpool_kernel < 1 or cfg.maxpool_kernel % 2 == 0:
+                raise ConfigError(f"model.detector.maxpool_kernel: must be odd and >= 1, got {cfg.maxpool_kernel}")
+            self.downs = None
+            self.pyramid = MaxPoolPyramid(cfg.num_levels, kernel=cfg.maxpool_kernel)
         else:
             self.downs = nn.ModuleList([ConvBlock(E, E, k, stride=2, norm=n) for _ in range(cfg.num_levels - 1)])
             self.pyramid = None

@@ -121,7 +121,8 @@ def test_an_sgp_layer_reads_only_its_windows_and_never_padding():
 # --- the detector on them --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backbone,boundary_head", [("sgp", "trident"), ("sgp", "regression"), ("conv", "trident"),
-                                                   ("transformer", "trident"), ("transformer", "regression")])
+                                                   ("transformer", "trident"), ("transformer", "regression"),
+                                                   ("maxpool", "regression"), ("maxpool", "trident")])
 def test_shapes_points_and_masks_match_the_convolutional_pyramid(backbone, boundary_head):
     x, mask = padded()
     out = sgp_model(backbone=backbone, boundary_head=boundary_head)(x, mask)
@@ -135,7 +136,8 @@ def test_shapes_points_and_masks_match_the_convolutional_pyramid(backbone, bound
 @pytest.mark.parametrize("gaf", [True, False])
 @pytest.mark.parametrize("backbone,boundary_head,norm", [("sgp", "trident", "group"), ("sgp", "regression", "group"),
                                                         ("sgp", "trident", "layer"), ("conv", "regression", "layer"),
-                                                        ("transformer", "regression", "group")])
+                                                        ("transformer", "regression", "group"),
+                                                        ("maxpool", "regression", "group"), ("maxpool", "trident", "layer")])
 def test_padding_never_changes_the_outputs_of_valid_steps(gaf, backbone, boundary_head, norm):
     m = sgp_model(gaf=gaf, backbone=backbone, boundary_head=boundary_head, norm=norm).eval()
     x, mask = padded()
