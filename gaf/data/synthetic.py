@@ -27,6 +27,15 @@ Features are made, at each step, by averaging over the step's window of
   temporally correlated Gaussian noise.
 
 Everything is drawn from ``seed``: the same config gives the same bytes.
+
+``timing: activitynet`` makes the ActivityNet-like variant (``demo_anet``):
+the real ActivityNet v1.3 timing (:mod:`gaf.data.anet_timing`: 200 classes,
+long instances, 1 to many per video; training videos from ``training``, test
+videos from ``validation``, written under those subset names), and with
+``hierarchy: activitynet`` the shipped class hierarchy: the classes of a
+group share ``confusable_share`` of a parent prototype (the ``confusable_pairs``
+idea, for groups of siblings) and a group's ``motion`` flag adds its classes
+to ``motion_classes``.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -51,7 +60,13 @@ __all__ = ["SyntheticConfig", "DEMO", "generate_benchmark", "benchmark_dataset_c
 
 GENERATOR_VERSION = 1
 _TIMING_RESOURCE = "resources/thumos14_timing.json"
-_SUBSETS = {"train": ("Validation", "validation"), "test": ("Test", "test")}
+# per timing, per split: (the real subset videos are drawn from, the subset name written)
+_SUBSETS = {"thumos14": {"train": ("Validation", "validation"), "test": ("Test", "test")},
+            "activitynet": {"train": ("training", "training"), "test": ("validation", "validation")}}
+_TIMING_NAMES = {"thumos14": "a THUMOS14", "activitynet": "an ActivityNet"}
+# keys added to SyntheticConfig after the THUMOS14-like benchmark was fixed, with the values that keep it:
+# left out of benchmark.json at these values, so that existing benchmarks keep their identity and bytes
+_LATER_KEYS = {"timing": "thumos14", "hierarchy": None}
 
 _MOTION = ["BasketballDunk", "CleanAndJerk", "CliffDiving", "Diving", "HammerThrow", "HighJump",
            "JavelinThrow", "LongJump", "PoleVault", "Shotput", "ThrowDiscus", "VolleyballSpiking"]
@@ -62,8 +77,9 @@ class SyntheticConfig:
     """Knobs of the embedded benchmark. Times in (synthetic) seconds unless noted.
 
     Size: ``num_train_videos`` / ``num_test_videos`` sampled from the real
-    Validation / Test timing; ``time_scale`` compresses real time (0.25: a
-    200 s video becomes 50 s); longer videos are cropped to ``max_duration``;
+    Validation / Test timing (ActivityNet: training / validation);
+    ``time_scale`` compresses real time (0.25: a 200 s video becomes 50 s);
+    longer videos are cropped to ``max_duration``;
     instances shorter than ``min_instance_steps`` steps are widened about
     their centre. ``fps=None`` keeps each real video's fps.
 
@@ -77,9 +93,14 @@ class SyntheticConfig:
     ``drift_timescale`` (per-video offset and slow drift),
     ``distractor_rate`` (unannotated bursts per minute) at
     ``distractor_strength``, ``confusable_share`` (fraction of the prototype
-    a confusable pair shares), ``runup_share`` over the first
-    ``runup_fraction`` of a run-up class instance, ``weak_stream_gain`` (a
-    class's strength in its weaker stream).
+    a confusable pair, or the siblings of a ``hierarchy`` group, share),
+    ``runup_share`` over the first ``runup_fraction`` of a run-up class
+    instance, ``weak_stream_gain`` (a class's strength in its weaker stream).
+
+    Source: ``timing`` picks the real timing (``thumos14`` or
+    ``activitynet``; the latter has no per-video fps, so ``fps`` must be
+    set), ``hierarchy`` the class hierarchy (``activitynet`` or none). The
+    class lists must name classes of the chosen timing (``[]`` for none).
     """
 
     seed: int = 0
@@ -112,6 +133,8 @@ class SyntheticConfig:
     runup_share: float = 0.7
     motion_classes: list[str] = field(default_factory=lambda: list(_MOTION))
     weak_stream_gain: float = 0.5
+    timing: Literal["thumos14", "activitynet"] = "thumos14"
+    hierarchy: Literal["activitynet"] | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, rule: str) -> None:
@@ -132,6 +155,10 @@ class SyntheticConfig:
                      "signal_strength"):
             need(getattr(self, name) >= 0, name, ">= 0")
         need(all(len(p) == 2 for p in self.confusable_pairs), "confusable_pairs", "a list of [class, class] pairs")
+        need(self.hierarchy is None or self.hierarchy == self.timing, "hierarchy", f"null or {self.timing!r} "
+             f"(the hierarchy of the timing's classes)")
+        need(self.fps is not None or self.timing == "thumos14", "fps", "set for the ActivityNet timing "
+             "(its table has no per-video fps)")
 
 
 DEMO = SyntheticConfig()
@@ -168,10 +195,15 @@ def build_timing_table(src: str | os.PathLike[str]) -> dict[str, Any]:
             "labels": [names[i] for i in range(len(names))], "videos": videos}
 
 
-def load_timing_table() -> dict[str, Any]:
-    """The THUMOS14 timing table shipped with gaf (see :func:`build_timing_table`)."""
+def load_timing_table(timing: str = "thumos14") -> dict[str, Any]:
+    """A timing table shipped with gaf: THUMOS14's (see :func:`build_timing_table`) or ActivityNet's
+    (:func:`gaf.data.anet_timing.build_anet_timing_table`)."""
     from importlib.resources import files
 
+    if timing == "activitynet":
+        from gaf.data.anet_timing import load_anet_timing_table
+
+        return load_anet_timing_table()
     return json.loads(files("gaf").joinpath(_TIMING_RESOURCE).read_text(encoding="utf-8"))
 
 
@@ -190,7 +222,8 @@ def generate_benchmark(out_dir: str | os.PathLike[str], cfg: SyntheticConfig = D
     from gaf.config import to_dict
 
     out = Path(out_dir)
-    wanted = {"generator_version": GENERATOR_VERSION, "config": json.loads(json.dumps(to_dict(cfg)))}
+    record = {k: v for k, v in to_dict(cfg).items() if k not in _LATER_KEYS or v != _LATER_KEYS[k]}
+    wanted = {"generator_version": GENERATOR_VERSION, "config": json.loads(json.dumps(record))}
     existing = _existing_benchmark(out)
     if existing is not None:
         if {k: existing.get(k) for k in wanted} == wanted:
@@ -218,8 +251,9 @@ def benchmark_dataset_config(out_dir: str | os.PathLike[str], cfg: SyntheticConf
     """A :class:`~gaf.data.features.DatasetConfig` reading the benchmark in ``out_dir``.
 
     ``max_seq_len`` holds the longest possible video whole (a multiple of 256);
-    ``labels`` is the full THUMOS14 class list, also when a small benchmark
-    misses some classes.
+    ``labels`` is the timing's full class list (20 THUMOS14 or 200
+    ActivityNet classes), also when a small benchmark misses some classes;
+    the subsets are the ones the benchmark writes.
     """
     from gaf.data.features import DatasetConfig
 
@@ -228,7 +262,9 @@ def benchmark_dataset_config(out_dir: str | os.PathLike[str], cfg: SyntheticConf
     out = Path(out_dir)
     return DatasetConfig(annotation_file=str(out / "annotations.json"), feature_dir=str(out / "features"),
                          feature_stride=cfg.feature_stride, num_frames=cfg.num_frames, input_dim=cfg.feature_dim,
-                         max_seq_len=-(-longest // 256) * 256, labels=list(load_timing_table()["labels"]))
+                         max_seq_len=-(-longest // 256) * 256,
+                         labels=list(load_timing_table(cfg.timing)["labels"]),
+                         train_subset=_SUBSETS[cfg.timing]["train"][1], test_subset=_SUBSETS[cfg.timing]["test"][1])
 
 
 def _existing_benchmark(out: Path) -> dict[str, Any] | None:
@@ -268,17 +304,23 @@ def _content_hash(root: Path) -> str:
 def _write_benchmark(root: Path, cfg: SyntheticConfig) -> dict[str, str]:
     from gaf.data.annotations import AnnotationSet, Segment, Video, write_activitynet
 
-    table = load_timing_table()
+    table = load_timing_table(cfg.timing)
     labels: list[str] = table["labels"]
     for name in [n for p in cfg.confusable_pairs for n in p] + cfg.runup_classes + cfg.motion_classes:
         if name not in labels:
-            raise ConfigError(f"synthetic: {name!r} is not a THUMOS14 class ({', '.join(labels)})")
-    world = _World(cfg, labels)
+            raise ConfigError(f"synthetic: {name!r} is not {_TIMING_NAMES[cfg.timing]} class "
+                              f"({', '.join(labels) if len(labels) <= 20 else f'{len(labels)} classes'})")
+    groups = []
+    if cfg.hierarchy == "activitynet":
+        from gaf.data.anet_timing import load_anet_hierarchy
+
+        groups = load_anet_hierarchy()
+    world = _World(cfg, labels, groups)
     (root / "features").mkdir(parents=True)
     videos: dict[str, Video] = {}
     sources: dict[str, str] = {}
     for split, count in (("train", cfg.num_train_videos), ("test", cfg.num_test_videos)):
-        real_subset, subset = _SUBSETS[split]
+        real_subset, subset = _SUBSETS[cfg.timing][split]
         pool = sorted(v for v, e in table["videos"].items() if e["subset"] == real_subset)
         pick_rng = np.random.default_rng([cfg.seed, 1 if split == "train" else 2, 0])
         picks = pick_rng.choice(len(pool), size=count, replace=count > len(pool))
@@ -349,8 +391,9 @@ def _smooth_noise(rng: np.random.Generator, steps: int, dim: int, sigma: float) 
 class _World:
     """Class prototypes and stream gains shared by every video of a benchmark."""
 
-    def __init__(self, cfg: SyntheticConfig, labels: list[str]) -> None:
+    def __init__(self, cfg: SyntheticConfig, labels: list[str], groups: list[dict[str, Any]] | None = None) -> None:
         self.cfg = cfg
+        groups = groups or []
         rng = np.random.default_rng([cfg.seed, 0, 0])
         C, D, H = len(labels), cfg.feature_dim, cfg.feature_dim // 2
         shared = rng.standard_normal(D)
@@ -364,13 +407,19 @@ class _World:
             private[H:] *= weak
             base[ia] = _rms1(math.sqrt(cfg.confusable_share) * base[ib]
                              + math.sqrt(1.0 - cfg.confusable_share) * _rms1(private))
+        for group in groups:  # siblings share a parent prototype (built like a class's); the rest is their own
+            members = [labels.index(n) for n in group["classes"]]
+            parent = _rms1(math.sqrt(sep) * rng.standard_normal(D) + math.sqrt(1.0 - sep) * shared)
+            base[members] = _rms1(math.sqrt(cfg.confusable_share) * parent
+                                  + math.sqrt(1.0 - cfg.confusable_share) * base[members])
         ph = cfg.phase_strength
         self.start_proto = _rms1(base + ph * rng.standard_normal((C, D)))
         self.end_proto = _rms1(base + ph * rng.standard_normal((C, D)))
         self.runup = _rms1(rng.standard_normal(D))
         self.runup[:H] *= weak  # a run-up is motion: mostly flow
         self.is_runup = np.array([n in cfg.runup_classes for n in labels])
-        motion = np.array([n in cfg.motion_classes for n in labels])
+        motion_names = set(cfg.motion_classes).union(*(g["classes"] for g in groups if g["motion"]))
+        motion = np.array([n in motion_names for n in labels])
         self.gain = np.ones((C, D))
         self.gain[motion, :H] = weak
         self.gain[~motion, H:] = weak
@@ -431,8 +480,9 @@ def nearest_centroid_accuracy(out_dir: str | os.PathLike[str], *,
     """Per-step nearest-centroid accuracy (classes + background) on a benchmark.
 
     Centroids are the mean feature of each class's steps (step centre inside
-    an instance) and of background steps on the ``validation`` split; test
-    steps are classified by the closest centroid. Returns ``{"accuracy",
+    an instance) and of background steps on the training split (``validation``;
+    ActivityNet-like: ``training``); test steps are classified by the closest
+    centroid. Returns ``{"accuracy",
     "foreground_accuracy", "background_accuracy"}``: a quick measure of how
     separable single steps are (far from 1.0 on a useful benchmark).
     """
@@ -440,7 +490,8 @@ def nearest_centroid_accuracy(out_dir: str | os.PathLike[str], *,
     db = json.loads((root / "annotations.json").read_text(encoding="utf-8"))["database"]
     bench = json.loads((root / "benchmark.json").read_text(encoding="utf-8"))["config"]
     stride, window = bench["feature_stride"], bench["num_frames"]
-    data: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {"validation": ([], []), "test": ([], [])}
+    train_sub, test_sub = (_SUBSETS[bench.get("timing", "thumos14")][k][1] for k in ("train", "test"))
+    data: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {train_sub: ([], []), test_sub: ([], [])}
     num_classes = 0
     for vid, entry in sorted(db.items()):
         x = np.load(root / "features" / f"{vid}.npy")
@@ -453,8 +504,8 @@ def nearest_centroid_accuracy(out_dir: str | os.PathLike[str], *,
             num_classes = max(num_classes, ann["label_id"] + 1)
         data[entry["subset"]][0].append(x)
         data[entry["subset"]][1].append(y)
-    xtr, ytr = np.concatenate(data["validation"][0]), np.concatenate(data["validation"][1])
-    xte, yte = np.concatenate(data["test"][0]), np.concatenate(data["test"][1])
+    xtr, ytr = np.concatenate(data[train_sub][0]), np.concatenate(data[train_sub][1])
+    xte, yte = np.concatenate(data[test_sub][0]), np.concatenate(data[test_sub][1])
     ytr, yte = np.where(ytr < 0, num_classes, ytr), np.where(yte < 0, num_classes, yte)
     present = [k for k in range(num_classes + 1) if np.any(ytr == k)]
     centroids = np.stack([xtr[ytr == k].mean(axis=0) for k in present])

@@ -117,7 +117,8 @@ class EvalConfig:
 
 @dataclass
 class EmbeddedBenchmark:
-    """gaf's embedded THUMOS14-like benchmark, generated on first use into ``out_dir``."""
+    """gaf's embedded benchmark (THUMOS14-like; ActivityNet-like with ``synthetic.timing: activitynet``),
+    generated on first use into ``out_dir``."""
 
     out_dir: str = "demo_data/thumos14_synthetic"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

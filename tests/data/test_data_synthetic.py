@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import THUMOS_DIR
+from conftest import THUMOS_DIR, files_of
 from gaf.data.features import FeatureDataset
 from gaf.data.synthetic import (DEMO, SyntheticConfig, benchmark_dataset_config, build_timing_table,
                                 generate_benchmark, load_timing_table, nearest_centroid_accuracy)
@@ -23,10 +23,6 @@ def bench(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench") / "small"
     generate_benchmark(out, SMALL)
     return out
-
-
-def files_of(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # ------------------------------------------------------------------ timing table
