@@ -1,8 +1,22 @@
 """gaf's detectors side by side with the real ActionFormer, on one benchmark, in one run.
 
-The benchmark is gaf's embedded THUMOS14-like generator at THUMOS14's size:
-all 200 validation (training) and 212 test videos on the real THUMOS14 timing,
-128-d features every 8 frames (``<work-dir>/data``, generated once).
+The benchmarks (``--benchmarks``, default ``compressed``) are gaf's embedded
+THUMOS14-like generator at THUMOS14's size: all 200 validation (training) and
+212 test videos on the real THUMOS14 timing, 128-d features every 8 frames at
+30 fps, generated once into the benchmark's folder:
+
+* ``compressed`` (``<work-dir>/data``): THUMOS14's timing compressed by 4
+  (``time_scale`` 0.25, videos cut at 120 s): most videos fit one 576-step
+  window, as the demo's;
+* ``real`` (``<work-dir>/real/data``): THUMOS14's real durations
+  (``time_scale`` 1.0, no video cut: up to 1,673 s, 6,275 steps), instances
+  4 times longer in steps than in ``compressed``;
+* ``hard`` (``<work-dir>/hard/data``): ``compressed`` with ``demo_hard``'s
+  difficulty: twice the action-like distractor bursts (12 a minute at 0.7 of
+  an action's strength) and 40 % more noise (``noise_std`` 1.4).
+
+Each benchmark has its own configs and runs under its folder; a default is
+chosen on all of them together (docs/performance.md).
 
 Systems (``--systems``, default all):
 
@@ -44,8 +58,8 @@ Phases (``--phases``, default both):
   T random feature steps (forward, decoding, Soft-NMS) for T = 576, 1152, 2304,
   4608. Ratios are against ActionFormer (> 1: gaf is faster).
 
-    OMP_WAIT_POLICY=PASSIVE python bench/peer.py [--work-dir work_dirs/peer] [--seeds 3] [--epochs 7]
-        [--jobs 2] [--systems actionformer,conv,...] [--phases accuracy,speed] [--set KEY=VALUE ...]
+    OMP_WAIT_POLICY=PASSIVE python bench/peer.py [--work-dir work_dirs/peer] [--benchmarks compressed,real,hard]
+        [--seeds 3] [--epochs 7] [--jobs 2] [--systems actionformer,conv,...] [--phases accuracy,speed] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -81,19 +95,32 @@ SYSTEMS: dict[str, tuple[str, list[str] | None]] = {
     "sgp+gaf": ("gaf SGP + Trident + GAF", SGP),
 }
 LENGTHS = (576, 1152, 2304, 4608)
+# generator settings per benchmark, on top of THUMOS14's size (see the module docstring)
+THUMOS14_SIZE = {"seed": 0, "num_train_videos": 200, "num_test_videos": 212, "feature_dim": 128, "feature_stride": 8}
+BENCHMARKS: dict[str, dict] = {
+    "compressed": {},
+    "real": {"time_scale": 1.0, "max_duration": 1800.0},
+    "hard": {"distractor_rate": 12.0, "distractor_strength": 0.7, "noise_std": 1.4},
+}
 WIDTH, WINDOW, BATCH, LR, MAX_PER_VIDEO = 128, 576, 2, 1e-3, 100
 
 
 # --- the benchmark, the configs, the ActionFormer environment ---------------------------------------------------
 
-def prepare_data(work: Path) -> Path:
+def benchmark_root(work: Path, benchmark: str) -> Path:
+    """The folder of one benchmark's data, configs and runs (``compressed`` keeps the work folder itself, where
+    the first tables of record were trained)."""
+    return work if benchmark == "compressed" else work / benchmark
+
+
+def prepare_data(root: Path, benchmark: str) -> Path:
     from dataclasses import replace
 
     from gaf.data.synthetic import DEMO, generate_benchmark
 
-    cfg = replace(DEMO, seed=0, num_train_videos=200, num_test_videos=212, feature_dim=128, feature_stride=8)
-    generate_benchmark(work / "data", cfg)
-    return work / "data"
+    cfg = replace(DEMO, **THUMOS14_SIZE, **BENCHMARKS[benchmark])
+    generate_benchmark(root / "data", cfg)
+    return root / "data"
 
 
 def gaf_config(work: Path, system: str, epochs: int, extra: list[str]) -> Path:
@@ -167,7 +194,7 @@ def train_one(work: Path, system: str, seed: int, epochs: int, af_python: Path |
     res = score_run(work, system, seed, out)
     res["wall_s"] = time.perf_counter() - tic
     result.write_text(json.dumps(res))
-    print(f"{system} seed {seed}: average mAP {res['average_mAP']:.2f}, mAP@0.5 {res['mAP@0.5']:.2f} "
+    print(f"{out}: average mAP {res['average_mAP']:.2f}, mAP@0.5 {res['mAP@0.5']:.2f} "
           f"({res['wall_s'] / 60:.1f} min)", flush=True)
     return res
 
@@ -312,6 +339,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir", type=Path, default=REPO / "work_dirs" / "peer")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated (default: all)")
+    p.add_argument("--benchmarks", default="compressed",
+                   help=f"accuracy: comma-separated, of {', '.join(BENCHMARKS)} (default: %(default)s)")
     p.add_argument("--phases", default="accuracy,speed", help="accuracy, speed or both (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=3, help="accuracy: training seeds 0..n-1 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=7, help="accuracy: epochs of every system (default: %(default)s)")
@@ -332,23 +361,33 @@ def main() -> int:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         p.error(f"--systems: unknown {', '.join(unknown)} (known: {', '.join(SYSTEMS)})")
+    benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+    unknown = [b for b in benchmarks if b not in BENCHMARKS]
+    if unknown or not benchmarks:
+        p.error(f"--benchmarks: unknown {', '.join(unknown) or '(none given)'} (known: {', '.join(BENCHMARKS)})")
     phases = {s.strip() for s in args.phases.split(",") if s.strip()}
     if not phases or phases - {"accuracy", "speed"}:
         p.error(f"--phases: {args.phases!r}: give accuracy, speed or both")
     tic = time.perf_counter()
-    prepare_data(work)
-    for system in systems:
-        if system != "actionformer":
-            gaf_config(work, system, args.epochs, args.overrides)
+    # the speed phase times on the compressed benchmark's configs (speed does not depend on the data)
+    roots = {b: benchmark_root(work, b) for b in dict.fromkeys(benchmarks + (["compressed"] * ("speed" in phases)))}
+    for benchmark, root in roots.items():
+        prepare_data(root, benchmark)
+        for system in systems:
+            if system != "actionformer":
+                gaf_config(root, system, args.epochs, args.overrides)
     af_python = actionformer_python(work) if "actionformer" in systems else None
     if "accuracy" in phases:
-        jobs = [(s, k) for k in range(args.seeds) for s in systems]
+        jobs = [(b, s, k) for b in benchmarks for k in range(args.seeds) for s in systems]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            done = list(pool.map(lambda job: train_one(work, job[0], job[1], args.epochs, af_python), jobs))
-        results: dict[str, list[dict]] = {s: [] for s in systems}
-        for r in done:
-            results[r["system"]].append(r)
-        accuracy_table(results)
+            done = list(pool.map(lambda job: train_one(roots[job[0]], job[1], job[2], args.epochs, af_python), jobs))
+        for benchmark in benchmarks:
+            results: dict[str, list[dict]] = {s: [] for s in systems}
+            for (b, _, _), r in zip(jobs, done):
+                if b == benchmark:
+                    results[r["system"]].append(r)
+            print(f"\nbenchmark: {benchmark}")
+            accuracy_table(results)
     if "speed" in phases:
         speeds = {s: speed_one(work, s, af_python, args.iterations, args.repeats) for s in systems}
         speed_table(speeds, args.iterations, args.repeats)

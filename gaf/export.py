@@ -1,8 +1,10 @@
 """Exporting a trained detector for deployment (``gaf export``): TorchScript or ONNX.
 
 The exported graph is the network only — features in, raw outputs out — for one window of the
-checkpoint's ``dataset.max_seq_len`` steps (``T``), the shape gaf itself evaluates (longer videos are cut
-into overlapping windows, shorter ones padded). Inputs and outputs, in order:
+checkpoint's ``dataset.max_seq_len`` steps (``T``), the shape gaf itself evaluates by default (longer videos are
+cut into overlapping windows, shorter ones padded). The graph's ``T`` is fixed: gaf's own whole-video inference
+(``dataset.eval_max_seq_len`` above ``max_seq_len``) does not carry over, so a consumer cuts videos into windows
+of ``T`` steps. Inputs and outputs, in order:
 
 * ``features`` (B, C, T) float32 and ``mask`` (B, T) bool (True on real steps, False on padding);
 * ``cls_logits`` (B, P, K): class logits of each of the ``P = Σ_l ceil(T / 2^l)`` pyramid points;

@@ -63,6 +63,36 @@ def test_features_give_what_gaf_eval_gave(tmp_path: Path, monkeypatch: pytest.Mo
         detector.detect(x[:, :10])
 
 
+def test_features_follow_the_checkpoints_whole_video_rule(tmp_path: Path) -> None:
+    """Detector.detect evaluates a feature array whole up to dataset.eval_max_seq_len steps (λ is the model's
+    on the whole array) and in windows of max_seq_len without it, as gaf eval does."""
+    import torch
+
+    from gaf.config import from_dict, to_dict
+    from gaf.engine.checkpoint import save_checkpoint
+    from gaf.engine.experiment import ExperimentConfig
+    from gaf.models.gaf_detector import build_model
+
+    cfg = from_dict(ExperimentConfig, {
+        "dataset": {"annotation_file": "-", "feature_dir": "-", "input_dim": 8, "fps": 4.0, "max_seq_len": 64,
+                    "eval_max_seq_len": 256},
+        "model": {"gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4, "context_heads": 2},
+                  "detector": {"embed_dim": 16, "num_levels": 4, "head_layers": 1, "stem_layers": 1}}})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 8, 2, 64)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", {"config": to_dict(cfg), "model": model.state_dict(),
+                                                  "meta": {"in_dim": 8, "num_classes": 2, "labels": ["A", "B"]}})
+    detector = gaf.load_detector(ckpt, device="cpu")
+    x = np.random.default_rng(0).standard_normal((150, 8)).astype(np.float32)
+    with torch.no_grad():
+        whole = detector.model.attention(torch.from_numpy(x.T.copy())[None], torch.ones(1, 150, dtype=torch.bool))
+    got = detector.detect(x, score_threshold=0.0)
+    np.testing.assert_allclose(got.attention, whole[0].numpy(), atol=1e-5)
+    detector.config.dataset.eval_max_seq_len = None  # windows of 64 steps: λ of each window's own context
+    windowed = detector.detect(x, score_threshold=0.0)
+    assert windowed.attention.shape == (150,) and not np.allclose(windowed.attention, whole[0].numpy(), atol=1e-3)
+
+
 def test_exports_and_no_torch_for_scoring(tmp_path: Path) -> None:
     assert {"load_detector", "Detector", "Detection", "score", "analyze", "extract", "classify",
             "train"} <= set(gaf.__all__)

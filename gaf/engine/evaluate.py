@@ -1,11 +1,16 @@
 """Inference over a dataset split, post-processing, mAP, and the run report.
 
-Pipeline per video: every evaluation window of the video goes through the
-model(s) → candidates (steps, relative to the window) → seconds via each
-window's ``time_offset`` / ``step_seconds`` → all windows of the video merged
-→ Soft-NMS (Gaussian, per class by default) → at most ``max_per_video``
-detections. With two models (RGB and flow, ``gaf eval --fuse``) their raw
-outputs are averaged before decoding, as the paper does at test time.
+Pipeline per video: the whole video (when it has at most
+``dataset.eval_max_seq_len`` steps) or each of its evaluation windows goes
+through the model(s) → candidates (steps, relative to the item) → seconds via
+each item's ``time_offset`` / ``step_seconds`` → all windows of the video
+merged → Soft-NMS (Gaussian, per class by default) → at most ``max_per_video``
+detections. A batch pads its items to the longest and masks the padding (the
+model's outputs on valid steps do not depend on it), and holds at most
+``eval.batch_size`` items and ``eval.batch_size × dataset.max_seq_len``
+padded steps, so a long whole video runs with fewer companions, or alone.
+With two models (RGB and flow, ``gaf eval --fuse``) their raw outputs are
+averaged before decoding, as the paper does at test time.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from gaf.postprocess import item_steps_to_seconds, nms, soft_nms, vote_segments
 
 log = logging.getLogger("gaf")
 
-__all__ = ["Inference", "run_inference", "gather_inference", "postprocess_video", "evaluate_run"]
+__all__ = ["Inference", "run_inference", "gather_inference", "postprocess_video", "evaluate_run", "inference_batches"]
 
 
 @dataclass
@@ -70,14 +75,41 @@ def postprocess_video(segments: torch.Tensor, scores: torch.Tensor, labels: torc
     return segments, scores, labels
 
 
+def inference_batches(dataset: torch.utils.data.Dataset, indices: Sequence[int], batch_size: int
+                      ) -> list[list[int]]:
+    """``indices`` in order, cut into batches of at most ``batch_size`` items and, for a dataset that gives its
+    items' lengths (``item_steps()``: feature datasets), at most ``batch_size × dataset.cfg.max_seq_len`` padded
+    steps (items × the longest); an item longer than that budget (a whole long video) forms a batch alone.
+    Items of at most ``max_seq_len`` steps (the default windows) never exceed the budget: their batches are those
+    of ``batch_size`` alone."""
+    item_steps = getattr(dataset, "item_steps", None)
+    if item_steps is None:  # fixed-length items (end-to-end frame clips)
+        return [list(indices[i: i + batch_size]) for i in range(0, len(indices), batch_size)]
+    steps, budget = item_steps(), batch_size * int(dataset.cfg.max_seq_len)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in indices:
+        n = int(steps[i])
+        if current and (len(current) >= batch_size or (len(current) + 1) * max(longest, n) > budget):
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    return batches
+
+
 @torch.no_grad()
 def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.utils.data.Dataset], cfg: EvalConfig,
                   labels: Sequence[str], *, device: torch.device, progress: bool = True,
                   ctx: DistContext | None = None) -> Inference:
     """Detect actions in every video of ``datasets`` (one dataset per model/stream).
 
-    The datasets must hold the same videos cut into the same windows (same
-    annotation and ``max_seq_len``); each may slice different channels.
+    The datasets must hold the same videos cut into the same items (same
+    annotation, ``max_seq_len`` and ``eval_max_seq_len``); each may slice
+    different channels. Batches: :func:`inference_batches`.
     Feature datasets and frame-clip datasets (end-to-end runs) both work:
     items of either carry the same ``meta`` (see :mod:`gaf.engine.factory`).
 
@@ -89,9 +121,11 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
         raise ConfigError("run_inference: give one dataset per model")
     ref = datasets[0]
     for ds in datasets[1:]:
-        if len(ds) != len(ref):
+        steps = getattr(ds, "item_steps", None), getattr(ref, "item_steps", None)
+        if len(ds) != len(ref) or (None not in steps and steps[0]() != steps[1]()):
             raise ConfigError("fused models must see the same videos and windows "
-                              f"({len(ref)} vs {len(ds)} windows): use the same dataset.max_seq_len")
+                              f"({len(ref)} vs {len(ds)} windows): use the same dataset.max_seq_len and "
+                              "dataset.eval_max_seq_len")
     for m in models:
         m.eval()
     head = models[0]
@@ -100,7 +134,7 @@ def run_inference(models: Sequence[torch.nn.Module], datasets: Sequence[torch.ut
     if ctx is not None and ctx.enabled:
         mine = set(ctx.shard(range(len(ref.video_ids))))
         indices = [i for i, v in zip(indices, ref.item_videos()) if v in mine]
-    batches = [indices[i: i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
+    batches = inference_batches(ref, indices, cfg.batch_size)
     iterator = progress_bar(batches, "inference", progress)
     if iterator is batches and (ctx is None or ctx.is_main):
         iterator = logged_progress(batches, log, "inference", len(batches), unit="batch")

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from gaf.engine.evaluate import inference_batches
 from gaf.metrics.attention import HEALTH_KEYS, attention_health
 from gaf.models.gaf_detector import GAFDetector, batch_attention
 from gaf.models.gaf import action_mask, step_attention
@@ -59,8 +60,8 @@ def measure_attention(model: GAFDetector, dataset: torch.utils.data.Dataset, ind
     model.eval()
     lams, acts = [], []
     try:
-        for i in range(0, len(indices), batch_size):
-            batch = collate([dataset[j] for j in indices[i:i + batch_size]])
+        for chunk in inference_batches(dataset, indices, batch_size):  # whole long test videos: fewer per batch
+            batch = collate([dataset[j] for j in chunk])
             attention = batch_attention(model, batch, device)
             if attention is None:
                 return {}

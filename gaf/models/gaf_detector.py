@@ -127,7 +127,7 @@ class GAFDetector(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
-        self.max_seq_len = max_seq_len  # longest window the engine feeds (steps)
+        self.max_seq_len = max_seq_len  # the training crop (steps); evaluation may feed longer whole videos
         # the L_clf head exists only when L_clf is on (model.loss.clf: 0 is the official form: no head)
         self.gaf = GAF(in_dim, cfg.gaf, num_classes if cfg.loss.clf > 0 else None) if cfg.gaf.enabled else None
         # the background-interval channel of L_nai's complement form
