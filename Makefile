@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GAF    := $(VENV)/bin/gaf
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-ablation bench-peer clean
+.PHONY: install demo test test-seeds bench bench-ablation bench-peer clean
 
 install: $(STAMP)
 
@@ -23,6 +23,13 @@ test: $(STAMP)
 		&& echo "installed Debian's chromium (the report is rendered in it by a test)"; } \
 		|| echo "no chromium: the report's browser test will skip"
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -p no:cacheprovider -n auto --dist worksteal
+
+# Every test that asserts learning or a mechanism (marker `learning`), under training seeds 0, 1 and 2 (not in CI:
+# about three times those tests' share of `make test`). A learning test must not need a lucky seed.
+test-seeds: $(STAMP)
+	@status=0; for seed in 0 1 2; do echo "== training seed $$seed"; \
+		GAF_TRAIN_SEED=$$seed OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -p no:cacheprovider -n auto --dist worksteal \
+			-m learning || status=1; done; exit $$status
 
 bench: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) bench/eval.py

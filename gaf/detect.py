@@ -33,6 +33,7 @@ import numpy as np
 
 from gaf.data.annotations import AnnotationSet, Segment, Video, write_predictions
 from gaf.errors import CheckpointError, ConfigError, DataError
+from gaf.io import prepare_output_dir
 
 __all__ = ["DetectResult", "detect_video", "stream_for_model", "DEFAULT_FPS"]
 
@@ -250,7 +251,8 @@ def detect_video(
 
     Raises DataError (missing or undecodable video), CheckpointError
     (unreadable checkpoint), ConfigError (a model not trained on I3D
-    features, a recognition checkpoint, bad options).
+    features, a recognition checkpoint, bad options), OutputError (``out_dir``
+    is a file or device, or cannot be created or written into; before extraction).
     """
     from gaf import viz
     from gaf.data.video import probe
@@ -272,7 +274,7 @@ def detect_video(
 
     state = load_checkpoint(ckpt)
     cfg, in_dim, labels, meta = _detection_checkpoint(state, ckpt)
-    out = Path(out_dir)
+    out = prepare_output_dir(out_dir, "the output folder", create=False)  # before extraction; a device is left as is
     if cfg.e2e is not None:
         dataset, chosen, fps, feature_path = _frame_dataset(cfg, video, video_id, info, labels, out)
     else:
@@ -290,7 +292,7 @@ def detect_video(
     detections = _select(found.segments, float(score_threshold), top)
     times, lam = inference.attention.get(video_id, (None, None))
 
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, "the output folder")
     result_set = AnnotationSet(videos={video_id: Video(video_id, detections, duration=found.duration, fps=fps)},
                                labels=labels, source=f"gaf detect {video.name} with {Path(ckpt).name}")
     json_path = write_predictions(result_set, out / f"{video_id}.json")

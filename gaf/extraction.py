@@ -49,7 +49,7 @@ import torch
 from gaf.data.features import PREPROCESSING, read_preprocessing
 from gaf.data.flow import compute_flow, flow_to_input, resolve_method
 from gaf.data.video import MAX_FPS, WindowBuffer, iter_frames, num_resampled_frames, num_windows, probe
-from gaf.io import atomic_save_npy, atomic_write_text, sha256_file
+from gaf.io import atomic_save_npy, atomic_write_text, prepare_output_dir, sha256_file
 from gaf.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -346,7 +346,8 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
     :class:`ExtractReport` (the joint one on rank 0 under ``ctx``);
     decoding failures are reported there, not raised. Bad settings, a
     missing input path or an incompatible existing ``features.json`` raise
-    ConfigError / DataError.
+    ConfigError / DataError; an ``out_dir`` that is not a usable folder (a
+    file or device there, read-only) raises OutputError before any work.
     """
     from tqdm.auto import tqdm
 
@@ -355,8 +356,8 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
 
     cfg = cfg or ExtractConfig()
     tic = time.perf_counter()
-    out = Path(out_dir)
     files = collect_videos(paths)
+    out = prepare_output_dir(out_dir, "the feature folder")  # before any work: a file or device there, read-only
     flow_method = resolve_method(cfg.flow_method) if "flow" in cfg.streams else None
     distributed = ctx is not None and ctx.enabled
     device = ctx.device if distributed else select_device(cfg.device)
@@ -364,7 +365,6 @@ def extract_features(paths: Sequence[str | Path], out_dir: str | Path, cfg: Extr
     index_path = out / "features.json"
     settings = _settings(cfg, flow_method)
     index = _load_index(index_path, settings)
-    out.mkdir(parents=True, exist_ok=True)
     report = ExtractReport(out)
     first: dict[str, Path] = {}  # the first file of each id, over all ranks' files
     for path in files:

@@ -22,7 +22,11 @@ feature indexes, weights — goes through :func:`atomic_write_bytes`:
   messages naming the path.
 
 :func:`refuse_input_as_output` lets a command refuse an output path that is
-one of its own inputs before it computes anything.
+one of its own inputs before it computes anything; :func:`prepare_output_dir`
+makes (or checks) the folder a command writes into — a work dir, an ``--out``
+folder — before any work, and turns every way it can be unusable (a file or
+device in its place, permission denied, a read-only file system) into one
+:class:`~gaf.errors.OutputError` naming the path.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from typing import Any, Iterable
 from gaf.errors import OutputError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npy", "sha256_file",
-           "refuse_input_as_output", "install_sigterm_handler", "default_file_mode"]
+           "refuse_input_as_output", "prepare_output_dir", "output_error", "install_sigterm_handler",
+           "default_file_mode"]
 
 _REASONS = {
     errno.ENOSPC: "no space left on the device",
@@ -55,9 +60,80 @@ _REASONS = {
 }
 
 
+def _reason(exc: OSError) -> str:
+    return _REASONS.get(exc.errno or 0) or (exc.strerror or str(exc))
+
+
 def _failure(path: Path, exc: OSError) -> OutputError:
-    reason = _REASONS.get(exc.errno or 0) or (exc.strerror or str(exc))
-    return OutputError(f"{path}: cannot write: {reason}")
+    return OutputError(f"{path}: cannot write: {_reason(exc)}")
+
+
+def output_error(path: str | os.PathLike[str], exc: OSError) -> OutputError:
+    """The one-line OutputError for an OS failure ``exc`` writing ``path`` (``<path>: cannot write: <reason>``)."""
+    return _failure(Path(path), exc)
+
+
+def _kind_of(mode: int) -> str:
+    """What a non-folder file system entry is, in words."""
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a folder"
+
+
+def _not_writable(folder: Path) -> str | None:
+    """Why this process cannot create files in the existing folder ``folder``, or None when it can."""
+    if os.access(folder, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        read_only = False
+    return "read-only file system" if read_only else "permission denied"
+
+
+def prepare_output_dir(path: str | os.PathLike[str], what: str = "the output folder", *,
+                       create: bool = True) -> Path:
+    """The folder ``path``, created with its parents when missing, ready to be written into; returns it.
+
+    OutputError naming ``path`` (``what`` names the folder's role, e.g. "the work dir") when something
+    other than a folder is there (a file, a device such as ``/dev/null``, a FIFO: left untouched), when
+    it cannot be created (a parent is a file, permission denied, read-only file system), or when this
+    process may not create files in it. A link to a folder is a folder. ``create=False`` checks the same
+    without creating anything (a missing ``path`` then needs its nearest existing parent to be a folder
+    this process can write into), for a command that creates the folder only once its inputs are checked.
+    """
+    path = Path(path)
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:  # a parent is a file (ENOTDIR), a parent not searchable (EACCES), a loop...
+        raise OutputError(f"{path}: cannot use as {what}: {_reason(exc)}") from None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{path}: cannot use as {what}: it is {_kind_of(st.st_mode)}, not a folder")
+    if st is None and not create:  # (a parent that is a file made os.stat fail above)
+        parent = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+        why = _not_writable(parent)
+        if why:
+            raise OutputError(f"{path}: cannot create {what}: {why}")
+        return path
+    if st is None:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot create {what}: {_reason(exc)}") from None
+    why = _not_writable(path)
+    if why:
+        raise OutputError(f"{path}: cannot write into {what}: {why}")
+    return path
 
 
 def default_file_mode() -> int:

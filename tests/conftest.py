@@ -103,6 +103,11 @@ def write_video(path: Path, colours: list, pts_ms: list[int] | None = None, *, s
     return path
 
 
+def files_of(root: Path) -> dict[str, bytes]:
+    """Every file below ``root``, by its relative path: its bytes (to compare generated trees)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture
 def pulse_dataset(tmp_path: Path) -> dict:
     return write_pulse_features(tmp_path / "pulses")
@@ -172,7 +177,27 @@ TWO = {
 # ------------------------------------------------ training seeds of the learning tests
 # Every test that asserts learning or a mechanism trains under this seed (marker `learning`); `make test-seeds`
 # reruns them under seeds 0, 1 and 2 to show that none needs a lucky seed.
-@pytest.fixture
+@pytest.fixture(scope="session")
 def train_seed() -> int:
     """The training seed of a learning test: $GAF_TRAIN_SEED, 0 when unset."""
     return int(os.environ.get("GAF_TRAIN_SEED", "0"))
+
+
+_LEARNING: list[tuple[str, list[tuple[str, object]]]] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Keep what learning tests measured (``record_property``), for the summary below."""
+    if report.when == "call" and "learning" in report.keywords and report.user_properties:
+        _LEARNING.append((report.nodeid, list(report.user_properties)))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Under `make test-seeds`: one line per learning test with the values its assertions judged."""
+    if not _LEARNING:
+        return
+    seed = os.environ.get("GAF_TRAIN_SEED", "0")
+    terminalreporter.section(f"learning tests, training seed {seed}: measured values")
+    for nodeid, props in sorted(_LEARNING):
+        values = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in props)
+        terminalreporter.write_line(f"{nodeid.split('::', 1)[1]}: {values}")

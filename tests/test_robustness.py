@@ -14,7 +14,9 @@ import copy
 import io
 import json
 import math
+import os
 import re
+import stat
 import time
 import warnings
 from collections.abc import Callable
@@ -26,16 +28,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import VIDEOS_DIR
+from conftest import VIDEOS_DIR, write_pulse_features
 from gaf.cli import main
 from gaf.data.annotations import (
     MAX_TIME_S, AnnotationSet, AnnotationWarning, Segment, Video, read_activitynet, read_bsn_anet,
     read_ground_truth, read_predictions, read_thumos_class_files, read_thumos_csv, safe_video_id,
     write_activitynet, write_predictions)
 from gaf.data.features import FeatureDataset
-from gaf.errors import AnnotationError, DataError, GafError
+from gaf.errors import AnnotationError, DataError, GafError, OutputError
+from gaf.io import prepare_output_dir
 from gaf.metrics.detection import EvaluationWarning, evaluate_detections
 from conftest import TWO, make
+from nonroot import gaf_as_nobody, give_to_nobody, nobody_folder
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CLIP = VIDEOS_DIR / "v_Basketball_g01_c01.avi"  # 4.7 s, 141 frames
@@ -77,8 +81,8 @@ def check_set(out: AnnotationSet, *, scored: bool) -> None:
             assert value is None or (type(value) is float and 0 < value <= MAX_TIME_S)
         for seg in video.segments:
             assert type(seg.start) is float and type(seg.end) is float
-            if scored:  # a reversed prediction is read as written: the evaluator scores it a false positive
-                assert 0.0 <= min(seg.start, seg.end) <= max(seg.start, seg.end) <= MAX_TIME_S
+            if scored:  # a reversed or negative prediction is read as written: scored as the official code does
+                assert -MAX_TIME_S <= min(seg.start, seg.end) <= max(seg.start, seg.end) <= MAX_TIME_S
             else:
                 assert 0.0 <= seg.start <= seg.end <= MAX_TIME_S
             assert isinstance(seg.label, str) and seg.label.strip()
@@ -412,7 +416,8 @@ BAD_DOCUMENTS = {
     "pred-detections-not-a-list": ("pred", _pred(_DET), ["'clip_7'", "expected a list of detections", "dict"]),
     "pred-detection-is-a-string": ("pred", _pred(["x"]), ["'clip_7'", "detection 0", "JSON object"]),
     "pred-segment-as-string": ("pred", _pred([{**_DET, "segment": "1 2"}]), ["'clip_7'", "detection 0: segment"]),
-    "pred-segment-negative": ("pred", _pred([{**_DET, "segment": [-1, 1]}]), ["'clip_7'", "< 0"]),
+    "pred-segment-before-minus-1e9": ("pred", _pred([{**_DET, "segment": [-2e9, 1]}]),
+                                      ["'clip_7'", "start -2000000000.0 s is before -1e+09 s"]),
     "pred-segment-end-1e308": ("pred", _pred([{**_DET, "segment": [0, 1e308]}]), ["'clip_7'", "beyond 1e+09 s"]),
     "pred-score-NaN-literal": ("pred", '{"results": {"clip_7": [{"segment": [0, 1], "label": "a", "score": NaN}]}}',
                                ["'clip_7'", "detection 0: score", "finite"]),
@@ -568,10 +573,13 @@ def test_time_axes_that_overflow_or_vanish_are_data_errors(tmp_path: Path, video
 
 
 def test_the_largest_allowed_duration_is_bounded_work(tmp_path: Path) -> None:
-    """duration 1e9 s with 40 feature steps: nothing is sized by the duration (items, crops, resize)."""
+    """duration 1e9 s with 40 feature steps: nothing is sized by the duration (items, crops, resize). Read at
+    the features' own rate, the file is refused as far too short for that duration (see the length tests)."""
     video = {"fps": 30.0, "duration": MAX_TIME_S, "segments": [(1.0, 2.0, "Jump"), (3.0, MAX_TIME_S, "Throw")]}
+    with pytest.raises(DataError, match=r"40 feature steps = 5\.73333 s .* annotated duration of 1e\+09 s"):
+        FeatureDataset(make(tmp_path, _one_video(**video)), "test", training=False)
     tic = time.perf_counter()
-    for overrides in ({}, {"resize_length": 16}):
+    for overrides in ({"resize_length": 16},):
         for training in (False, True):
             ds = FeatureDataset(make(tmp_path, _one_video(**video), **overrides), "test", training=training)
             items = [ds[i] for i in range(len(ds))]
@@ -630,3 +638,160 @@ def test_gaf_extract_reports_zero_byte_frameless_and_truncated_videos_and_extrac
                       (f"again/{CLIP.name}", f"is also the id of {CLIP}")):
         assert re.search(re.escape(name) + r".*" + re.escape(why), printed), (name, why, printed)
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{CLIP.stem}.npy", "features.json"])
+
+
+# ================================================================ gaf train: wrong kinds of path, unreadable files
+TINY_MODEL = {"gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
+              "detector": {"embed_dim": 32, "num_levels": 4, "head_layers": 1, "stem_layers": 1}}
+
+
+def _train_config(dataset: dict, folder: Path, **train: Any) -> Path:
+    """A tiny detector config on ``dataset`` (one epoch, no evaluation), its work dir ``folder/run``."""
+    path = folder / "tiny.yaml"
+    path.write_text(json.dumps({"name": "tiny", "dataset": dataset, "model": TINY_MODEL,
+                                "work_dir": str(folder / "run"),
+                                "train": {"epochs": 1, "batch_size": 4, "eval_at_end": False, "health_items": 0,
+                                          "grad_probe_every": 0, **train}}))
+    return path
+
+
+def _one_error_line(err: str, command: str, *parts: str) -> None:
+    assert "Traceback" not in err, err
+    assert err.startswith(f"gaf {command}: error: ") and len(err.strip().splitlines()) == 1, err
+    assert re.search(naming(*parts), err), (parts, err)
+
+
+def test_output_folders_of_the_wrong_kind_are_output_errors_naming_the_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    fifo = tmp_path / "a_fifo"
+    os.mkfifo(fifo)
+    for path, why in ((blocker, "it is a file, not a folder"), (fifo, "it is a FIFO (named pipe), not a folder"),
+                      (blocker / "sub", "a part of the path is a file, not a folder")):
+        for create in (True, False):
+            with pytest.raises(OutputError, match=naming(str(path), "cannot use as the work dir", why)):
+                prepare_output_dir(path, "the work dir", create=create)
+    if Path("/dev/null").exists():
+        with pytest.raises(OutputError, match=naming("/dev/null", "it is a character device, not a folder")):
+            prepare_output_dir("/dev/null")
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    later = tmp_path / "new" / "deeper"
+    assert prepare_output_dir(later, create=False) == later and not later.parent.exists()  # checked, not made
+    assert prepare_output_dir(later) == later and later.is_dir()
+    assert blocker.read_text() == "x" and stat.S_ISFIFO(os.stat(fifo).st_mode)  # left as they were
+
+
+def test_gaf_train_into_a_work_dir_that_is_a_file_is_one_line_error(pulse_dataset: dict, tmp_path: Path,
+                                                                    capsys) -> None:
+    """Fixed: a FileExistsError traceback."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("notes\n")
+    config = _train_config(pulse_dataset, tmp_path)
+    assert main(["train", str(config), "--work-dir", str(blocker), "--no-progress"]) == 2
+    _one_error_line(capsys.readouterr().err, "train", str(blocker), "cannot use as the work dir",
+                    "it is a file, not a folder")
+    assert blocker.read_text() == "notes\n"
+
+
+def test_gaf_train_refuses_a_config_that_is_not_utf8_in_one_line(tmp_path: Path, capsys) -> None:
+    """Fixed: a UnicodeDecodeError traceback."""
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("name: d\u00e9mo\ndataset: {}\n".encode("latin-1"))
+    assert main(["train", str(config)]) == 2
+    _one_error_line(capsys.readouterr().err, "train", str(config), "not UTF-8 text", "at byte 7")
+    config.write_bytes("name: demo\n".encode("utf-16"))
+    assert main(["train", str(config)]) == 2
+    _one_error_line(capsys.readouterr().err, "train", str(config), "not UTF-8 text")
+
+
+def test_gaf_train_refuses_an_npz_archive_named_npy_naming_the_file(pulse_dataset: dict, tmp_path: Path,
+                                                                    capsys) -> None:
+    """Fixed: AttributeError: 'NpzFile' object has no attribute 'ndim'."""
+    bad = Path(pulse_dataset["feature_dir"]) / "video_validation_003.npy"
+    archive = io.BytesIO()
+    np.savez(archive, features=np.load(bad))
+    bad.write_bytes(archive.getvalue())
+    assert main(["train", str(_train_config(pulse_dataset, tmp_path)), "--no-progress"]) == 2
+    _one_error_line(capsys.readouterr().err, "train", str(bad), "'video_validation_003'",
+                    "a .npz archive (arrays: features), not a .npy array", "numpy.save")
+    assert not (tmp_path / "run" / "latest.pt").exists()
+
+
+def _set_duration(dataset: dict, video: str, duration: float) -> None:
+    path = Path(dataset["annotation_file"])
+    doc = json.loads(path.read_text())
+    doc["database"][video]["duration"] = duration
+    path.write_text(json.dumps(doc))
+
+
+def test_gaf_train_refuses_a_feature_file_far_shorter_than_its_annotated_video(pulse_dataset: dict,
+                                                                               tmp_path: Path, capsys) -> None:
+    """2 s of features (9 steps at stride 2, window 4, 10 fps) for a video annotated 300 s long. Fixed: trained
+    on silently, its instances mapped to steps the file does not have."""
+    short = Path(pulse_dataset["feature_dir"]) / "video_validation_002.npy"
+    np.save(short, np.load(short)[:9])
+    _set_duration(pulse_dataset, "video_validation_002", 300.0)
+    assert main(["train", str(_train_config(pulse_dataset, tmp_path)), "--no-progress"]) == 2
+    _one_error_line(capsys.readouterr().err, "train", str(short), "'video_validation_002'",
+                    "9 feature steps = 2 s (fps 10, dataset.feature_stride 2, num_frames 4)",
+                    "annotated duration of 300 s (1499 steps)", "beyond the 4x")
+    assert not (tmp_path / "run" / "latest.pt").exists()
+
+
+@pytest.mark.slow
+def test_gaf_train_warns_once_when_features_and_annotation_disagree_on_a_video_length(pulse_dataset: dict,
+                                                                                       tmp_path: Path) -> None:
+    """Features of 19.4 s (96 steps) for a video annotated 24 s: 19 % off, past the 10 % and the slack of a window
+    and two strides, within the 4x that refuses: trained on, with one warning naming the video and both lengths.
+    Every other pulse video (19.2 s annotated, 19.4 s of features) stays silent, as real extractions do."""
+    _set_duration(pulse_dataset, "video_validation_001", 24.0)
+    config = _train_config(pulse_dataset, tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", str(config), "--no-progress"]) == 0
+    lengths = [str(w.message) for w in caught if "disagree on a video's length" in str(w.message)]
+    assert lengths == [f"{pulse_dataset['annotation_file']}: train split: features and annotation disagree on a "
+                       "video's length by more than 10%: video 'video_validation_001': 96 feature steps = 19.4 s "
+                       "(fps 10, dataset.feature_stride 2, num_frames 4) for an annotated duration of 24 s "
+                       "(119 steps); its instances are mapped to feature steps as annotated: check the feature file, "
+                       "or dataset.fps / feature_stride / num_frames"]
+    assert (tmp_path / "run" / "final.pt").is_file()
+
+
+# ---------------------------------------------------------------- read-only folders, as a user who is not root
+@pytest.fixture()
+def nobody_dir() -> Path:
+    """A folder uid 65534 can use (tests/nonroot.py: under root these tests run gaf as that user, so CI runs them)."""
+    with nobody_folder() as folder:
+        yield folder
+
+
+def test_gaf_train_with_a_work_dir_inside_a_read_only_folder_is_one_line_error_as_non_root(nobody_dir: Path) -> None:
+    """Fixed: a PermissionError traceback (the test was skipped as root, so CI never ran it)."""
+    config = _train_config(write_pulse_features(nobody_dir / "pulses", num_train=4, num_test=2), nobody_dir)
+    locked = nobody_dir / "locked"
+    locked.mkdir()
+    give_to_nobody(nobody_dir)
+    locked.chmod(0o555)
+    done = gaf_as_nobody(nobody_dir, "train", str(config), "--work-dir", str(locked / "run"), "--no-progress")
+    assert done.returncode == 2, done.stderr
+    _one_error_line(done.stderr, "train", str(locked / "run"), "cannot create the work dir", "permission denied")
+    assert list(locked.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_gaf_train_resume_in_a_work_dir_made_read_only_is_one_line_error_as_non_root(nobody_dir: Path) -> None:
+    """A run stopped after one epoch, its work dir and files then made read-only. Fixed: a PermissionError
+    traceback on the lock file (or the log)."""
+    config = _train_config(write_pulse_features(nobody_dir / "pulses", num_train=4, num_test=2), nobody_dir,
+                           epochs=2)
+    run = nobody_dir / "run"
+    assert main(["train", str(config), "--stop-after", "1", "--no-progress"]) == 0
+    give_to_nobody(nobody_dir)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for path in [*run.iterdir(), run]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    done = gaf_as_nobody(nobody_dir, "train", str(config), "--resume", "--no-progress")
+    assert done.returncode == 2, done.stderr
+    _one_error_line(done.stderr, "train", str(run), "cannot write into the work dir", "permission denied")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

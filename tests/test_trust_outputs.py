@@ -24,6 +24,7 @@ import pytest
 from gaf.cli import main
 from gaf.errors import OutputError
 from gaf.io import atomic_write_bytes, atomic_write_json
+from nonroot import gaf_as_nobody, give_to_nobody, nobody_folder
 
 GT = {"version": "t", "database": {"v1": {"subset": "test", "duration": 10.0, "annotations": [
     {"label": "Jump", "segment": [1.0, 3.0]}, {"label": "Jump", "segment": [6.0, 8.0]}]}}}
@@ -130,15 +131,22 @@ def test_wrong_kinds_of_output_path_are_one_line_errors(files, tmp_path, capsys)
     assert _score(gt, pred, str(blocker / "scores.json")) == 2
     err = capsys.readouterr().err
     assert "cannot write" in err and "Traceback" not in err and err.count("\n") == 1
-    if os.geteuid() != 0:  # root writes into read-only folders anyway
-        ro = tmp_path / "ro"
+
+
+def test_a_read_only_folder_is_a_one_line_error_as_a_non_root_user() -> None:
+    """Root writes into read-only folders anyway: under root gaf runs as uid 65534 here (tests/nonroot.py), so
+    CI runs this test too (it was skipped as root)."""
+    with nobody_folder() as folder:
+        gt, pred, ro = folder / "gt.json", folder / "pred.json", folder / "ro"
+        gt.write_text(json.dumps(GT))
+        pred.write_text(json.dumps(PRED))
         ro.mkdir()
+        give_to_nobody(folder)
         ro.chmod(0o555)
-        try:
-            assert _score(gt, pred, str(ro / "s.json")) == 2
-            assert "permission denied" in capsys.readouterr().err
-        finally:
-            ro.chmod(0o755)
+        done = gaf_as_nobody(folder, "score", str(gt), str(pred), "--tious", "0.5", "--json", str(ro / "s.json"))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == f"gaf score: error: {ro / 's.json'}: cannot write: permission denied\n"
+        assert list(ro.iterdir()) == []
 
 
 # ------------------------------------------------------------------- modes

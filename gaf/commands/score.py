@@ -31,7 +31,10 @@ Rules (--rules):
                unmatched instance of highest tIoU >= threshold; interpolated AP;
                mAP over the classes of the ground truth. Detections for videos
                absent from the ground truth are false positives; labels absent
-               from it are ignored (with a warning).
+               from it are ignored (with a warning). Segments ending before
+               0 s, starting after their video's end or reversed are scored by
+               the same tIoU (false positives unless they overlap ground
+               truth), with one warning counting each kind.
   thumos14     the THUMOS'14 challenge toolkit: each instance takes its best
                free detection if tIoU > threshold; unmatched detections touching
                an Ambiguous interval are dropped; AP not interpolated. Ambiguous

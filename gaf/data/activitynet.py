@@ -175,16 +175,16 @@ def _atomic_write_json(path: str | os.PathLike[str], doc: Any, indent: int | Non
         raise AnnotationError(f"{path}: cannot write: {e}") from None
 
 
-def _checked(seg: Segment, where: str, *, reversed_ok: bool = False) -> tuple[float, float]:
-    return parse_times(seg.start, seg.end, f"{where}: segment", reversed_ok=reversed_ok)
+def _checked(seg: Segment, where: str, *, prediction: bool = False) -> tuple[float, float]:
+    return parse_times(seg.start, seg.end, f"{where}: segment", reversed_ok=prediction, negative_ok=prediction)
 
 
 def write_predictions(aset: AnnotationSet, path: str | os.PathLike[str], *, version: str = "VERSION 1.3") -> Path:
     """Atomically write ``aset`` as an ActivityNet results JSON (videos and detections in ``aset`` order).
 
-    Every segment needs a finite ``score``. A reversed segment (end < start) is written as it is, as
-    :func:`read_predictions` reads it (the evaluator scores it a false positive). Videos without
-    detections are written as empty lists. Returns the path.
+    Every segment needs a finite ``score``. A reversed segment (end < start) or one reaching before 0 s
+    is written as it is, as :func:`read_predictions` reads it (the evaluator scores it as the official
+    code does). Videos without detections are written as empty lists. Returns the path.
     """
     results: dict[str, list[dict]] = {}
     for vid, video in aset.videos.items():
@@ -192,7 +192,7 @@ def write_predictions(aset: AnnotationSet, path: str | os.PathLike[str], *, vers
         items = []
         for i, seg in enumerate(video.segments):
             w = f"{path}: video {vid!r}: detection {i}"
-            s, e = _checked(seg, w, reversed_ok=True)  # as read_predictions reads them: scored as false positives
+            s, e = _checked(seg, w, prediction=True)  # as read_predictions reads them
             if seg.score is None:
                 raise AnnotationError(f"{w}: score: missing (predictions need a score)")
             items.append({"label": parse_label(seg.label, f"{w}: label"), "score": parse_number(seg.score, f"{w}: score"),

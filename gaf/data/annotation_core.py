@@ -225,26 +225,32 @@ def parse_positive(x: Any, where: str) -> float | None:
     return value
 
 
-def parse_times(start: Any, end: Any, where: str, *, reversed_ok: bool = False) -> tuple[float, float]:
-    """``(start, end)`` in seconds with ``0 <= start <= end <= MAX_TIME_S`` (``end < start`` allowed with
-    ``reversed_ok``: a prediction that the evaluator scores as a false positive, as the official code does)."""
+def parse_times(start: Any, end: Any, where: str, *, reversed_ok: bool = False,
+                negative_ok: bool = False) -> tuple[float, float]:
+    """``(start, end)`` in seconds with ``0 <= start <= end <= MAX_TIME_S``. A prediction may be reversed
+    (``end < start``, with ``reversed_ok``) or reach before 0 s (down to ``-MAX_TIME_S``, with
+    ``negative_ok``): the evaluator scores such segments as the official ActivityNet code does."""
     s, e = parse_number(start, f"{where}[0]"), parse_number(end, f"{where}[1]")
     if e < s and not reversed_ok:
         raise AnnotationError(f"{where}: end {e} < start {s} (reversed segment)")
-    if min(s, e) < 0:
+    if min(s, e) < 0 and not negative_ok:
         raise AnnotationError(f"{where}: start {s} < 0 (before the video starts)" if s < 0 else
                               f"{where}: end {e} < 0 (before the video starts)")
     if max(s, e) > MAX_TIME_S:
         raise AnnotationError(f"{where}: end {e} s is beyond {MAX_TIME_S:g} s (about 32 years; times are seconds)")
+    if min(s, e) < -MAX_TIME_S:
+        raise AnnotationError(f"{where}: start {s} s is before -{MAX_TIME_S:g} s (about 32 years; times are seconds)"
+                              if s < -MAX_TIME_S else f"{where}: end {e} s is before -{MAX_TIME_S:g} s (about 32 "
+                              "years; times are seconds)")
     return s, e
 
 
-def parse_segment(obj: Any, where: str, *, reversed_ok: bool = False) -> tuple[float, float]:
+def parse_segment(obj: Any, where: str, *, reversed_ok: bool = False, negative_ok: bool = False) -> tuple[float, float]:
     if obj is None:
         raise AnnotationError(f"{where}: missing")
     if not isinstance(obj, (list, tuple)) or len(obj) != 2:
         raise AnnotationError(f"{where}: expected [start, end] in seconds, got {short_repr(obj)}")
-    return parse_times(obj[0], obj[1], where, reversed_ok=reversed_ok)
+    return parse_times(obj[0], obj[1], where, reversed_ok=reversed_ok, negative_ok=negative_ok)
 
 
 def parse_label(x: Any, where: str) -> str:

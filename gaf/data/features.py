@@ -65,9 +65,21 @@ class DatasetConfig:
     end)`` slice, e.g. ``[0, 1024]`` = RGB of I3D RGB⊕flow) is set.
     ``fps`` is the default frame rate for videos whose annotation has none;
     with ``force_fps`` it overrides the annotation's. ``max_seq_len`` is the
-    training crop and eval window, in steps. ``trunc_min_overlap``: an
-    instance cut by a training crop or eval window is kept only when at least
-    this fraction of it lies inside.
+    training crop, in steps. ``eval_max_seq_len`` is the longest item
+    evaluation feeds the model (the inference memory budget, in steps): a
+    test video of at most that many steps is evaluated whole, as ActionFormer
+    does (one item; a batch pads its items to the longest and masks the
+    padding), a longer one in windows of ``eval_max_seq_len`` steps
+    overlapping by ``eval_window_overlap``, whose detections are merged
+    before NMS. ``null`` or ``0`` (the default) means ``max_seq_len``: videos
+    longer than the training crop are evaluated in windows of it. Otherwise
+    it must be ``>= max_seq_len``; a value above the longest test video
+    (e.g. 16384 for THUMOS14 at stride 4) runs every video whole.
+    ``gaf eval``, ``gaf detect`` and the Python API all follow it; the
+    end-to-end frame clips (``frames``) and ``gaf export``'s fixed-shape
+    graph keep windows. ``trunc_min_overlap``: an instance cut by a training
+    crop or eval window is kept only when at least this fraction of it lies
+    inside.
     """
 
     annotation_file: str
@@ -85,6 +97,7 @@ class DatasetConfig:
     channels: list[int] | None = None
     max_seq_len: int = 2304
     resize_length: int | None = None
+    eval_max_seq_len: int | None = None
     eval_window_overlap: float = 0.25
     trunc_min_overlap: float = 0.5
     labels: list[str] | None = None
@@ -99,6 +112,10 @@ class DatasetConfig:
             raise ConfigError("dataset.force_fps: true needs dataset.fps to be set")
         if self.resize_length is not None and self.resize_length < 1:
             raise ConfigError(f"dataset.resize_length: must be >= 1, got {self.resize_length}")
+        if self.eval_max_seq_len is not None and self.eval_max_seq_len != 0 \
+                and self.eval_max_seq_len < self.max_seq_len:
+            raise ConfigError(f"dataset.eval_max_seq_len: must be null or 0 (= dataset.max_seq_len) or "
+                              f">= dataset.max_seq_len ({self.max_seq_len}), got {self.eval_max_seq_len}")
         if not 0.0 <= self.eval_window_overlap < 1.0:
             raise ConfigError(f"dataset.eval_window_overlap: must be in [0, 1), got {self.eval_window_overlap}")
         if not 0.0 <= self.trunc_min_overlap <= 1.0:
@@ -110,6 +127,11 @@ class DatasetConfig:
                     f"dataset.channels: expected [start, end) with 0 <= start < end <= input_dim "
                     f"({self.input_dim}), got {c}"
                 )
+
+    @property
+    def eval_window(self) -> int:
+        """Steps of the longest evaluation item: ``eval_max_seq_len``, or ``max_seq_len`` when that is null / 0."""
+        return self.eval_max_seq_len or self.max_seq_len
 
     def feature_path(self, video_id: str) -> Path:
         """The feature file of ``video_id``."""
@@ -134,6 +156,17 @@ class _VideoInfo:
 # attention logits they overflow float32 and silently zero a video's detections.
 MAX_FEATURE_MAGNITUDE = 1e6
 
+# A feature file's span, ((T - 1) * feature_stride + num_frames) / fps seconds, against its video's annotated
+# duration (not in resize_length mode, whose raw steps have no fixed rate). Real extractions (ActionFormer's
+# THUMOS14 I3D: T = floor((frames - 16) / 4) + 1, the embedded benchmark) end within a stride of the duration;
+# a window and two strides of slack cover short videos padded to one window and rounded frame counts.
+FEATURE_LENGTH_WARN = 0.1
+"""Past the slack, a span that differs from the duration by more than this fraction of it warns (a truncated
+extraction, a different fps or stride): the video is used, its instances mapped to steps as annotated."""
+FEATURE_LENGTH_LIMIT = 4.0
+"""A span under 1/4 or over 4 times the duration (past the slack) is refused: no fps or stride slip of a real
+extraction gives that; the file belongs to another video, or the dataset's fps / feature_stride is wrong."""
+
 
 def _open_npy(path: Path, video_id: str, cfg: DatasetConfig) -> np.ndarray:
     """Memory-map ``path``; every way it can fail becomes a DataError naming the file."""
@@ -145,7 +178,7 @@ def _open_npy(path: Path, video_id: str, cfg: DatasetConfig) -> np.ndarray:
         raise DataError(f"{path}: feature file of video {video_id!r} is not a regular file "
                         "(a FIFO, device or folder); refusing to read it")
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise DataError(
             f"{path}: feature file of video {video_id!r} not found (expected "
@@ -160,6 +193,12 @@ def _open_npy(path: Path, video_id: str, cfg: DatasetConfig) -> np.ndarray:
                             "(Python objects: gaf never unpickles feature files)") from None
         raise DataError(f"{path}: video {video_id!r}: not a readable .npy array "
                         f"(empty, truncated or corrupt file: {exc})") from None
+    if not isinstance(arr, np.ndarray):  # np.load reads a .npz (zip) archive whatever the file is named
+        names = list(getattr(arr, "files", []))
+        getattr(arr, "close", lambda: None)()
+        raise DataError(f"{path}: video {video_id!r}: a .npz archive (arrays: {', '.join(names) or 'none'}), not a "
+                        ".npy array; save the video's (T, C) features with numpy.save")
+    return arr
 
 
 def _npy_dtype(path: Path) -> np.dtype | None:
@@ -186,10 +225,12 @@ class FeatureDataset(SplitDataset):
     randomly cropped to ``max_seq_len`` steps (the crop depends only on
     ``seed``, the epoch set by :meth:`set_epoch` and the item index, so it
     does not depend on worker scheduling). Videos without instances are kept
-    (all-background items). With ``training=False`` a video longer than
-    ``max_seq_len`` gives several items, sliding windows of ``max_seq_len``
-    steps overlapping by ``eval_window_overlap`` and covering the whole
-    video; the engine merges their detections per video before NMS.
+    (all-background items). With ``training=False`` a video of at most
+    ``cfg.eval_window`` steps (``eval_max_seq_len``, default
+    ``max_seq_len``) is one item, whole; a longer one gives several items,
+    sliding windows of ``cfg.eval_window`` steps overlapping by
+    ``eval_window_overlap`` and covering the whole video; the engine merges
+    their detections per video before NMS.
 
     Each item is a dict: ``video_id``; ``features`` float32 ``(C, T_item)``;
     ``segments`` float32 ``(N, 2)`` in steps relative to the item;
@@ -204,6 +245,12 @@ class FeatureDataset(SplitDataset):
     """
 
     cfg: DatasetConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._length_mismatches: list[tuple[float, str]] = []  # (|log ratio|, description) per video, for one warning
+        super().__init__(*args, **kwargs)
+        if self._length_mismatches:
+            self._warn_length_mismatches()
 
     # ----------------------------------------------------------------- public
     @property
@@ -224,6 +271,11 @@ class FeatureDataset(SplitDataset):
                 with np.errstate(over="ignore"):  # as the model sees them: float32
                     chunk = np.asarray(arr[start:start + 4096], dtype=np.float32)
                 self._check_finite(chunk, info, start)
+
+    def item_steps(self) -> list[int]:
+        """Each item's length in steps (a training crop: at most ``max_seq_len``), without loading it."""
+        L = self.cfg.max_seq_len
+        return [min(self._videos[vi].num_steps, L) if length is None else length for vi, _, length in self._items]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         vi, start, length = self._items[index]
@@ -284,6 +336,8 @@ class FeatureDataset(SplitDataset):
             raise DataError(f"{where}: fps {fps} / duration {duration} s give {step_seconds} s per feature step "
                             f"(step 0 at {time_offset} s): not a usable time axis (check the annotation's fps and "
                             "duration, dataset.fps)")
+        if cfg.resize_length is None and video.duration is not None:
+            self._check_length(path, vid, raw_steps, fps, float(video.duration))
         segs, labels = self._instances_in_steps(video, time_offset=time_offset, step_seconds=step_seconds,
                                                 num_steps=num_steps)
         if fps is None:  # resize mode without fps: the rate the raw steps imply
@@ -294,15 +348,46 @@ class FeatureDataset(SplitDataset):
         return _VideoInfo(vid, path, float(fps), float(duration), raw_steps, num_steps, time_offset, step_seconds,
                           segs, labels)
 
+    def _check_length(self, path: Path, vid: str, raw_steps: int, fps: float, duration: float) -> None:
+        """DataError when the features' span and the annotated ``duration`` (s) are more than
+        :data:`FEATURE_LENGTH_LIMIT` times apart; noted for one warning past :data:`FEATURE_LENGTH_WARN`."""
+        cfg = self.cfg
+        span = ((raw_steps - 1) * cfg.feature_stride + cfg.num_frames) / fps
+        slack = (cfg.num_frames + 2 * cfg.feature_stride) / fps
+        if not (abs(span - duration) > slack and duration > 0):
+            return
+        expected = max(1, math.floor((duration * fps - cfg.num_frames) / cfg.feature_stride) + 1)
+        lengths = (f"{raw_steps} feature steps = {span:.6g} s (fps {fps:g}, dataset.feature_stride "
+                   f"{cfg.feature_stride}, num_frames {cfg.num_frames}) for an annotated duration of {duration:g} s "
+                   f"({expected} steps)")
+        ratio = span / duration
+        if not 1.0 / FEATURE_LENGTH_LIMIT <= ratio <= FEATURE_LENGTH_LIMIT:
+            raise DataError(f"{path}: video {vid!r}: {lengths}: {ratio:.3g} times the duration, beyond the "
+                            f"{FEATURE_LENGTH_LIMIT:g}x either way that no extraction gives; is it another video's "
+                            "file, or are dataset.fps / feature_stride wrong?")
+        if abs(span - duration) > FEATURE_LENGTH_WARN * duration:
+            self._length_mismatches.append((abs(math.log(ratio)), f"video {vid!r}: {lengths}"))
+
+    def _warn_length_mismatches(self) -> None:
+        """One warning for the videos :meth:`_check_length` noted, naming the worst."""
+        import warnings
+
+        notes = sorted(self._length_mismatches, key=lambda note: -note[0])
+        more = f" (the worst of {len(notes)} such videos; next: {notes[1][1]})" if len(notes) > 1 else ""
+        warnings.warn(f"{self.cfg.annotation_file}: {self.split} split: features and annotation disagree on a "
+                      f"video's length by more than {FEATURE_LENGTH_WARN:.0%}: {notes[0][1]}{more}; its instances "
+                      "are mapped to feature steps as annotated: check the feature file, or dataset.fps / "
+                      "feature_stride / num_frames", UserWarning, stacklevel=3)
+
     def _build_items(self) -> list[tuple[int, int, int | None]]:
         """(video index, start step, length) per item; length None = random training crop."""
-        L = self.cfg.max_seq_len
+        L = self.cfg.max_seq_len if self.training else self.cfg.eval_window
         items: list[tuple[int, int, int | None]] = []
         for vi, info in enumerate(self._videos):
             T = info.num_steps
             if self.training:
                 items.append((vi, 0, None if T > L else T))
-            elif T <= L:
+            elif T <= L:  # the whole video
                 items.append((vi, 0, T))
             else:
                 items.extend((vi, s, L) for s in window_starts(T, L, self.cfg.eval_window_overlap))

@@ -2,11 +2,15 @@
 
 :func:`read_predictions` checks every detection as
 :mod:`gaf.data.annotations` checks ground truth (segments in seconds, finite
-and ordered, labels, scores, safe video ids, no duplicate keys), through a
+and within ±1e9 s, labels, scores, safe video ids, no duplicate keys), through a
 fast path for the common exact layout (``gaf score`` reads 42k detections in
 about 0.09 s) and the fully checked path for everything else; both give the
-same result or the same error. Also served as
-``gaf.data.annotations.read_predictions``.
+same result or the same error. Unlike ground truth, a detection may be
+reversed (end < start) or reach before 0 s: detectors emit such segments and
+the official ActivityNet evaluation scores them (false positives unless they
+overlap ground truth), so they are read as written and
+:func:`gaf.metrics.detection.evaluate_detections` counts them in one warning.
+Also served as ``gaf.data.annotations.read_predictions``.
 """
 
 from __future__ import annotations
@@ -119,7 +123,8 @@ def _detections(dets: Any, w: str, known: set[str] | None, unlabelled: str | Non
     for i, d in enumerate(dets):
         dw = f"{w}: detection {i}"
         d = json_object(d, dw, "a detection")
-        s, e = parse_segment(d.get("segment"), f"{dw}: segment", reversed_ok=True)  # scored as a false positive
+        # reversed, or before 0 s: read as written and scored as the official code scores them
+        s, e = parse_segment(d.get("segment"), f"{dw}: segment", reversed_ok=True, negative_ok=True)
         if "label" not in d and unlabelled is None:
             raise AnnotationError(f"{dw}: label: missing (class-agnostic proposals: gaf score --proposals)")
         label = unlabelled if "label" not in d else parse_label(d["label"], f"{dw}: label")

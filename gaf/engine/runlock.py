@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from gaf.errors import ConfigError
+from gaf.io import output_error, prepare_output_dir
 
 __all__ = ["LOCK_NAME", "hold_work_dir"]
 
@@ -43,8 +44,9 @@ def _holder(path: Path) -> str:
 def hold_work_dir(work_dir: str | os.PathLike[str], *, enabled: bool = True) -> Iterator[None]:
     """Hold the exclusive lock of ``work_dir`` (created if needed) for the ``with`` block.
 
-    ConfigError naming the holder when another process holds it. ``enabled``
-    False (e.g. ranks other than 0) makes this a no-op.
+    ConfigError naming the holder when another process holds it; OutputError naming the path when
+    ``work_dir`` is a file or device, cannot be created or written into (:func:`gaf.io.prepare_output_dir`).
+    ``enabled`` False (e.g. ranks other than 0) makes this a no-op.
     """
     try:
         import fcntl
@@ -53,10 +55,12 @@ def hold_work_dir(work_dir: str | os.PathLike[str], *, enabled: bool = True) -> 
     if not enabled:
         yield
         return
-    folder = Path(work_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = prepare_output_dir(work_dir, "the work dir")
     path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # e.g. a lock file left read-only
+        raise output_error(path, exc) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -86,8 +86,13 @@ def setup_logging(work_dir: Path | None, *, filename: str = "log.txt", console: 
         stream.addFilter(lambda record: not getattr(record, "file_only", False))
         logger.addHandler(stream)
     if work_dir is not None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(work_dir / filename, encoding="utf-8")
+        from gaf.io import output_error, prepare_output_dir
+
+        prepare_output_dir(work_dir, "the work dir")
+        try:
+            fh = logging.FileHandler(work_dir / filename, encoding="utf-8")
+        except OSError as exc:  # e.g. a log file left read-only
+            raise output_error(work_dir / filename, exc) from None
         fh.setFormatter(fmt)
         logger.addHandler(fh)
     return logger

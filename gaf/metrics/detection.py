@@ -14,8 +14,9 @@ github.com/activitynet/ActivityNet, ``compute_average_precision_detection``,
   with ``inter = max(0, min(p.end, g.end) - max(p.start, g.start))`` and
   ``union = (g.end - g.start) + (p.end - p.start) - inter``, the same
   floating-point operations as the official ``segment_iou``. A zero union
-  (two zero-length segments) gives tIoU 0, never NaN (the official code
-  divides 0 by 0 there).
+  (two zero-length segments, or a reversed prediction exactly as long as the
+  ground truth) gives tIoU 0, never NaN (the official code divides 0 by 0
+  there, and its matching loop takes the NaN as a match at every threshold).
 * **Per class**, the predictions of that class are ranked by score,
   descending. **Ties** keep the order of the predictions file (a stable sort
   on ``-score`` over the predictions in file order: videos in file order,
@@ -47,16 +48,26 @@ github.com/activitynet/ActivityNet, ``compute_average_precision_detection``,
   average mAP is the mean over the tIoU thresholds.
 * Predicted labels without ground-truth instances are ignored, with an
   :class:`EvaluationWarning` counting them (the official code raises
-  ``KeyError``). A predicted segment with end < start can overlap nothing:
-  it is a false positive (as in the official code, whose tIoU is then 0),
-  with an :class:`EvaluationWarning` counting them. A reversed ground-truth
-  segment, a time that is not a real number, not finite or beyond ±``MAX_TIME_S``
-  (1e9 s: past it tIoU unions and search keys would overflow to inf/NaN and
-  a perfect match would silently score 0), a missing / non-finite score, or
-  an unhashable label raises :class:`~gaf.errors.AnnotationError` naming the
-  file and the video. Negative times are allowed here (the readers refuse
-  them). Strings are not numbers here (the readers convert numeric strings).
-  ``Video.ambiguous`` intervals are not used by these rules.
+  ``KeyError``).
+* **Predictions outside their video or reversed** are scored as the official
+  code scores them, by the same tIoU: a segment ending before 0 s or
+  starting after its video's duration is a false positive unless it
+  overlaps ground truth (e.g. an instance written past the video's end); a
+  reversed one (end < start) has intersection 0 with everything (the
+  official union ``gt_len - |pred_len|`` gives tIoU 0 or -0 there, below
+  every threshold), so it is always a false positive (except under the
+  official code's 0/0 above, the zero-union rule). One
+  :class:`EvaluationWarning` per call counts each kind (reversed, ending
+  before 0 s, starting after the video's end).
+* A reversed ground-truth segment, a time that is not a real number, not
+  finite or beyond ±``MAX_TIME_S`` (1e9 s: past it tIoU unions and search
+  keys would overflow to inf/NaN and a perfect match would silently score
+  0), a missing / non-finite score, or an unhashable label raises
+  :class:`~gaf.errors.AnnotationError` naming the file and the video.
+  Negative times are allowed here (the ground-truth readers refuse them; the
+  predictions reader takes them). Strings are not numbers here (the readers
+  convert numeric strings). ``Video.ambiguous`` intervals are not used by
+  these rules.
 
 ``rules="thumos14"``: the THUMOS'14 challenge toolkit (``TH14evalDet.m`` /
 ``TH14eventdetpr.m``, the "updated" version with non-interpolated AP), read
@@ -457,11 +468,33 @@ def _scored_classes(ground_truth: AnnotationSet, gt_labels: list) -> list[str]:
     return classes
 
 
+def _outside_counts(pr, keep: np.ndarray, ground_truth: AnnotationSet) -> list[tuple[str, np.ndarray]]:
+    """The scored predictions outside their video or reversed, by kind: ending before 0 s, starting after
+    their video's duration (when it is known), reversed (end < start); each counted once (a reversed one as
+    reversed)."""
+    durations = np.array([_real(v.duration) if v.duration is not None else math.inf
+                          for v in ground_truth.videos.values()] + [math.inf])  # the last: videos absent (-1)
+    ordered = keep & ~pr.reversed
+    before = ordered & (pr.end < 0)
+    after = ordered & ~before & (pr.start > durations[pr.video])  # NaN duration: never after
+    return [("ending before 0 s", before), ("starting after their video's end", after),
+            ("reversed (end < start)", keep & pr.reversed)]
+
+
+def _nth_segment(aset: AnnotationSet, index: int) -> tuple[str, Any]:
+    """The video id and segment at position ``index`` of ``aset`` in file order (as :func:`_gather` flattens)."""
+    for vid, video in aset.videos.items():
+        if index < len(video.segments):
+            return vid, video.segments[index]
+        index -= len(video.segments)
+    raise IndexError(index)  # pragma: no cover - callers index flattened segments
+
+
 def _warn_and_mark(predictions: AnnotationSet, ground_truth: AnnotationSet, pr, keep: np.ndarray,
-                   class_index: dict, video_index: dict) -> int:
-    """Warn (EvaluationWarning) about predictions that are ignored (unknown labels) or count as false
-    positives (end < start: marked matched-by-nothing in ``pr.video``; videos absent from the ground
-    truth); returns how many are in absent videos."""
+                   video_index: dict) -> int:
+    """Warn (EvaluationWarning) about predictions that are ignored (unknown labels), outside their video
+    or reversed (one warning counting each kind; reversed ones are marked matched-by-nothing in
+    ``pr.video``), or in videos absent from the ground truth; returns how many are in absent videos."""
     if pr.unknown_labels:
         shown = ", ".join(f"{k!r} ({n})" for k, n in sorted(pr.unknown_labels.items())[:5])
         more = "" if len(pr.unknown_labels) <= 5 else f" and {len(pr.unknown_labels) - 5} more"
@@ -469,14 +502,17 @@ def _warn_and_mark(predictions: AnnotationSet, ground_truth: AnnotationSet, pr, 
             f"{predictions.source}: {sum(pr.unknown_labels.values())} prediction(s) with "
             f"{len(pr.unknown_labels)} label(s) that have no instance in the ground truth "
             f"({ground_truth.source}) were ignored: {shown}{more}"), stacklevel=3)
-    num_reversed = int(np.count_nonzero(keep & pr.reversed))
-    if num_reversed:
-        first = next((vid for vid, v in predictions.videos.items() for seg in v.segments
-                      if seg.end < seg.start and seg.label in class_index), None)
+    kinds = [(name, mask) for name, mask in _outside_counts(pr, keep, ground_truth) if mask.any()]
+    if kinds:
+        vid, seg = _nth_segment(predictions, int(np.argmax(np.logical_or.reduce([mask for _, mask in kinds]))))
+        total = sum(int(np.count_nonzero(mask)) for _, mask in kinds)
+        counts = ", ".join(f"{int(np.count_nonzero(mask))} {name}" for name, mask in kinds)
         warnings.warn(EvaluationWarning(
-            f"{predictions.source}: {num_reversed} predicted segment(s) with end < start"
-            + (f" (e.g. in video {first!r})" if first else "")
-            + " count as false positives, as in the official ActivityNet evaluation"), stacklevel=3)
+            f"{predictions.source}: {total} predicted segment(s) outside their video or reversed: {counts} "
+            f"(e.g. video {vid!r} [{_short(seg.start)}, {_short(seg.end)}]); scored as the official ActivityNet "
+            "evaluation scores them: false positives unless they overlap ground truth (a reversed one never "
+            "does)"), stacklevel=3)
+    if pr.reversed.any():
         pr.video = np.where(pr.reversed, -1, pr.video)  # matched by nothing
     num_absent = int(np.count_nonzero(keep & (pr.video < 0) & ~pr.reversed))
     if num_absent:
@@ -511,7 +547,7 @@ def evaluate_detections(ground_truth: AnnotationSet, predictions: AnnotationSet,
                   scored=True)
     num_predictions = len(pr.label)
     keep = pr.label >= 0
-    num_absent = _warn_and_mark(predictions, ground_truth, pr, keep, class_index, video_index)
+    num_absent = _warn_and_mark(predictions, ground_truth, pr, keep, video_index)
     P = int(keep.sum())
     C, V = len(classes), len(video_index)
 

@@ -10,7 +10,9 @@ write the results.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +48,17 @@ TINY_MODEL = {
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def trained(tmp_path_factory: pytest.TempPathFactory, train_seed: int) -> tuple[Path, Path]:
     """(checkpoint, features of CLIP) — a tiny detector trained on this clip's features."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_on_clip(tmp_path_factory.mktemp("detect_train"))
+        return _train_on_clip(tmp_path_factory.mktemp("detect_train"), train_seed)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_on_clip(root: Path) -> tuple[Path, Path]:
+def _train_on_clip(root: Path, seed: int) -> tuple[Path, Path]:
     with pytest.warns(UserWarning, match="UNTRAINED"):
         code = main(["extract", str(CLIP), "--out", str(root / "extracted"), "--fps", str(FPS), "--stride",
                      str(STRIDE), "--window", str(WINDOW), "--stream", "rgb", *PIXELS, "--no-progress"])
@@ -80,7 +82,7 @@ def _train_on_clip(root: Path) -> tuple[Path, Path]:
         "dataset": {"annotation_file": str(ann), "feature_dir": str(feat_dir), "fps": FPS,
                     "feature_stride": STRIDE, "num_frames": WINDOW, "input_dim": 1024, "max_seq_len": 32},
         "model": TINY_MODEL,
-        "train": {"epochs": 30, "batch_size": 6, "lr": 3e-3, "warmup_epochs": 1, "seed": 1, "eval_at_end": False,
+        "train": {"epochs": 30, "batch_size": 6, "lr": 3e-3, "warmup_epochs": 1, "seed": seed, "eval_at_end": False,
                   "device": "cpu"},
         "work_dir": str(root / "run"),
     })
@@ -89,8 +91,10 @@ def _train_on_clip(root: Path) -> tuple[Path, Path]:
     return result.final_checkpoint, feats
 
 
+@pytest.mark.learning
 def test_detect_finds_the_trained_instances_and_writes_json_and_timeline(trained, tmp_path: Path,
-                                                                         capsys: pytest.CaptureFixture) -> None:
+                                                                         capsys: pytest.CaptureFixture,
+                                                                         record_property) -> None:
     ckpt, extracted = trained
     out = tmp_path / "out"
     with pytest.warns(UserWarning, match="UNTRAINED"):  # seeded, untrained I3D: the same one `gaf extract` used
@@ -122,6 +126,7 @@ def test_detect_finds_the_trained_instances_and_writes_json_and_timeline(trained
         best = max((d for d in dets if d["label"] == label), key=lambda d: d["score"])
         ps, pe = best["segment"]
         tiou = max(0.0, min(e, pe) - max(s, ps)) / (max(e, pe) - min(s, ps))
+        record_property(f"{label} best tIoU", tiou)
         assert tiou > 0.5, (label, best)
 
     png = (out / f"{CLIP.stem}_timeline.png").read_bytes()
@@ -157,6 +162,25 @@ def test_non_i3d_checkpoint_and_missing_video_exit_2_with_the_reason(trained, tm
     missing = tmp_path / "no_such_video.mp4"
     assert main(["detect", str(missing), "--ckpt", str(ckpt), "--out", str(tmp_path / "o")]) == 2
     assert "no_such_video.mp4" in capsys.readouterr().err
+
+
+def test_an_out_path_that_is_a_device_or_a_file_is_one_line_error_and_left_intact(trained, tmp_path: Path,
+                                                                                   capsys: pytest.CaptureFixture
+                                                                                   ) -> None:
+    """Fixed: a NotADirectoryError traceback after the extraction began."""
+    ckpt, _ = trained
+    blocker = tmp_path / "results.json"
+    blocker.write_text("{}")
+    cases = [(blocker, "it is a file, not a folder")]
+    if Path("/dev/null").exists():
+        cases.append((Path("/dev/null"), "it is a character device, not a folder"))
+    for out, why in cases:
+        assert main(["detect", str(CLIP), "--ckpt", str(ckpt), "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"gaf detect: error: {out}: cannot use as the output folder: {why}\n"
+    assert blocker.read_text() == "{}"
+    if Path("/dev/null").exists():
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
 def test_detect_refuses_preprocessing_other_than_the_training_features(trained, tmp_path: Path,

@@ -120,6 +120,21 @@ def test_cli_argument_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["extract", str(A), "--out", str(tmp_path), "--window", "0"]) == 2
 
 
+def test_an_out_path_that_is_a_file_is_one_line_error_and_left_alone(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """Fixed: a FileExistsError traceback."""
+    taken = tmp_path / "feats"
+    taken.write_text("not a folder\n")
+    for out in (taken, taken / "sub"):
+        assert main(["extract", str(A), "--out", str(out), *TINY]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"gaf extract: error: {out}: cannot use as the feature folder: ")
+        assert "Traceback" not in err
+        assert ("it is a file, not a folder" if out == taken else "a part of the path is a file") in err
+        assert len(err.strip().splitlines()) == 1
+    assert taken.read_text() == "not a folder\n"
+
+
 def test_folders_are_searched_and_video_ids_must_be_safe(tmp_path: Path, corrupt: Path) -> None:
     (corrupt.parent / "notes.txt").write_text("x")
     assert collect_videos([corrupt.parent, A]) == [corrupt, A]

@@ -86,6 +86,30 @@ def test_unknown_labels_and_absent_videos_are_reported_on_stderr(files, tmp_path
     assert "(1 ignored: label not in the ground truth)" in captured.out
 
 
+def test_segments_outside_the_video_or_reversed_are_scored_as_the_official_code_does_with_one_warning(tmp_path,
+                                                                                                    capsys):
+    """Detectors emit them and the official ActivityNet code scores them: false positives unless they overlap
+    ground truth (tests/metrics/test_metrics_detection_official.py checks the same rules against it)."""
+    gt = write(tmp_path / "gt.json", {"database": {"t1": {"subset": "test", "duration": 60.0, "annotations": [
+        {"segment": [0, 10], "label": "a"}, {"segment": [59, 60.8], "label": "a"}]}}})
+    pred = write(tmp_path / "pred.json", {"results": {"t1": [
+        {"segment": [-5, -2.91], "label": "a", "score": 0.9},  # before the video: FP
+        {"segment": [-1, 9], "label": "a", "score": 0.8},  # vs [0, 10]: 9 / 11 = 0.82: TP at every threshold
+        {"segment": [60.1, 60.8], "label": "a", "score": 0.7},  # after the 60 s end, vs [59, 60.8]: 0.39
+        {"segment": [8, 2], "label": "a", "score": 0.6}]}})  # reversed: FP
+    out_json = tmp_path / "scores.json"
+    assert main(["score", str(gt), str(pred), "--tious", "0.3,0.5,0.7", "--json", str(out_json)]) == 0
+    captured = capsys.readouterr()
+    warned = [line for line in captured.err.splitlines() if line.startswith("gaf score: warning:")]
+    assert warned == [f"gaf score: warning: {pred}: 3 predicted segment(s) outside their video or reversed: 1 ending "
+                      "before 0 s, 1 starting after their video's end, 1 reversed (end < start) (e.g. video 't1' "
+                      "[-5.0, -2.91]); scored as the official ActivityNet evaluation scores them: false positives unless "
+                      "they overlap ground truth (a reversed one never does)"]
+    # 0.3: FP, TP, TP, FP -> precision 1/2, 2/3 at recall 1/2, 1 -> 2/3; 0.5, 0.7: FP, TP, FP, FP -> 1/2 * 1/2
+    assert json.loads(out_json.read_text())["mAP"] == pytest.approx([2 / 3, 0.25, 0.25])
+    assert f"predictions: {pred}; 1 videos, 4 detections" in captured.out
+
+
 def test_thumos14_rules_print_what_they_do(files, capsys):
     gt, pred = files
     assert main(["score", str(gt), str(pred), "--rules", "thumos14", "--tious", "0.5"]) == 0

@@ -253,12 +253,14 @@ def test_video_ids_that_would_escape_a_folder_are_rejected(tmp_path, vid):
 def test_prediction_checks_reversed_segments_labels_and_scores(tmp_path):
     det = {"segment": [3, 3], "label": "Jump", "score": 0.2}
     assert read_predictions(write(tmp_path / "p.json", pred_doc([det]))).num_segments == 1  # zero length is fine
-    # end < start is read as written: the evaluator scores it as a false positive, as the official code does
-    reversed_ = read_predictions(write(tmp_path / "p.json", pred_doc([{**det, "segment": [3, 2.5]}])))
-    assert [(s.start, s.end) for v in reversed_.videos.values() for s in v.segments] == [(3.0, 2.5)]
-    back = read_predictions(write_predictions(reversed_, tmp_path / "back.json"))  # written back as read
-    assert [(s.start, s.end) for v in back.videos.values() for s in v.segments] == [(3.0, 2.5)]
-    cases = [({"segment": [3, -2.5]}, "segment", "end -2.5 < 0"), ({"label": "Fly"}, "label", "unknown label 'Fly'"),
+    # end < start, or before 0 s, is read as written: the evaluator scores it as the official code does
+    odd = [[3, 2.5], [-5.0, -2.91], [3, -2.5], [-1, 4]]
+    outside = read_predictions(write(tmp_path / "p.json", pred_doc([{**det, "segment": s} for s in odd])))
+    assert [[s.start, s.end] for v in outside.videos.values() for s in v.segments] == odd
+    back = read_predictions(write_predictions(outside, tmp_path / "back.json"))  # written back as read
+    assert [[s.start, s.end] for v in back.videos.values() for s in v.segments] == odd
+    cases = [({"segment": [-2e9, 1]}, "segment", "start -2000000000.0 s is before -1e+09 s"),
+             ({"label": "Fly"}, "label", "unknown label 'Fly'"),
              ({"score": None}, "score", "number"), ({"score": True}, "score", "number"),
              ({"label": 3}, "label", "class name")]
     for change, field, problem in cases:

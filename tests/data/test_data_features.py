@@ -129,6 +129,42 @@ def test_eval_windows_cover_the_video_with_overlap(tmp_path):
     assert ds.ground_truth().videos.keys() == {"long"}
 
 
+def test_test_videos_up_to_eval_max_seq_len_are_whole_and_longer_ones_windows_of_it(tmp_path):
+    videos = {**long_video(300), "mid": {"subset": "validation", "steps": 100, "fps": 4.0,
+                                         "segments": [(10.0, 95.0, "Jump")]}}
+    cfg = make(tmp_path, videos, max_seq_len=64, eval_max_seq_len=128, eval_window_overlap=0.25)
+    assert cfg.eval_window == 128
+    ds = FeatureDataset(cfg, "train", training=False)
+    items = [ds[i] for i in range(len(ds))]
+    assert ds.item_steps() == [it["meta"]["num_steps"] for it in items] == [128, 128, 128, 100]
+    long, (mid,) = items[:3], items[3:]
+    assert [it["meta"]["offset_steps"] for it in long] == window_starts(300, 128, 0.25) == [0, 96, 172]
+    # the whole video: all its steps, its instance unclipped, in the video's own seconds
+    assert mid["features"].shape == (6, 100) and mid["meta"]["offset_steps"] == 0
+    assert mid["meta"]["video_steps"] == 100 and mid["meta"]["time_offset"] == pytest.approx(2.0)
+    assert mid["segments"].tolist() == [[8.0, 93.0]] and mid["labels"].tolist() == [0]
+    # training crops stay max_seq_len long
+    train = FeatureDataset(cfg, "train", training=True)
+    assert train.item_steps() == [64, 64] and train[0]["features"].shape == (6, 64)
+    assert make(tmp_path / "b", videos, max_seq_len=64, eval_max_seq_len=0).eval_window == 64  # 0: max_seq_len
+    default = FeatureDataset(make(tmp_path / "c", videos, max_seq_len=64), "train", training=False)
+    assert default.item_steps() == [64] * len(window_starts(300, 64, 0.25)) + [64] * 2  # 100 steps: two windows
+
+
+@pytest.mark.parametrize("value", [-1, 32, 63, "all", 1.5, [128]])
+def test_eval_max_seq_len_below_max_seq_len_or_not_an_integer_is_refused_naming_the_key(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"dataset\.eval_max_seq_len"):
+        make(tmp_path, TWO, max_seq_len=64, eval_max_seq_len=value)
+
+
+def test_eval_max_seq_len_is_checked_against_max_seq_len_in_an_experiment_config():
+    from gaf.engine.experiment import load_experiment
+
+    assert load_experiment("demo", ["dataset.eval_max_seq_len=4096"]).dataset.eval_window == 4096
+    with pytest.raises(ConfigError, match=r"dataset\.eval_max_seq_len: .*>= dataset\.max_seq_len \(512\), got 100"):
+        load_experiment("demo", ["dataset.eval_max_seq_len=100"])
+
+
 @pytest.mark.parametrize("num_steps,window,overlap", [(1, 8, 0.0), (8, 8, 0.5), (9, 8, 0.5), (100, 7, 0.3),
                                                      (1000, 128, 0.25), (129, 128, 0.0)])
 def test_window_starts_property(num_steps, window, overlap):

@@ -48,13 +48,13 @@ def two_thirds_demo_data(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def half_demo_data(tmp_path_factory) -> str:
     """The demo's generator at half its size (150 / 60 videos): what the default and the old formulation
-    are told apart on (measured: test AUROC 0.85 and 0.73 after 8 epochs)."""
+    are told apart on (see HEALTH below)."""
     return _benchmark(tmp_path_factory, "half_demo_data", num_train_videos=150, num_test_videos=60)
 
 
-def small_demo(bench: str, run_dir, *extra: str, epochs: int = 10):
-    """``demo.yaml``'s data and formulation with a smaller model and ``epochs`` epochs."""
-    sets = [f"dataset.annotation_file={bench}/annotations.json", f"dataset.feature_dir={bench}/features",
+def small_demo(bench: str, run_dir, *extra: str, epochs: int = 10, seed: int = 0):
+    """``demo.yaml``'s data and formulation with a smaller model, ``epochs`` epochs and training seed ``seed``."""
+    sets = [f"train.seed={seed}", f"dataset.annotation_file={bench}/annotations.json", f"dataset.feature_dir={bench}/features",
             f"train.epochs={epochs}", "train.health_items=64", "model.gaf.attention_dim=32", "model.gaf.reduce_dim=16",
             "model.gaf.hidden_dim=32", "model.gaf.latent_dim=8", "model.detector.embed_dim=64",
             "model.detector.num_levels=5", "model.detector.head_layers=1", f"work_dir={run_dir}", *extra]
@@ -63,39 +63,60 @@ def small_demo(bench: str, run_dir, *extra: str, epochs: int = 10):
     return cfg
 
 
-# The default on half the demo's data for 8 epochs; without L_att λ separates the splits more slowly
-# (test AUROC 0.79 after 12 epochs on the half-size data), so that case trains on two thirds of it.
+# The health check, and what the runs give under training seeds 0 / 1 / 2 (`make test-seeds`): the default
+# (half the demo's data, 8 epochs) min λ act 0.38 / 0.36 / 0.36, test AUROC 0.85 / 0.86 / 0.85, λ act - bg
+# 0.40 / 0.40 / 0.38; without L_att (two thirds of the data: λ separates the splits more slowly) 0.61 / 0.54 / 0.57,
+# 0.82 / 0.81 / 0.82, 0.48 / 0.47 / 0.48; the old formulation (seed 0) 0.17, 0.73, 0.12: below on all three.
+HEALTH = {"min λ act": 0.2, "test AUROC": 0.75, "λ act - bg": 0.2}
+
+
+def health(history: list[dict]) -> dict[str, float]:
+    """λ's health over a run: the lowest mean λ on action steps at any epoch (train and test splits: a collapse),
+    and at the end the test AUROC of λ for action vs background steps and the gap of their mean λ."""
+    last = history[-1]
+    return {"min λ act": min(h[f"health/{s}_action_mean"] for h in history for s in ("train", "test")),
+            "test AUROC": last["health/test_auroc"],
+            "λ act - bg": last["health/test_action_mean"] - last["health/test_background_mean"]}
+
+
 @pytest.mark.parametrize("extra,data,epochs", [([], "half_demo_data", 8), (NO_ATT, "two_thirds_demo_data", 8)],
                          ids=["default", "without_L_att"])
-def test_lambda_of_the_default_formulation_stays_healthy_to_the_end(request, tmp_path, extra, data, epochs):
-    cfg = small_demo(request.getfixturevalue(data), tmp_path / "run", *extra, epochs=epochs)
+@pytest.mark.learning
+def test_lambda_of_the_default_formulation_stays_healthy_to_the_end(request, train_seed, tmp_path, extra, data,
+                                                                    epochs, record_property):
+    cfg = small_demo(request.getfixturevalue(data), tmp_path / "run", *extra, epochs=epochs, seed=train_seed)
     assert cfg.model.gaf.context == "global" and cfg.model.loss.clf_prior  # what demo.yaml ships
     assert cfg.model.loss.att == (0.0 if extra else 1.0)
     result = train(cfg, progress=False)
     history = json.loads((result.work_dir / "history.json").read_text())
     assert len(history) == epochs
-    # mean λ on action steps never collapses ...
-    assert min(h["health/train_action_mean"] for h in history) >= 0.2, history
-    assert min(h["health/test_action_mean"] for h in history) >= 0.2
-    # ... and at the end λ separates actions from background on held-out videos
-    last = history[-1]
-    assert last["health/test_auroc"] >= 0.8, last
-    assert last["health/test_action_mean"] > last["health/test_background_mean"] + 0.2
+    measured = health(history)
+    for name, value in measured.items():
+        record_property(name, value)
+    # λ never collapses on action steps, and at the end it separates actions from background on held-out videos
+    assert {k: v for k, v in measured.items() if v < HEALTH[k]} == {}, history[-1]
     # every loss term's pull on λ was sampled, and the log carries the health line
+    last = history[-1]
     assert {"grad_lambda/ai", "grad_lambda/nai", "grad_lambda/clf", "grad_lambda/rep"} <= set(last)
     assert "health/test_auroc=" in (result.work_dir / "log.txt").read_text()
     report = (result.work_dir / "report" / "report.html").read_text()
     assert "training_curves.png" in report and "health/test_auroc" in report
 
 
-def test_the_old_formulation_fails_the_same_health_check(half_demo_data, tmp_path):
-    cfg = small_demo(half_demo_data, tmp_path / "run", *LEGACY, epochs=8)  # as the default's case above
+@pytest.mark.learning
+def test_the_old_formulation_fails_the_same_health_check(half_demo_data, train_seed, tmp_path, record_property):
+    cfg = small_demo(half_demo_data, tmp_path / "run", *LEGACY, epochs=8, seed=train_seed)  # as the default's case above
     result = train(cfg, progress=False)
-    last = json.loads((result.work_dir / "history.json").read_text())[-1]
-    assert last["health/test_auroc"] < 0.8, last  # measured: 0.73 (0.64 on the full demo data, 10 epochs)
+    measured = health(json.loads((result.work_dir / "history.json").read_text()))
+    for name, value in measured.items():
+        record_property(name, value)
+    # measured (seed 0): below the check on all three; on the full demo data λ collapses (act 0.001, AUROC 0.63)
+    assert {k: v for k, v in measured.items() if v < HEALTH[k]}, measured
 
 
-def test_oracle_trains_and_evaluates_with_the_ground_truth_as_attention(pulse_dataset, tmp_path, one_thread):
+@pytest.mark.learning
+def test_oracle_trains_and_evaluates_with_the_ground_truth_as_attention(pulse_dataset, train_seed, tmp_path,
+                                                                        one_thread):
     from gaf.config import from_dict
     from gaf.engine.experiment import ExperimentConfig
 
@@ -103,7 +124,7 @@ def test_oracle_trains_and_evaluates_with_the_ground_truth_as_attention(pulse_da
         "name": "oracle", "dataset": pulse_dataset, "work_dir": str(tmp_path / "run"),
         "model": {"gaf": {"oracle": True, "attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
                   "detector": {"embed_dim": 32, "num_levels": 4, "head_layers": 1, "stem_layers": 1}},
-        "train": {"epochs": 3, "batch_size": 4, "lr": 3e-3, "seed": 1},
+        "train": {"epochs": 3, "batch_size": 4, "lr": 3e-3, "seed": train_seed},
         "eval": {"tious": [0.3, 0.5, 0.7], "batch_size": 8}})
     result = train(cfg, progress=False)
     last = json.loads((result.work_dir / "history.json").read_text())[-1]

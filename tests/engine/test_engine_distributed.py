@@ -80,8 +80,10 @@ def test_global_batches_are_split_contiguously_and_identically_on_every_rank():
     assert DistContext(rank=1, world_size=3).shard(list("abcdefg")) == ["b", "e"]
 
 
-def test_two_gloo_processes_train_the_weights_of_one_process_and_evaluate_the_same(pulse_dataset, tmp_path):
-    cfg = _config(tmp_path / "tiny.yaml", pulse_dataset, save_every_iters=2)  # + mid-epoch saves (gathered)
+@pytest.mark.learning
+def test_two_gloo_processes_train_the_weights_of_one_process_and_evaluate_the_same(pulse_dataset, train_seed,
+                                                                                  tmp_path, record_property):
+    cfg = _config(tmp_path / "tiny.yaml", pulse_dataset, save_every_iters=2, seed=train_seed)  # + mid-epoch saves (gathered)
     _gaf("train", str(cfg), "--work-dir", str(tmp_path / "one"), "--no-progress")
     two = _gaf("train", str(cfg), "--work-dir", str(tmp_path / "two"), "--no-progress", nproc=2)
     assert "2 processes" in (tmp_path / "two" / "log.txt").read_text()
@@ -97,6 +99,7 @@ def test_two_gloo_processes_train_the_weights_of_one_process_and_evaluate_the_sa
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert m2["mAP"] == pytest.approx(m1["mAP"], abs=1e-4)
+    record_property("mAP@0.3", m1["mAP"][0])
     assert m1["mAP"][0] > 0.05  # a real (if short) training run, not an empty prediction set
 
     # Distributed evaluation: the videos are shared out and gathered; same predictions, same mAP.

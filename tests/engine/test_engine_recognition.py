@@ -58,12 +58,12 @@ def write_ucf_features(root: Path, *, train_groups: int = 8, test_groups: int = 
             "input_dim": DIM}
 
 
-def tiny_experiment(data: dict, tmp_path: Path, **model) -> RecognitionExperiment:
+def tiny_experiment(data: dict, tmp_path: Path, seed: int = 0, **model) -> RecognitionExperiment:
     return from_dict(RecognitionExperiment, {
         "task": "recognition", "name": "tiny_ucf", "dataset": data,
         "model": {"dropout": 0.1, "gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4,
                                          "fusion": "attention"}, **model},
-        "train": {"epochs": 30, "batch_size": 4, "lr": 1e-2, "warmup_epochs": 1, "seed": 0},
+        "train": {"epochs": 30, "batch_size": 4, "lr": 1e-2, "warmup_epochs": 1, "seed": seed},
         "eval": {"num_clips": 3, "topk": [1, 5], "batch_size": 8},
         "work_dir": str(tmp_path / "run"),
     })
@@ -75,12 +75,16 @@ def ucf_features(tmp_path: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_gaf_recognizer_learns_and_eval_from_final_reproduces_metrics(ucf_features, tmp_path):
+@pytest.mark.learning
+def test_gaf_recognizer_learns_and_eval_from_final_reproduces_metrics(ucf_features, train_seed, tmp_path,
+                                                                      record_property):
     torch.set_num_threads(1)
-    cfg = tiny_experiment(ucf_features, tmp_path)
+    cfg = tiny_experiment(ucf_features, tmp_path, seed=train_seed)
     result = train_recognizer(cfg, progress=False)
     m = result.metrics
     assert m is not None and m["num_videos"] == 20 and m["num_clips"] == 3
+    record_property("top1", m["top1"])
+    record_property("mean class acc", m["mean_class_acc"])
     assert m["top1"] > 0.8, m  # chance is 0.25
     assert m["top5"] == 1.0  # 4 classes: every true class is in the top 5
     assert m["mean_class_acc"] > 0.8
@@ -117,9 +121,11 @@ def test_gaf_recognizer_learns_and_eval_from_final_reproduces_metrics(ucf_featur
 
 
 @pytest.mark.slow
-def test_baseline_without_gaf_trains_through_the_cli_entry_point(ucf_features, tmp_path, capsys):
+@pytest.mark.learning
+def test_baseline_without_gaf_trains_through_the_cli_entry_point(ucf_features, train_seed, tmp_path, capsys,
+                                                                 record_property):
     torch.set_num_threads(1)
-    cfg = tiny_experiment(ucf_features, tmp_path, gaf={"enabled": False})
+    cfg = tiny_experiment(ucf_features, tmp_path, seed=train_seed, gaf={"enabled": False})
     path = tmp_path / "base.yaml"
     path.write_text(cfg.to_yaml())
     assert is_recognition_config(path)
@@ -128,6 +134,7 @@ def test_baseline_without_gaf_trains_through_the_cli_entry_point(ucf_features, t
     out = capsys.readouterr().out
     assert "top1" in out and "top5" in out and "mean_class_acc" in out
     metrics = json.loads((tmp_path / "base" / "metrics.json").read_text())
+    record_property("top1", metrics["top1"])
     assert metrics["top1"] > 0.5
     history = json.loads((tmp_path / "base" / "history.json").read_text())
     assert len(history) == 6 and not any(k.startswith("frame/") for k in history[0])  # no Frame-GAF stage

@@ -226,8 +226,8 @@ def test_a_reversed_predicted_segment_is_a_false_positive_with_a_warning():
     can only be a false positive — and it takes its place in the ranking."""
     gt = gt_set({"v": [(0, 10, "a"), (20, 30, "a")]})
     pred = pred_set({"v": [(10, 0, "a", 0.95), (0, 10, "a", 0.9), (30, 20, "a", 0.8), (20, 30, "a", 0.5)]})
-    with pytest.warns(EvaluationWarning, match=r"pred\.json: 2 predicted segment\(s\) with end < start \(e\.g\. in "
-                                               r"video 'v'\) count as false positives"):
+    with pytest.warns(EvaluationWarning, match=r"pred\.json: 2 predicted segment\(s\) outside their video or reversed: "
+                                               r"2 reversed \(end < start\) \(e\.g\. video 'v' \[10, 0\]\)"):
         result = evaluate_detections(gt, pred, (0.5,))
     # ranks: FP, TP, FP, TP -> precision 1/2 at recall 1/2 and 2/4 at recall 1: interpolated AP 0.5
     assert result.per_class_ap["a"] == pytest.approx([0.5])

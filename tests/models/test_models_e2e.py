@@ -18,8 +18,8 @@ SMALL = {"gaf": {"attention_dim": 16, "reduce_dim": 8, "hidden_dim": 16, "latent
 L, S, K = 32, 32, 3  # 32 frames of 32×32 -> T' = 8 feature steps
 
 
-def tiny(**cfg) -> E2EDetector:
-    torch.manual_seed(0)
+def tiny(*, seed: int = 0, **cfg) -> E2EDetector:
+    torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random-init I3D warning: intended
         model = build_e2e_detector(from_dict(E2EConfig, {"detector": SMALL, **cfg}), num_classes=K, clip_len=L)
@@ -116,8 +116,9 @@ def test_frozen_backbone_is_left_out_of_every_stage():
     assert all(p.grad is None for p in model.backbone.parameters())
 
 
-def test_two_stage_training_steps_lower_the_segment_loss_and_predict_runs():
-    model = tiny(merge="average", proj_dim=32)
+@pytest.mark.learning
+def test_two_stage_training_steps_lower_the_segment_loss_and_predict_runs(train_seed, record_property):
+    model = tiny(merge="average", proj_dim=32, seed=train_seed)
     frames, segments, labels = batch()
     opts = {s: torch.optim.Adam(model.stage_parameters(s), lr=1e-3) for s in ("frame", "segment")}
     first = last = None
@@ -131,6 +132,7 @@ def test_two_stage_training_steps_lower_the_segment_loss_and_predict_runs():
             if stage == "segment":
                 first = loss.item() if first is None else first
                 last = loss.item()
+    record_property("last / first loss", last / first)
     assert last < first
     model.eval()
     preds = model.predict(frames, score_threshold=0.0, pre_nms_top_k=10)
