@@ -34,7 +34,8 @@ def config(args) -> dict:
     """ActionFormer's THUMOS14 recipe at the bench's sizes (widths, epochs, batch, lr as gaf's runs). The
     point buffer (``max_buffer_len_factor`` x ``max_seq_len`` points, 6x by default) is made long enough for
     the longest video it is fed: the speed test's longest ``--lengths``, and the benchmark's longest test video
-    (ActionFormer runs a test video whole: the ``real`` benchmark's reach 6,275 steps)."""
+    (ActionFormer runs a test video whole, padded up to a multiple of its largest stride: the ``real``
+    benchmark's reach 6,275 steps; one ``max_seq_len`` more covers the padding)."""
     from actionformer.core.config import DEFAULTS, _merge, _update_config
 
     bench = json.loads((Path(args.data) / "benchmark.json").read_text())["config"]
@@ -51,7 +52,7 @@ def config(args) -> dict:
         "model": {"backbone_type": "convTransformer", "fpn_type": "identity", "backbone_arch": [2, 2, 5],
                   "n_mha_win_size": 19, "embd_dim": args.width, "fpn_dim": args.width, "head_dim": args.width,
                   "max_buffer_len_factor": max(6.0, max(args.lengths) / args.max_seq_len,
-                                               longest_video(Path(args.data)) / args.max_seq_len), "use_abs_pe": False, "use_rel_pe": False},
+                                               longest_video(Path(args.data)) / args.max_seq_len + 1.0), "use_abs_pe": False, "use_rel_pe": False},
         "opt": {"type": "AdamW", "learning_rate": args.lr, "weight_decay": 0.05, "epochs": args.epochs - 1,
                 "warmup": True, "warmup_epochs": 1, "schedule_type": "cosine"},
         "loader": {"batch_size": args.batch_size, "num_workers": 0},
