@@ -128,8 +128,6 @@ class AnchorFreeDetector(nn.Module):
             self.downs = None
             self.pyramid = SGPPyramid(E, cfg.num_levels, window=cfg.sgp_window, k=cfg.sgp_k)
         elif cfg.backbone == "maxpool":
-            if cfg.maxpool_kernel < 1 or cfg.maxpool_kernel % 2 == 0:
-                raise ConfigError(f"model.detector.maxpool_kernel: must be odd and >= 1, got {cfg.maxpool_kernel}")
             self.downs = None
             self.pyramid = MaxPoolPyramid(cfg.num_levels, kernel=cfg.maxpool_kernel)
         else:

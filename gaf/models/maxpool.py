@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from gaf.errors import ConfigError
 from gaf.models.blocks import masked_downsample
 
 __all__ = ["MaxPoolPyramid"]
@@ -38,8 +39,8 @@ class MaxPoolPyramid(nn.Module):
 
     def __init__(self, levels: int, *, kernel: int = 3) -> None:
         super().__init__()
-        if kernel < 1 or kernel % 2 == 0:
-            raise ValueError(f"maxpool kernel must be odd and >= 1, got {kernel}")
+        if kernel < 1 or kernel % 2 == 0:  # a DetectorConfig built in Python skips the config file's check
+            raise ConfigError(f"model.detector.maxpool_kernel: must be odd and >= 1, got {kernel}")
         self.levels, self.kernel = levels, kernel
 
     def forward(self, h: torch.Tensor, m: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

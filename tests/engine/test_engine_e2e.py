@@ -53,17 +53,22 @@ def write_video(path: Path, start: float, end: float) -> None:
     container.close()
 
 
-@pytest.fixture(scope="module")
-def frames_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e")
+def write_frames_root(root: Path, videos: list[tuple[str, str, float, float]]) -> Path:
+    """``root/videos/<id>.mkv`` (:func:`write_video`) and ``root/annotations.json`` for ``videos``
+    (id, subset, action start s, action end s); returns ``root``."""
     (root / "videos").mkdir()
     database = {}
-    for vid, subset, s, e in VIDEOS:
+    for vid, subset, s, e in videos:
         write_video(root / "videos" / f"{vid}.mkv", s, e)
         database[vid] = {"subset": subset, "duration": FRAMES / FPS, "fps": float(FPS),
                          "annotations": [{"segment": [s, e], "label": "Slide", "label_id": 0}]}
     (root / "annotations.json").write_text(json.dumps({"database": database}))
     return root
+
+
+@pytest.fixture(scope="module")
+def frames_root(tmp_path_factory) -> Path:
+    return write_frames_root(tmp_path_factory.mktemp("e2e"), VIDEOS)
 
 
 # The learning run's videos: 8 to train on, 4 held out, the square sliding for 1.2–2.4 s at different times.
@@ -77,15 +82,7 @@ LEARNING_VIDEOS = [("v0", "validation", 1.2, 3.2), ("v1", "validation", 0.4, 2.0
 
 @pytest.fixture(scope="module")
 def learning_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e_learning")
-    (root / "videos").mkdir()
-    database = {}
-    for vid, subset, s, e in LEARNING_VIDEOS:
-        write_video(root / "videos" / f"{vid}.mkv", s, e)
-        database[vid] = {"subset": subset, "duration": FRAMES / FPS, "fps": float(FPS),
-                         "annotations": [{"segment": [s, e], "label": "Slide", "label_id": 0}]}
-    (root / "annotations.json").write_text(json.dumps({"database": database}))
-    return root
+    return write_frames_root(tmp_path_factory.mktemp("e2e_learning"), LEARNING_VIDEOS)
 
 
 def frames_section(root: Path, **extra) -> dict:

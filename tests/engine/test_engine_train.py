@@ -35,6 +35,15 @@ def tiny_config(dataset: dict, tmp_path, **train) -> ExperimentConfig:
     return from_dict(ExperimentConfig, data)
 
 
+def train_and_score(cfg: ExperimentConfig, record_property):
+    """Train ``cfg``; returns the run and its mAP per tIoU, with mAP@0.5 recorded for `make test-seeds`."""
+    result = train(cfg, progress=False)
+    assert result.metrics is not None
+    mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
+    record_property("mAP@0.5", mAP[0.5])
+    return result, mAP
+
+
 def write_yaml(cfg: ExperimentConfig, path) -> str:
     path.write_text(cfg.to_yaml())
     return str(path)
@@ -43,10 +52,7 @@ def write_yaml(cfg: ExperimentConfig, path) -> str:
 @pytest.mark.learning
 def test_training_learns_and_attention_marks_actions(pulse_dataset, train_seed, tmp_path, record_property):
     cfg = tiny_config(pulse_dataset, tmp_path, epochs=80, seed=train_seed)
-    result = train(cfg, progress=False)
-    assert result.metrics is not None
-    mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
-    record_property("mAP@0.5", mAP[0.5])
+    result, mAP = train_and_score(cfg, record_property)
     assert mAP[0.5] > 0.8, result.metrics
 
     # λ is higher inside ground-truth instances than outside, on the test videos.
@@ -83,9 +89,7 @@ def test_the_transformer_backbone_learns_through_gaf_train(pulse_dataset, train_
     cfg.model.detector.backbone = "transformer"
     cfg.model.detector.attention_heads = 4
     cfg.model.detector.attention_window = 9
-    result = train(cfg, progress=False)
-    mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
-    record_property("mAP@0.5", mAP[0.5])
+    result, mAP = train_and_score(cfg, record_property)
     assert mAP[0.5] > 0.8, result.metrics
     weights = torch.load(result.final_checkpoint, weights_only=True)["model"]
     assert any(k.endswith("pyramid.branch.0.attn.qkv.weight") for k in weights)  # the transformer was trained
@@ -100,9 +104,7 @@ def test_the_sgp_backbone_with_the_trident_head_learns_through_gaf_train(pulse_d
     cfg.model.detector.boundary_head = "trident"
     cfg.model.detector.norm = "layer"  # as bench/peer.py measured it best (group norm: every other training test)
     cfg.model.loss.reg_mode = "diou"  # as thumos14_i3d / anet_i3d ship it (GIoU: every other training test)
-    result = train(cfg, progress=False)
-    mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
-    record_property("mAP@0.5", mAP[0.5])
+    result, mAP = train_and_score(cfg, record_property)
     assert mAP[0.5] > 0.8, result.metrics
     weights = torch.load(result.final_checkpoint, weights_only=True)["model"]
     assert any(k.endswith("pyramid.branch.0.conv_kw.weight") for k in weights)  # the SGP layers were trained
@@ -119,9 +121,7 @@ def test_the_parameter_free_maxpool_pyramid_learns_through_gaf_train(pulse_datas
     # one of each, as in the other tests' tiny model, mAP@0.5 fell to 0.82 on seeds 0 and 2)
     cfg.model.detector.stem_layers = 2
     cfg.model.detector.head_layers = 2
-    result = train(cfg, progress=False)
-    mAP = dict(zip(result.metrics["tious"], result.metrics["mAP"]))
-    record_property("mAP@0.5", mAP[0.5])
+    result, mAP = train_and_score(cfg, record_property)
     assert mAP[0.5] > 0.8, result.metrics
     weights = torch.load(result.final_checkpoint, weights_only=True)["model"]
     assert not any(".pyramid." in k or ".downs." in k for k in weights)  # only the stem and the heads learned
