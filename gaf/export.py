@@ -20,8 +20,11 @@ zero on masked points; keep the best ``eval.pre_nms_top_k`` (point, class) pairs
 seconds = steps · ``feature_stride / fps`` + the window's start; then per class Gaussian Soft-NMS
 (``eval.nms_sigma``) and the best ``eval.max_per_video``; with ``eval.voting_iou`` > 0, each kept segment's
 boundaries then become the score · tIoU weighted mean of the same class's candidates overlapping it by at
-least that tIoU (:func:`gaf.postprocess.vote_segments`). ``gaf export`` writes these numbers beside the
-model (``FILE.json``).
+least that tIoU (:func:`gaf.postprocess.vote_segments`). A class-agnostic model (``class_agnostic``: one
+class, ``"action"``) gives proposals; gaf classes them with video-level class scores: each proposal becomes
+one detection per top-``video_score_topk`` class of its video, scored ``p · s_c`` (``video_fusion``:
+``afsd``) or ``sqrt(p · s_c)`` (``actionformer``) (:func:`gaf.engine.video_scores.fuse_video_scores`).
+``gaf export`` writes these numbers beside the model (``FILE.json``).
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def _example(in_dim: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def decoding_settings(cfg: Any, labels: list[str], in_dim: int) -> dict[str, Any]:
     """What a consumer needs to turn the raw outputs into detections in seconds (module docstring)."""
+    from gaf.engine.video_scores import DEFAULT_TOPK
+
     ds, ev = cfg.dataset, cfg.eval
     fps = float(ds.fps) if ds.fps is not None else 30.0
     return {"inputs": {"features": "(B, C, T) float32", "mask": "(B, T) bool"}, "outputs": list(OUTPUT_NAMES),
@@ -82,7 +87,9 @@ def decoding_settings(cfg: Any, labels: list[str], in_dim: int) -> dict[str, Any
             "score": cfg.model.detector.score, "pre_nms_top_k": ev.pre_nms_top_k,
             "score_threshold": ev.score_threshold, "nms": ev.nms, "nms_sigma": ev.nms_sigma, "nms_iou": ev.nms_iou,
             "min_score": ev.min_score, "max_per_video": ev.max_per_video, "voting_iou": ev.voting_iou,
-            "class_agnostic_nms": ev.class_agnostic_nms,
+            "class_agnostic_nms": ev.class_agnostic_nms, "class_agnostic": bool(ds.class_agnostic),
+            "video_fusion": ev.video_fusion,
+            "video_score_topk": ev.video_score_topk or DEFAULT_TOPK[ev.video_fusion],
             "fps": fps, "feature_stride": int(ds.feature_stride), "num_frames": int(ds.num_frames),
             "step_seconds": ds.feature_stride / fps,
             "step_centre_seconds": "(t * feature_stride + num_frames / 2) / fps",

@@ -9,7 +9,10 @@ from gaf.commands._common import add_progress_argument, add_set_argument
 HELP = """\
 Evaluate a checkpoint on the test split of its dataset. Detection: inference,
 Soft-NMS, mAP at eval.tious (ActivityNet rules), report, ActivityNet results
-JSON. Recognition checkpoints: top-1 / top-5 with multi-clip averaging.
+JSON. Recognition checkpoints: top-1 / top-5 with multi-clip averaging, and
+every test video's class probabilities in video_scores.json (CUHK's
+ActivityNet classifier layout; --scores-out to write them elsewhere), which a
+detection config's eval.video_scores reads.
 
 CONFIG is optional: without it, the config stored in the checkpoint is used.
 With --fuse, a second checkpoint (e.g. the flow model next to an RGB model)
@@ -18,10 +21,20 @@ offsets) are averaged before decoding, as the paper does at test time. The
 second model uses the config stored in its checkpoint with the same --set
 overrides applied.
 
+A class-agnostic checkpoint (trained with dataset.class_agnostic=true) is
+scored as proposals (every ground-truth label collapsed to "action") unless
+eval.video_scores names a JSON of video-level class scores ({"results":
+{video_id: [K scores]}, "class": [K names]}, CUHK's ActivityNet layout):
+each proposal then takes its video's top eval.video_score_topk classes,
+scored sqrt(p * s) (eval.video_fusion=actionformer, top 2) or p * s (afsd,
+top 1).
+
 examples:
   gaf eval --ckpt work_dirs/demo/final.pt
   gaf eval thumos14_i3d_rgb --ckpt rgb/final.pt --fuse flow/final.pt --out fused.json
+  gaf eval --ckpt work_dirs/demo_anet_cls/final.pt --scores-out anet_video_scores.json
   torchrun --nproc_per_node 4 -m gaf eval --ckpt final.pt   # videos shared over 4 processes
+  gaf eval --ckpt anet/final.pt --set eval.video_scores=cuhk_val_simp_share.json
 """
 
 
@@ -32,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt", required=True, help="checkpoint (final.pt, latest.pt or epoch_N.pt)")
     p.add_argument("--fuse", metavar="CKPT2", help="second-stream checkpoint whose outputs are averaged in")
     p.add_argument("--out", help="predictions JSON path (default: <work dir>/predictions.json)")
+    p.add_argument("--scores-out", metavar="FILE",
+                   help="recognition: video-level class scores JSON (default: <work dir>/video_scores.json)")
     p.add_argument("--work-dir", help="where to write metrics and report (default: eval_<ckpt stem> beside the checkpoint)")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the HTML report")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -49,11 +64,16 @@ def run(args: argparse.Namespace) -> int:
     from gaf.engine.recognition import is_recognition_checkpoint, is_recognition_config
     from gaf.engine.distributed import init_distributed
     from gaf.engine.runtime import setup_logging
+    from gaf.errors import ConfigError
     from gaf.io import refuse_input_as_output
 
     refuse_input_as_output(args.out, [args.ckpt, args.fuse, args.config], "--out")
+    refuse_input_as_output(args.scores_out, [args.ckpt, args.fuse, args.config, args.out], "--scores-out")
     if (args.config and is_recognition_config(args.config)) or is_recognition_checkpoint(args.ckpt):
         return _evaluate_recognizer(args)
+    if args.scores_out:
+        raise ConfigError("--scores-out: video-level class scores come from recognition checkpoints; "
+                          f"{args.ckpt} holds a detector")
 
     ctx = init_distributed(args.device)
     device = ctx.device
@@ -97,19 +117,25 @@ def _evaluate_recognizer(args: argparse.Namespace) -> int:
     from gaf.engine.distributed import init_distributed
     from gaf.engine.recognition import evaluate_recognizer, load_recognizer
     from gaf.engine.runtime import setup_logging
+    from gaf.io import refuse_input_as_output
 
     ctx = init_distributed(args.device)
     if not ctx.is_main:  # recognition is scored on rank 0 alone (test sets are small)
         return 0
     model, cfg = load_recognizer(args.ckpt, config=args.config, overrides=args.overrides, device=ctx.device)
+    out = Path(args.out) if args.out else None
+    scores_out = Path(args.scores_out) if args.scores_out else None
+    annotations = [cfg.dataset.annotation_file] if cfg.dataset.source == "annotations" else []
+    refuse_input_as_output(out, annotations, "--out")  # before anything is written
+    refuse_input_as_output(scores_out, annotations, "--scores-out")
     ckpt = Path(args.ckpt)
     work_dir = Path(args.work_dir) if args.work_dir else ckpt.parent / f"eval_{ckpt.stem}{'_fused' if args.fuse else ''}"
     logger = setup_logging(work_dir, filename="eval_log.txt")
-    out = Path(args.out) if args.out else None
     # a second stream (e.g. flow next to RGB): its stored config, the same overrides
     fuse = [load_recognizer(args.fuse, overrides=args.overrides, device=ctx.device)] if args.fuse else []
     result = evaluate_recognizer(model, cfg, device=ctx.device, progress=args.progress, logger=logger,
-                                 work_dir=work_dir, predictions_path=out, fuse=fuse)
+                                 work_dir=work_dir, predictions_path=out, scores_path=scores_out, fuse=fuse)
     print(result.format_table())
     print(f"predictions: {out or work_dir / 'predictions.json'}")
+    print(f"video scores: {scores_out or work_dir / 'video_scores.json'}")
     return 0

@@ -14,7 +14,7 @@ action recognizer when the config says `task: recognition` (top-1 / top-5).
 CONFIG is a YAML file or the name of a bundled config (demo, demo_hard, thumos14_i3d,
 anet_i3d: GAF on the SGP + Trident detector; thumos14_i3d_afsd, anet_i3d_afsd: GAF on
 the paper's AFSD base; thumos14_i3d_rgb, thumos14_i3d_flow, thumos14_e2e, ablation_ai,
-ablation_ai_nai, ablation_ai_nai_r, ucf101_features, ucf101_i3d).
+ablation_ai_nai, ablation_ai_nai_r, ucf101_features, ucf101_i3d, demo_anet_cls).
 
 GAF's formulation is a config choice (model.gaf.attention scalar|channel,
 model.gaf.context local|global, model.gaf.output average|enhanced|normalized,

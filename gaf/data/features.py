@@ -16,8 +16,13 @@ Every item carries ``meta["time_offset"]`` (seconds of the centre of the
 item's step 0) and ``meta["step_seconds"]`` (seconds per step), so a position
 ``x`` (in steps, relative to the item) maps to ``time_offset + x *
 step_seconds`` seconds. With ``resize_length = L`` (ActivityNet style) the
-whole video is linearly resampled to ``L`` steps: ``step_seconds =
-duration / L`` and ``time_offset = 0.5 * step_seconds``.
+whole video is resampled to ``L`` steps: ``step_seconds = duration / L``
+seconds and ``time_offset = 0.5 * step_seconds``, whatever the file's raw
+step count ``T``. ``resize_mode`` says how (both in steps, blind to seconds):
+``linear`` (the default, ActionFormer's ``F.interpolate(mode="linear",
+align_corners=False)``) or ``average`` (:func:`resample_average`: output step
+``i`` is the mean of the raw steps over ``[i*T/L, (i+1)*T/L)``, the area
+resampling of OpenTAD / BMN-style pipelines).
 
 Ground-truth segments of an item are in steps relative to the item. They are
 clamped where a training crop or an eval window cuts them, but not at the
@@ -40,7 +45,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -49,16 +54,27 @@ import torch.nn.functional as F
 from gaf.data.split import SplitDataset, window_starts
 from gaf.errors import ConfigError, DataError
 
-__all__ = ["DatasetConfig", "FeatureDataset", "collate", "window_starts", "PREPROCESSING", "read_preprocessing"]
+__all__ = ["DatasetConfig", "FeatureDataset", "collate", "window_starts", "PREPROCESSING", "read_preprocessing",
+           "RESIZE_MODES", "resample", "resample_average"]
 
 #: the settings ``gaf extract`` records in a feature folder's ``features.json`` (and gaf detect checks)
 PREPROCESSING = ("fps", "stride", "window", "streams", "short_side", "crop", "weights_sha256")
+
+#: the values of ``dataset.resize_mode`` (how ``resize_length`` resamples a video)
+RESIZE_MODES = ("linear", "average")
 
 
 
 @dataclass
 class DatasetConfig:
     """Where the features are and how their time axis maps to seconds.
+
+    ``class_agnostic`` (ActivityNet as the field runs it): the detector
+    trains and infers with one class, ``"action"`` (every instance becomes
+    class 0); the ground truth scored keeps the annotation's classes, which
+    ``eval.video_scores`` (video-level class scores fused with the proposals,
+    :mod:`gaf.engine.video_scores`) puts back; without it the proposals are
+    scored against the ground truth with every label collapsed to ``"action"``.
 
     ``input_dim`` is the channel count ``C`` of every feature file; the model
     sees ``channels[1] - channels[0]`` of them when ``channels`` (a ``[start,
@@ -79,7 +95,13 @@ class DatasetConfig:
     end-to-end frame clips (``frames``) and ``gaf export``'s fixed-shape
     graph keep windows. ``trunc_min_overlap``: an instance cut by a training
     crop or eval window is kept only when at least this fraction of it lies
-    inside.
+    inside. ``resize_length`` (steps; ActivityNet style, e.g. 768 or 192)
+    resamples every video's ``T`` raw steps to that many, each
+    ``duration / resize_length`` seconds long; ``resize_mode`` picks how:
+    ``linear`` (default; ActionFormer's interpolation) or ``average`` (each
+    step the mean of the raw steps over its ``T / resize_length``-step bin;
+    see :func:`resample_average`). ``resize_mode: average`` needs
+    ``resize_length``.
     """
 
     annotation_file: str
@@ -97,10 +119,12 @@ class DatasetConfig:
     channels: list[int] | None = None
     max_seq_len: int = 2304
     resize_length: int | None = None
+    resize_mode: Literal["linear", "average"] = "linear"
     eval_max_seq_len: int | None = None
     eval_window_overlap: float = 0.25
     trunc_min_overlap: float = 0.5
     labels: list[str] | None = None
+    class_agnostic: bool = False  # one class, "action" (docstring)
 
     def __post_init__(self) -> None:
         for name in ("feature_stride", "num_frames", "input_dim", "max_seq_len"):
@@ -112,6 +136,11 @@ class DatasetConfig:
             raise ConfigError("dataset.force_fps: true needs dataset.fps to be set")
         if self.resize_length is not None and self.resize_length < 1:
             raise ConfigError(f"dataset.resize_length: must be >= 1, got {self.resize_length}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"dataset.resize_mode: must be one of {', '.join(map(repr, RESIZE_MODES))}, "
+                              f"got {self.resize_mode!r}")
+        if self.resize_mode != "linear" and self.resize_length is None:
+            raise ConfigError(f"dataset.resize_mode: {self.resize_mode} needs dataset.resize_length to be set")
         if self.eval_max_seq_len is not None and self.eval_max_seq_len != 0 \
                 and self.eval_max_seq_len < self.max_seq_len:
             raise ConfigError(f"dataset.eval_max_seq_len: must be null or 0 (= dataset.max_seq_len) or "
@@ -412,9 +441,7 @@ class FeatureDataset(SplitDataset):
             self._check_finite(x, info, start)
             return x
         self._check_finite(x, info, 0)
-        t = torch.from_numpy(x.T.copy())[None]  # (1, C, T_raw)
-        t = F.interpolate(t, size=info.num_steps, mode="linear", align_corners=False)[0]
-        return t[:, start:start + length].T.numpy()
+        return resample(x.T, info.num_steps, self.cfg.resize_mode)[:, start:start + length].T
 
     @staticmethod
     def _check_finite(x: np.ndarray, info: _VideoInfo, start: int) -> None:
@@ -429,6 +456,41 @@ class FeatureDataset(SplitDataset):
             raise DataError(f"{info.path}: video {info.video_id!r}: feature values up to {float(np.abs(x).max()):.3g} "
                             f"(first beyond {MAX_FEATURE_MAGNITUDE:g} at step {step}) would overflow the model; "
                             "rescale the features")
+
+
+def resample(x: np.ndarray, length: int, mode: str = "linear") -> np.ndarray:
+    """Features ``(C, T)`` resampled along time to ``(C, length)``, float32 (``dataset.resize_mode``).
+
+    ``linear``: ``F.interpolate(mode="linear", align_corners=False)``, as
+    ActionFormer resizes ActivityNet videos (output step ``i`` reads the input
+    at ``(i + 0.5) * T / length - 0.5``, clamped to the ends). ``average``:
+    :func:`resample_average`. The one place gaf resamples a video's features.
+    """
+    if mode == "average":
+        return resample_average(x, length)
+    if mode != "linear":
+        raise ValueError(f"resample: mode must be one of {', '.join(map(repr, RESIZE_MODES))}, got {mode!r}")
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]  # (1, C, T)
+    return F.interpolate(t, size=length, mode="linear", align_corners=False)[0].numpy()
+
+
+def resample_average(x: np.ndarray, length: int) -> np.ndarray:
+    """Area resampling of features ``(C, T)`` to ``(C, L)``, ``L = length``, float32.
+
+    Raw step ``j`` is taken as constant over ``[j, j + 1)``; output step ``i``
+    is the mean over its bin ``[i * T / L, (i + 1) * T / L)``, a raw step that
+    overlaps the bin partly weighted by the overlap. When ``L`` divides ``T``
+    it is the mean of ``T / L`` consecutive steps; for ``L > T`` a raw step's
+    value repeats (a bin straddling two steps mixes them). The mean over time
+    is kept. Computed from float64 cumulative sums: ``O(C * (T + L))``.
+    """
+    C, T = x.shape
+    cum = np.zeros((C, T + 1), dtype=np.float64)  # cum[:, k] = sum of raw steps [0, k)
+    np.cumsum(x, axis=1, dtype=np.float64, out=cum[:, 1:])
+    edges = np.arange(length + 1, dtype=np.float64) * T / length  # bin edges in raw steps; edges[L] == T
+    k = np.minimum(np.floor(edges).astype(np.int64), T - 1)  # the raw step each edge falls in
+    area = cum[:, k] + (edges - k) * x[:, k]  # (C, L + 1): integral of the features over [0, edge)
+    return (np.diff(area, axis=1) * (length / T)).astype(np.float32)
 
 
 def collate(items: list[dict[str, Any]], *, pad_to: int | None = None, size_divisor: int = 1) -> dict[str, Any]:

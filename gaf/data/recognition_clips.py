@@ -1,7 +1,8 @@
-"""UCF101-style clip datasets for action recognition.
+"""Clip datasets for action recognition: UCF101-style split lists, or the
+untrimmed videos of a detection annotation file.
 
-A dataset is a folder of split files in UCF101's official format plus either
-cached features or the videos themselves::
+A UCF101-style dataset is a folder of split files in UCF101's official format
+plus either cached features or the videos themselves::
 
     split_dir/classInd.txt        "1 ApplyEyeMakeup" (1-based id, class name)
     split_dir/trainlist01.txt     "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"
@@ -19,6 +20,18 @@ cached features or the videos themselves::
   to ``resize``, cropped to ``crop_size`` (random + horizontal flip in
   training, centre at test), scaled to [-1, 1]; test items hold
   ``num_clips`` evenly spaced clips.
+* :class:`AnnotationFeatureDataset` (``source: annotations``): the untrimmed
+  videos of a detection annotation file (ActivityNet / ActionFormer JSON, BSN's
+  file, THUMOS14's: whatever :func:`gaf.data.annotations.read_ground_truth`
+  reads), subsets ``train_subset`` / ``test_subset``, features named as the
+  detection datasets name them
+  (``feature_dir/<file_prefix><video_id><file_suffix><file_ext>``), clips cut
+  as for ``features``. The classes are the file's labels (the whole file, so
+  every subset shares the ids); a video's label is the class with the most
+  annotated seconds in it (:func:`video_class`: ActivityNet videos hold one
+  class, almost always). Videos without an annotated segment have no label:
+  they are skipped, with one :class:`~gaf.data.annotations.AnnotationWarning`
+  counting them.
 
 Every item is a dict ``{"inputs": (n, C, L) features or (n, 3, L, H, W)
 frames, "mask": (n, L) bool, "label": int, "video": str}`` with ``n``
@@ -27,11 +40,13 @@ which clips belong to which video. Randomness comes from torch's RNG, so
 the engine's per-epoch seeding makes runs reproducible.
 
 Errors are :class:`gaf.errors.DataError` naming the file and, for entries of
-a split list, the list and its line.
+a split list, the list and its line; for videos of an annotation file, the
+annotation file and the subset.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -42,28 +57,39 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from gaf.config import AT_LEAST_ONE, ranged
-from gaf.data.annotations import read_ucf101_split
+from gaf.data.annotations import AnnotationWarning, Video, read_ground_truth, read_ucf101_split
 from gaf.errors import AnnotationError, DataError
 
-__all__ = ["ClipDataConfig", "ClipFeatureDataset", "ClipVideoDataset", "build_clip_dataset", "collate_clips",
-           "clip_starts"]
+__all__ = ["ClipDataConfig", "ClipFeatureDataset", "ClipVideoDataset", "AnnotationFeatureDataset",
+           "build_clip_dataset", "collate_clips", "clip_starts", "video_class"]
 
 
 @dataclass
 class ClipDataConfig:
     """Where the clips are and how they are cut (``clip_len`` in feature steps or frames)."""
 
-    source: Literal["features", "video"] = "features"
+    source: Literal["features", "video", "annotations"] = "features"
     split_dir: str = "data/ucf101/splits"  # classInd.txt, trainlist0N.txt, testlist0N.txt
     split: int = 1  # official split 1, 2 or 3
-    feature_dir: str = "data/ucf101/features"  # source=features: <stem>.npy, T×C float32
+    feature_dir: str = "data/ucf101/features"  # source=features: <stem>.npy; annotations: see feature_path
     video_dir: str = "data/ucf101/videos"  # source=video: <Class>/<file>.avi (or flat)
-    input_dim: int | None = ranged(None, AT_LEAST_ONE)  # source=features: expected C (None: taken from the first file)
+    # source=annotations: the videos of a detection annotation file (ActivityNet / ActionFormer JSON, ...)
+    annotation_file: str = "data/anet/annotations/activity_net.v1-3.min.json"
+    train_subset: str = "training"
+    test_subset: str = "validation"
+    file_prefix: str = ""  # feature file: <feature_dir>/<file_prefix><video_id><file_suffix><file_ext>
+    file_suffix: str = ""
+    file_ext: str = ".npy"
+    input_dim: int | None = ranged(None, AT_LEAST_ONE)  # features/annotations: expected C (None: the first file's)
     clip_len: int = ranged(16, AT_LEAST_ONE)  # feature steps (features) or frames (video) per clip
     frame_stride: int = ranged(1, AT_LEAST_ONE)  # video: keep every Nth decoded frame
     resize: int = ranged(256, AT_LEAST_ONE)  # video: shorter side after resizing (pixels)
     crop_size: int = ranged(224, AT_LEAST_ONE)  # video: square crop (pixels)
     hflip: bool = True  # video: random horizontal flip in training
+
+    def feature_path(self, video_id: str) -> Path:
+        """``source: annotations``: the feature file of ``video_id`` (named as the detection datasets do)."""
+        return Path(self.feature_dir) / f"{self.file_prefix}{video_id}{self.file_suffix}{self.file_ext}"
 
 
 def clip_starts(length: int, clip_len: int, num_clips: int) -> list[int]:
@@ -93,9 +119,58 @@ def _split_entries(cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tu
     return classes, [(p, lab, f"{list_file.name} line {n}") for (p, lab), n in zip(entries, lines)]
 
 
+def video_class(video: Video, index: dict[str, int]) -> int | None:
+    """The label of an untrimmed video: the class with the most annotated seconds in it (``index``:
+    ``{class: id}``); ties go to the class with more segments, then to the lower id. None without segments."""
+    if not video.segments:
+        return None
+    seconds: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for s in video.segments:
+        k = index[s.label]
+        seconds[k] = seconds.get(k, 0.0) + (s.end - s.start)
+        counts[k] = counts.get(k, 0) + 1
+    return max(seconds, key=lambda k: (seconds[k], counts[k], -k))
+
+
+def _annotation_entries(cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
+    """Classes (the whole file's labels) and ``(video_id, label, where)`` of the annotated videos of
+    ``cfg.train_subset`` (``subset == "train"``) or ``cfg.test_subset`` (``"test"``), in file order."""
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    key = f"{subset}_subset"
+    name = getattr(cfg, key)
+    path = Path(cfg.annotation_file)
+    if not path.exists():
+        raise DataError(f"{path}: annotation file not found (dataset.annotation_file)")
+    try:
+        aset = read_ground_truth(path, overrun="keep")
+        videos = aset.subset(name).videos
+    except AnnotationError as exc:
+        raise DataError(f"{exc} (dataset.{key})") from None
+    index = aset.label_index
+    where = f"{path}, subset {name!r}"
+    entries = []
+    for vid, video in videos.items():
+        unknown = [s.label for s in video.segments if s.label not in index]
+        if unknown:
+            raise DataError(f"{path}: video {vid!r}: label {unknown[0]!r} is not in the file's class list")
+        label = video_class(video, index)
+        if label is not None:
+            entries.append((vid, label, where))
+    if not entries:
+        raise DataError(f"{path}: none of the {len(videos)} videos of subset {name!r} (dataset.{key}) has an "
+                        "annotated segment: a recognizer needs labelled videos")
+    if len(entries) < len(videos):
+        warnings.warn(f"{path}: {len(videos) - len(entries)} of the {len(videos)} videos of subset {name!r} have "
+                      "no annotated segment, hence no label: skipped", AnnotationWarning, stacklevel=4)
+    return list(aset.labels), entries
+
+
 class _ClipDataset(Dataset):
-    """The split list's videos; ``training`` (default: ``subset == "train"``) draws one random clip per
-    video, evaluation ``num_clips`` evenly spaced ones; ``folder_key``: the config key of the inputs' folder."""
+    """The videos of ``subset`` (:meth:`_read_entries`: the split list's); ``training`` (default:
+    ``subset == "train"``) draws one random clip per video, evaluation ``num_clips`` evenly spaced ones;
+    ``folder_key``: the config key of the inputs' folder."""
 
     folder_key = ""
 
@@ -105,13 +180,17 @@ class _ClipDataset(Dataset):
         self.subset = subset
         self.training = training
         self.num_clips = 1 if training else max(1, int(num_clips))
-        self.classes, self.entries = _split_entries(cfg, subset)
+        self.classes, self.entries = self._read_entries(cfg, subset)
         if cfg.clip_len < 1:
             raise DataError(f"dataset.clip_len: must be >= 1, got {cfg.clip_len}")
         self.root = Path(getattr(cfg, self.folder_key))
         if not self.root.is_dir():
             kind = self.folder_key.split("_")[0]
             raise DataError(f"{self.root}: {kind} folder not found (dataset.{self.folder_key})")
+
+    def _read_entries(self, cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
+        """Classes and ``(video, label, where)`` of ``subset``: the split list's."""
+        return _split_entries(cfg, subset)
 
     @property
     def num_classes(self) -> int:
@@ -143,8 +222,7 @@ class ClipFeatureDataset(_ClipDataset):
         root = self.root
         self.files: list[Path] = []
         for path, _, where in self.entries:
-            stem = Path(path).stem
-            candidates = (root / f"{stem}.npy", root / Path(path).parent / f"{stem}.npy")
+            candidates = self._feature_candidates(path)
             found = next((c for c in candidates if c.is_file()), None)
             if found is None:
                 raise DataError(f"{candidates[0]}: feature file missing for {path!r} ({where})")
@@ -152,7 +230,13 @@ class ClipFeatureDataset(_ClipDataset):
         first = self._load(0)
         self.input_dim = int(first.shape[1])
         if cfg.input_dim is not None and cfg.input_dim != self.input_dim:
-            raise DataError(f"{self.files[0]}: {self.input_dim} channels but dataset.input_dim is {cfg.input_dim}")
+            raise DataError(f"{self.files[0]}: {self.input_dim} channels but dataset.input_dim is {cfg.input_dim} "
+                            f"({self.entries[0][2]})")
+
+    def _feature_candidates(self, path: str) -> tuple[Path, ...]:
+        """Where the features of split-list entry ``path`` may be, first choice first."""
+        stem = Path(path).stem
+        return self.root / f"{stem}.npy", self.root / Path(path).parent / f"{stem}.npy"
 
     def _load(self, index: int) -> np.ndarray:
         f = self.files[index]
@@ -163,7 +247,8 @@ class ClipFeatureDataset(_ClipDataset):
         if x.ndim != 2 or x.shape[0] < 1 or not np.issubdtype(x.dtype, np.floating):
             raise DataError(f"{f}: expected a T×C float array, got shape {x.shape} dtype {x.dtype}")
         if hasattr(self, "input_dim") and x.shape[1] != self.input_dim:
-            raise DataError(f"{f}: {x.shape[1]} channels, but {self.files[0].name} has {self.input_dim}")
+            raise DataError(f"{f}: {x.shape[1]} channels, but {self.files[0].name} has {self.input_dim} "
+                            f"({self.entries[index][2]})")
         return x
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -237,11 +322,25 @@ class ClipVideoDataset(_ClipDataset):
                 "label": label, "video": path}
 
 
+class AnnotationFeatureDataset(ClipFeatureDataset):
+    """Untrimmed videos of a detection annotation file (``source: annotations``): the annotated videos of
+    ``train_subset`` / ``test_subset``, labelled by :func:`video_class`, features at
+    :meth:`ClipDataConfig.feature_path`; clips and errors as :class:`ClipFeatureDataset`."""
+
+    def _read_entries(self, cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
+        return _annotation_entries(cfg, subset)
+
+    def _feature_candidates(self, path: str) -> tuple[Path, ...]:
+        return (self.cfg.feature_path(path),)
+
+
+_SOURCES = {"features": ClipFeatureDataset, "video": ClipVideoDataset, "annotations": AnnotationFeatureDataset}
+
+
 def build_clip_dataset(cfg: ClipDataConfig, subset: str, *, training: bool | None = None,
                        num_clips: int = 1) -> ClipFeatureDataset | ClipVideoDataset:
-    """The dataset for ``cfg.source`` over the ``subset`` ("train" | "test") list."""
-    cls = ClipFeatureDataset if cfg.source == "features" else ClipVideoDataset
-    return cls(cfg, subset, training=training, num_clips=num_clips)
+    """The dataset for ``cfg.source`` over the ``subset`` ("train" | "test") list or annotation subset."""
+    return _SOURCES[cfg.source](cfg, subset, training=training, num_clips=num_clips)
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -25,7 +25,10 @@ from gaf.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from gaf.data.annotations import AnnotationSet, Video
 
-__all__ = ["SplitDataset", "window_starts"]
+__all__ = ["SplitDataset", "window_starts", "AGNOSTIC_LABEL"]
+
+#: the one class of a class-agnostic detector (``dataset.class_agnostic``)
+AGNOSTIC_LABEL = "action"
 
 
 class _HasInstances(Protocol):
@@ -54,7 +57,9 @@ class SplitDataset(torch.utils.data.Dataset):
 
     ``section`` names the config section in messages (``dataset`` or
     ``frames``); ``cfg`` must have ``annotation_file``, ``train_subset``,
-    ``test_subset``, ``trunc_min_overlap`` and ``labels``; ``annotations``
+    ``test_subset``, ``trunc_min_overlap`` and ``labels`` (and may have
+    ``class_agnostic``: :attr:`labels` is then ``["action"]``, the model's
+    one class, and :attr:`class_names` the ground truth's); ``annotations``
     gives the annotation in memory instead of ``cfg.annotation_file`` (which
     then only names it in messages). A subclass
     provides ``_video_info(video_id)`` (an object with ``video_id``,
@@ -77,15 +82,25 @@ class SplitDataset(torch.utils.data.Dataset):
         # in memory (e.g. gaf detect's one video), else read from cfg.annotation_file
         self._aset = annotations if annotations is not None else self._read_annotation()
         self._ids = self._split_ids()
-        self.labels = list(cfg.labels) if cfg.labels is not None else list(self._aset.labels)
-        self._label_ids = {name: i for i, name in enumerate(self.labels)}
+        # the ground truth's classes (cfg.labels, or the annotation's); the model's are the same, or the one
+        # class AGNOSTIC_LABEL of a class-agnostic config (every instance a target of class 0)
+        self.class_names = list(cfg.labels) if cfg.labels is not None else list(self._aset.labels)
+        self.class_agnostic = bool(getattr(cfg, "class_agnostic", False))
+        self.labels = [AGNOSTIC_LABEL] if self.class_agnostic else list(self.class_names)
+        self._label_ids = {name: 0 if self.class_agnostic else i for i, name in enumerate(self.class_names)}
         self._videos = [self._video_info(vid) for vid in self._ids]
         self._items = self._build_items()
 
     # ----------------------------------------------------------------- public
     @property
     def num_classes(self) -> int:
+        """The model's class count: ``len(labels)`` (1 when class-agnostic)."""
         return len(self.labels)
+
+    @property
+    def label_index(self) -> dict[str, int]:
+        """Each ground-truth class name → the model's class id (all 0 when class-agnostic)."""
+        return dict(self._label_ids)
 
     @property
     def video_ids(self) -> list[str]:
@@ -96,12 +111,13 @@ class SplitDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def ground_truth(self) -> AnnotationSet:
-        """The split's annotation (seconds, as written), for evaluation."""
+        """The split's annotation (seconds, as written, its real classes even when class-agnostic), for
+        evaluation."""
         from gaf.data.annotations import AnnotationSet
 
         ids = set(self.video_ids)
         videos = {v: video for v, video in self._aset.videos.items() if v in ids}
-        return AnnotationSet(videos=videos, labels=list(self.labels), source=self._aset.source,
+        return AnnotationSet(videos=videos, labels=list(self.class_names), source=self._aset.source,
                              variant=self._aset.variant)
 
     def __len__(self) -> int:

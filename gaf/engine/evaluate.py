@@ -11,6 +11,14 @@ model's outputs on valid steps do not depend on it), and holds at most
 padded steps, so a long whole video runs with fewer companions, or alone.
 With two models (RGB and flow, ``gaf eval --fuse``) their raw outputs are
 averaged before decoding, as the paper does at test time.
+
+A class-agnostic detector (``dataset.class_agnostic``) finds proposals of one
+class, ``"action"``; with ``eval.video_scores`` each video's proposals (after
+NMS and the cap) take its top video-level classes
+(:mod:`gaf.engine.video_scores`) and are scored against the real classes,
+without it they are scored as proposals, against the ground truth with every
+label collapsed to ``"action"`` (the log and ``metrics.json``'s
+``"scored_as"`` say which).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from gaf.engine.experiment import EvalConfig, ExperimentConfig
 from gaf.engine.factory import build_dataset, collate_for
 from gaf.progress import logged_progress, progress_bar
 from gaf.engine.runtime import FILE_ONLY, cpu_threads
+from gaf.engine.video_scores import DEFAULT_TOPK, VideoScores, as_proposals, fuse_predictions, read_video_scores
 from gaf.io import atomic_write_text
 from gaf.errors import ConfigError
 from gaf.metrics.detection import DetectionResult, evaluate_detections
@@ -39,7 +48,8 @@ from gaf.postprocess import item_steps_to_seconds, nms, soft_nms, vote_segments
 
 log = logging.getLogger("gaf")
 
-__all__ = ["Inference", "run_inference", "gather_inference", "postprocess_video", "evaluate_run", "inference_batches"]
+__all__ = ["Inference", "run_inference", "gather_inference", "postprocess_video", "evaluate_run", "inference_batches",
+           "scored_predictions"]
 
 
 @dataclass
@@ -241,6 +251,13 @@ def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentCon
     datasets = [build_dataset(c, "test", training=False) for c in cfgs]
     subset_gt = datasets[0].ground_truth()
     labels = list(datasets[0].labels)
+    if any(list(ds.labels) != labels for ds in datasets[1:]):
+        raise ConfigError(f"fused models must detect the same classes ({len(labels)} vs "
+                          f"{', '.join(str(len(ds.labels)) for ds in datasets[1:])}): train both with the same "
+                          "dataset.labels and dataset.class_agnostic")
+    video_scores = None
+    if cfg.eval.video_scores:  # read and checked before inference: a bad file fails at once
+        video_scores = read_video_scores(cfg.eval.video_scores, list(subset_gt.videos), subset_gt.labels)
     distributed = ctx is not None and ctx.enabled
     with cpu_threads(cfg.train.threads):
         inference = run_inference(models, datasets, cfg.eval, labels, device=device,
@@ -249,19 +266,54 @@ def evaluate_run(models: Sequence[torch.nn.Module], cfgs: Sequence[ExperimentCon
         inference = gather_inference(inference, datasets[0].video_ids, ctx)
         if inference is None:
             return None
+    predictions, subset_gt, scored_as = scored_predictions(
+        inference.predictions, subset_gt, cfg.eval, class_agnostic=bool(getattr(datasets[0], "class_agnostic", False)),
+        video_scores=video_scores)
+    inference = Inference(predictions, inference.attention)
     result = evaluate_detections(subset_gt, inference.predictions, tious=tuple(cfg.eval.tious))
     if logger is not None:
+        if scored_as:
+            logger.info("scored as %s", scored_as)
         logger.info("evaluation on %d videos (%s): average mAP %.2f", len(subset_gt.videos), subset_gt.source,
                     100 * result.average_mAP)
         logger.info("mAP table:\n%s", result.format_table(), extra=FILE_ONLY)  # the command prints it
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
         write_predictions(inference.predictions, predictions_path or work_dir / "predictions.json")
-        atomic_write_text(work_dir / "metrics.json", json.dumps(result.to_json(), indent=1))
+        metrics = result.to_json() if not scored_as else {**result.to_json(), "scored_as": scored_as}
+        atomic_write_text(work_dir / "metrics.json", json.dumps(metrics, indent=1))
         if report:
             write_run_report(work_dir / "report", cfg, subset_gt, inference, result, history=history,
-                             run_info=run_info)
+                             run_info=run_info if not scored_as else {**(run_info or {}), "scored as": scored_as})
     return result
+
+
+def scored_predictions(predictions: AnnotationSet, gt: AnnotationSet, cfg: EvalConfig, *, class_agnostic: bool,
+                       video_scores: VideoScores | None = None) -> tuple[AnnotationSet, AnnotationSet, str | None]:
+    """What is scored: ``(predictions, ground truth, how)``; ``how`` is None for a detector of the ground
+    truth's classes (both returned as given).
+
+    A class-agnostic detector's proposals (label ``"action"``) with ``video_scores``
+    (:class:`~gaf.engine.video_scores.VideoScores` of ``cfg.video_scores``) become detections of the ground
+    truth's classes (:func:`~gaf.engine.video_scores.fuse_predictions`, rule ``cfg.video_fusion``, top
+    ``cfg.video_score_topk`` classes, at most ``cfg.max_per_video`` per video); without them they are scored
+    as proposals, against ``gt`` with every label collapsed to ``"action"``.
+    """
+    if not class_agnostic:
+        if video_scores is not None:
+            raise ConfigError("eval.video_scores: fusing video-level class scores needs a class-agnostic detector: "
+                              "set dataset.class_agnostic: true (and train with it)")
+        return predictions, gt, None
+    if video_scores is None:
+        return predictions, as_proposals(gt), ("class-agnostic proposals: every ground-truth label collapsed to "
+                                               "'action' (set eval.video_scores to score classes)")
+    topk = cfg.video_score_topk or DEFAULT_TOPK[cfg.video_fusion]
+    fused = fuse_predictions(predictions, video_scores, gt.labels, rule=cfg.video_fusion, topk=topk,
+                             max_keep=cfg.max_per_video)
+    how = (f"class-agnostic proposals fused with the video-level class scores of {video_scores.path} "
+           f"({cfg.video_fusion}: {'p * s' if cfg.video_fusion == 'afsd' else 'sqrt(p * s)'}, top {topk} "
+           f"class{'es' if topk > 1 else ''} per proposal)")
+    return fused, gt, how
 
 
 def write_run_report(out_dir: Path, cfg: ExperimentConfig, gt: AnnotationSet, inference: Inference,

@@ -88,7 +88,17 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Inference, post-processing and evaluation settings."""
+    """Inference, post-processing and evaluation settings.
+
+    ``video_scores`` (ActivityNet as the field runs it, with ``dataset.class_agnostic: true``): a JSON of
+    video-level class scores in the layout of CUHK's ActivityNet classifier file, ``{"results": {video_id:
+    [K floats]}, "class": [K names]}`` (``"classes"`` also read; ids with or without ``v_``). Each proposal
+    (after NMS and ``max_per_video``) becomes one detection per top-``video_score_topk`` class of its video,
+    scored ``p · s_c`` (``video_fusion: afsd``, default top 1) or ``sqrt(p · s_c)`` (``actionformer``, default
+    top 2); the best ``max_per_video`` are kept (:func:`gaf.engine.video_scores.fuse_video_scores`). A
+    class-agnostic detector without it is scored as proposals: every ground-truth label collapsed to
+    ``"action"``.
+    """
 
     tious: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
     subset: str | None = None  # default: dataset.test_subset
@@ -104,6 +114,9 @@ class EvalConfig:
     voting_iou: float = ranged(0.0, UNIT)
     max_per_video: int = ranged(200, AT_LEAST_ONE)
     class_agnostic_nms: bool = False
+    video_scores: str | None = None  # video-level class scores fused with class-agnostic proposals (docstring)
+    video_fusion: Literal["afsd", "actionformer"] = "actionformer"  # p * s_c (afsd) or sqrt(p * s_c)
+    video_score_topk: int | None = ranged(None, AT_LEAST_ONE)  # classes per proposal; null: afsd 1, actionformer 2
     report_videos: int = ranged(4, NON_NEGATIVE)  # timelines drawn in the report
 
     def __post_init__(self) -> None:
@@ -148,6 +161,9 @@ class ExperimentConfig:
             raise ConfigError("frames: frame clips are read only by an end-to-end run; add an 'e2e' section")
         elif self.dataset is None:
             raise ConfigError("missing the 'dataset' section")
+        if self.eval.video_scores and not (self.dataset is not None and self.dataset.class_agnostic):
+            raise ConfigError(f"eval.video_scores: fusing video-level class scores ({self.eval.video_scores}) needs "
+                              "a class-agnostic detector: set dataset.class_agnostic: true (and train with it)")
         levels = self.model.detector.num_levels if self.e2e is None else self.e2e.detector.detector.num_levels
         if self.dataset is not None and 2 ** (levels - 1) > self.dataset.max_seq_len:
             raise ConfigError(f"model.detector.num_levels: {levels} levels need a window of at least "

@@ -23,7 +23,8 @@ from gaf.data.e2e_frames import FrameClipDataset, collate_frames
 from gaf.engine.experiment import ExperimentConfig
 from gaf.models.gaf_detector import ModelConfig, build_model
 
-__all__ = ["build_dataset", "build_detector", "collate_for", "data_labels", "detector_config", "set_data_labels"]
+__all__ = ["build_dataset", "build_detector", "collate_for", "data_labels", "detector_config", "set_data_labels",
+           "is_class_agnostic"]
 
 
 def build_dataset(cfg: ExperimentConfig, split: Literal["train", "test"], *,
@@ -68,6 +69,12 @@ def data_labels(cfg: ExperimentConfig) -> list[str] | None:
     """The class list the data section fixes, if any."""
     data = cfg.frames if cfg.e2e is not None else cfg.dataset
     return None if data is None else data.labels
+
+
+def is_class_agnostic(cfg: ExperimentConfig) -> bool:
+    """Whether the detector of ``cfg`` has the one class ``"action"`` (``dataset.class_agnostic``)."""
+    data = cfg.frames if cfg.e2e is not None else cfg.dataset
+    return bool(getattr(data, "class_agnostic", False))
 
 
 def set_data_labels(cfg: ExperimentConfig, labels: list[str]) -> None:

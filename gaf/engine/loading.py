@@ -10,8 +10,8 @@ import torch
 from gaf.config import apply_overrides
 from gaf.engine.checkpoint import load_checkpoint, load_model_state
 from gaf.engine.experiment import ExperimentConfig, experiment_from_dict, load_experiment
-from gaf.engine.factory import build_detector, data_labels, set_data_labels
-from gaf.errors import CheckpointError
+from gaf.engine.factory import build_detector, data_labels, is_class_agnostic, set_data_labels
+from gaf.errors import CheckpointError, ConfigError
 
 __all__ = ["load_detector"]
 
@@ -40,11 +40,16 @@ def load_detector(ckpt: str | os.PathLike[str], *, config: str | None = None, ov
         in_dim, num_classes = int(meta["in_dim"]), int(meta["num_classes"])
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{ckpt}: checkpoint meta lacks in_dim / num_classes") from None
+    agnostic, trained_agnostic = is_class_agnostic(cfg), bool(meta.get("class_agnostic", False))
+    if agnostic != trained_agnostic:
+        trained = "class-agnostic (one class, 'action')" if trained_agnostic else f"on {num_classes} classes"
+        raise ConfigError(f"{ckpt}: the model was trained {trained}, but dataset.class_agnostic is "
+                          f"{str(agnostic).lower()}: set dataset.class_agnostic={str(trained_agnostic).lower()}")
     model = build_detector(cfg, {"in_dim": in_dim, "num_classes": num_classes}, pretrained=False)
     load_model_state(model, state["model"], str(ckpt))
     model.to(device).eval()
     labels = list(meta.get("labels") or [])
-    if labels and not data_labels(cfg):
+    if labels and not data_labels(cfg) and not agnostic:  # a class-agnostic model's one label is no class list
         # The model's class k is the k-th label it was trained with: evaluate in that order,
         # whatever order another annotation file would give.
         set_data_labels(cfg, labels)

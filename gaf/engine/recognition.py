@@ -4,10 +4,12 @@ multi-clip evaluation (paper §IV, Table II).
 A recognition YAML has the sections of a detection one: ``task: recognition``,
 ``dataset`` (:class:`gaf.data.recognition_clips.ClipDataConfig`), ``model``
 (:class:`gaf.models.recognizer.RecognizerConfig`), ``train``
-(:class:`gaf.engine.experiment.TrainConfig`, the detector's settings) and
-``eval`` (:class:`RecognitionEvalConfig`). Configs written before the
-sections were shared name ``dataset`` ``data``: they still load, with a
-:class:`DeprecationWarning` naming the new key (:func:`upgrade_sections`).
+(:class:`gaf.engine.experiment.TrainConfig`, the detector's settings),
+``eval`` (:class:`RecognitionEvalConfig`) and ``benchmark`` (the detection
+configs' :class:`gaf.engine.experiment.EmbeddedBenchmark`: gaf's embedded
+benchmark, generated on first use, e.g. by ``demo_anet_cls``). Configs
+written before the sections were shared name ``dataset`` ``data``: they
+still load, with a :class:`DeprecationWarning` naming the new key (:func:`upgrade_sections`).
 ``gaf train CONFIG`` / ``gaf eval`` dispatch here for such files
 (:mod:`gaf.commands.train`, :mod:`gaf.commands.eval`).
 
@@ -24,8 +26,11 @@ evenly spaced clips and reports top-k accuracy and mean class accuracy;
 The raw-video path is RGB only: the flow stream reads cached flow features.
 
 Work dir: ``config.yaml``, ``log.txt``, ``latest.pt``, ``epoch_NNN.pt``,
-``history.json``, ``final.pt`` and, after evaluation, ``metrics.json`` and
-``predictions.json`` (per test video: label, top-5 classes and scores).
+``history.json``, ``final.pt`` and, after evaluation, ``metrics.json``,
+``predictions.json`` (per test video: label, top-5 classes and scores) and
+``video_scores.json`` (:func:`write_video_scores`: every test video's K class
+probabilities in the layout of CUHK's ActivityNet classifier file, which a
+detection config's class-agnostic detections fuse with).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from gaf.config import AT_LEAST_ONE, ranged
 from gaf.config import apply_overrides, dump_yaml, from_dict, load_yaml, to_dict
 from gaf.data.recognition_clips import ClipDataConfig, build_clip_dataset, collate_clips
 from gaf.engine.checkpoint import load_checkpoint, load_model_state
-from gaf.engine.experiment import TrainConfig, resolve_config_path
+from gaf.engine.experiment import EmbeddedBenchmark, TrainConfig, resolve_config_path
 from gaf.engine.distributed import DistContext, init_distributed
 from gaf.engine.loop import fit
 from gaf.engine.run import TrainResult, finish_run, start_run
@@ -58,7 +63,7 @@ from gaf.models.recognizer import Recognizer, RecognizerConfig
 __all__ = ["RecognitionEvalConfig", "RecognitionExperiment", "RecognitionResult", "RecognitionTrainResult",
            "format_recognition_metrics", "is_recognition_config", "load_recognition_experiment",
            "train_recognizer", "predict_video_scores", "evaluate_recognizer", "load_recognizer",
-           "is_recognition_checkpoint", "upgrade_sections"]
+           "is_recognition_checkpoint", "upgrade_sections", "write_video_scores"]
 
 
 @dataclass
@@ -78,6 +83,7 @@ class RecognitionExperiment:
     model: RecognizerConfig = field(default_factory=RecognizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: RecognitionEvalConfig = field(default_factory=RecognitionEvalConfig)
+    benchmark: EmbeddedBenchmark | None = None
     work_dir: str | None = None
 
     def resolved_work_dir(self) -> Path:
@@ -167,6 +173,11 @@ def _build(cfg: RecognitionExperiment, meta: dict[str, Any], *, for_checkpoint: 
     return Recognizer(model_cfg, meta["num_classes"], in_dim)
 
 
+def _data_name(data: ClipDataConfig) -> str:
+    """The file or folder that lists a dataset's videos, for messages."""
+    return data.annotation_file if data.source == "annotations" else data.split_dir
+
+
 # ---------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict_video_scores(model: Recognizer, cfg: RecognitionExperiment, *, device: torch.device | str = "cpu",
@@ -179,7 +190,7 @@ def predict_video_scores(model: Recognizer, cfg: RecognitionExperiment, *, devic
     device = torch.device(device)
     ds = build_clip_dataset(cfg.dataset, "test", training=False, num_clips=cfg.eval.num_clips)
     if ds.num_classes != model.num_classes:
-        raise ConfigError(f"{cfg.dataset.split_dir}: {ds.num_classes} classes but the model was trained on "
+        raise ConfigError(f"{_data_name(cfg.dataset)}: {ds.num_classes} classes but the model was trained on "
                           f"{model.num_classes}")
     loader = DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False, collate_fn=collate_clips,
                         num_workers=cfg.train.num_workers)
@@ -197,28 +208,50 @@ def predict_video_scores(model: Recognizer, cfg: RecognitionExperiment, *, devic
     return torch.cat(all_scores).numpy(), torch.cat(all_labels).numpy(), videos, list(ds.classes), clips
 
 
+def write_video_scores(path: Path, scores: np.ndarray, videos: Sequence[str], classes: Sequence[str]) -> None:
+    """Write per-video class scores ``(N, K)`` atomically in the layout of CUHK's ActivityNet classifier file
+    (``cuhk_val_simp_share.json``): ``{"results": {video: [K scores]}, "class": [K names]}``.
+
+    Each row is divided by its sum (``clf_form: softmax`` leaves a share on
+    the background, ``sigmoid`` scores are independent), so it reads as the
+    video's distribution over the K classes, as CUHK's scores do; rounded to
+    6 decimals. Video ids are the dataset's as written (annotation ids, with or
+    without ``v_``; UCF101 list paths).
+    """
+    rows = np.asarray(scores, dtype=np.float64)
+    rows = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-12)
+    doc = {"results": {v: [round(float(x), 6) for x in row] for v, row in zip(videos, rows)},
+           "class": list(classes)}
+    atomic_write_text(path, json.dumps(doc))
+
+
 def evaluate_recognizer(model: Recognizer, cfg: RecognitionExperiment, *, device: torch.device | str = "cpu",
                         progress: bool = False, logger=None, work_dir: Path | None = None,
-                        predictions_path: Path | None = None,
+                        predictions_path: Path | None = None, scores_path: Path | None = None,
                         fuse: Sequence[tuple[Recognizer, RecognitionExperiment]] = ()) -> RecognitionResult:
     """Top-k / mean class accuracy of ``model`` on the test list of ``cfg.dataset`` (multi-clip averaging).
 
     ``fuse``: further ``(model, cfg)`` pairs (e.g. the flow stream next to the
     RGB one, §IV-B) whose per-video scores are averaged in; they must list
-    the same test videos. With ``work_dir``, writes ``metrics.json`` and
-    ``predictions.json`` (or ``predictions_path``) there, atomically.
+    the same test videos. With ``work_dir``, writes ``metrics.json``,
+    ``predictions.json`` (or ``predictions_path``) and ``video_scores.json``
+    (or ``scores_path``; :func:`write_video_scores`) there, atomically.
     """
     scores, labels, videos, classes, clips = predict_video_scores(model, cfg, device=device, progress=progress)
     for other, other_cfg in fuse:
         s2, _, v2, _, _ = predict_video_scores(other, other_cfg, device=device, progress=progress)
         if v2 != videos:
-            raise ConfigError(f"{other_cfg.dataset.split_dir}: the fused model's test list differs from "
-                              f"{cfg.dataset.split_dir}'s (split {other_cfg.dataset.split} vs {cfg.dataset.split})")
+            raise ConfigError(f"{_data_name(other_cfg.dataset)}: the fused model's test videos differ from "
+                              f"{_data_name(cfg.dataset)}'s")
         scores = scores + s2
     scores = scores / (1 + len(fuse))
     metrics: dict[str, Any] = topk_accuracy(scores, labels, cfg.eval.topk)
     metrics["mean_class_acc"] = mean_class_accuracy(scores, labels)
-    metrics.update(num_videos=int(len(labels)), num_clips=int(clips), split=cfg.dataset.split, streams=1 + len(fuse))
+    metrics.update(num_videos=int(len(labels)), num_clips=int(clips), streams=1 + len(fuse))
+    if cfg.dataset.source == "annotations":
+        metrics["subset"] = cfg.dataset.test_subset
+    else:
+        metrics["split"] = cfg.dataset.split
     result = RecognitionResult(metrics, scores, labels, videos, classes)
     if logger is not None:
         logger.info("test: %s", " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
@@ -230,6 +263,7 @@ def evaluate_recognizer(model: Recognizer, cfg: RecognitionExperiment, *, device
                  for i, (v, y) in enumerate(zip(videos, labels))}
         atomic_write_text(predictions_path or Path(work_dir) / "predictions.json",
                           json.dumps({"results": preds}, indent=1))
+        write_video_scores(scores_path or Path(work_dir) / "video_scores.json", scores, videos, classes)
     return result
 
 
@@ -268,7 +302,9 @@ def train_recognizer(cfg: RecognitionExperiment, *, work_dir: Path | None = None
     work_dir = Path(work_dir) if work_dir is not None else cfg.resolved_work_dir()
     ctx = ctx if ctx is not None else init_distributed(cfg.train.device)
     _check_pairing(cfg)
-    with start_run(cfg, work_dir, ctx, resume=resume) as run:
+    from gaf.engine.train import prepare_benchmark  # the detection configs' embedded benchmark, same generator
+
+    with start_run(cfg, work_dir, ctx, resume=resume, prepare=lambda log: prepare_benchmark(cfg, log)) as run:
         train_set = build_clip_dataset(cfg.dataset, "train", training=True)
         meta = {"task": "recognition", "in_dim": train_set.input_dim, "num_classes": train_set.num_classes,
                 "labels": list(train_set.classes)}

@@ -167,6 +167,8 @@ def _training_data(cfg: ExperimentConfig, run: Run, progress: bool):
                         "videos (dataset.train_subset, and the annotation's subset names); nothing to learn")
     meta = {"in_dim": train_set.input_dim, "num_classes": train_set.num_classes, "labels": list(train_set.labels),
             "data": data_fingerprint(cfg)}
+    if getattr(train_set, "class_agnostic", False):  # one class, "action"; the annotation's classes for reference
+        meta.update(class_agnostic=True, class_names=list(train_set.class_names))
     if run.state is not None:
         _warn_if_data_changed(run.state.get("meta", {}).get("data"), meta["data"], run.logger)
     extraction = read_preprocessing(cfg.dataset.feature_dir) if cfg.e2e is None else None
@@ -177,10 +179,11 @@ def _training_data(cfg: ExperimentConfig, run: Run, progress: bool):
 
 
 def class_frequency(dataset) -> torch.Tensor:
-    """``(K,)``: the fraction of the dataset's videos holding each class (the L_clf head's prior)."""
+    """``(K,)``: the fraction of the dataset's videos holding each of the model's classes (the L_clf head's
+    prior; a class-agnostic model's one class: the videos holding any instance)."""
     gt = dataset.ground_truth()
-    index = {name: k for k, name in enumerate(dataset.labels)}
-    counts = torch.zeros(len(index))
+    index = getattr(dataset, "label_index", None) or {name: k for k, name in enumerate(dataset.labels)}
+    counts = torch.zeros(len(dataset.labels))
     for video in gt.videos.values():
         for k in {index[s.label] for s in video.segments if s.label in index}:
             counts[k] += 1

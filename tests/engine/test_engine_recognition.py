@@ -91,8 +91,11 @@ def test_gaf_recognizer_learns_and_eval_from_final_reproduces_metrics(ucf_featur
 
     run = tmp_path / "run"
     for name in ("config.yaml", "log.txt", "latest.pt", "final.pt", "history.json", "metrics.json",
-                 "predictions.json"):
+                 "predictions.json", "video_scores.json"):
         assert (run / name).is_file(), name
+    scores = json.loads((run / "video_scores.json").read_text())  # CUHK's layout, the UCF101 list paths as ids
+    assert scores["class"] == list(CLASSES) and len(scores["results"]) == 20
+    assert sum(scores["results"]["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi"]) == pytest.approx(1.0, abs=1e-4)
     history = json.loads((run / "history.json").read_text())
     assert len(history) == 30 and "frame/cvae" in history[0] and "segment/clf" in history[0]
     assert history[-1]["segment/clf"] < history[0]["segment/clf"]
@@ -186,13 +189,20 @@ def test_bad_split_line_is_a_data_error_naming_file_and_line(ucf_features):
 
 
 def test_bundled_recognition_configs_load():
-    for name in ("ucf101_features", "ucf101_i3d"):
+    for name in ("ucf101_features", "ucf101_i3d", "demo_anet_cls"):
         assert is_recognition_config(name)
         cfg = load_recognition_experiment(name, ["train.epochs=2"])
         assert cfg.task == "recognition" and cfg.train.epochs == 2 and cfg.eval.topk == [1, 5]
     i3d = load_recognition_experiment("ucf101_i3d")
     assert (i3d.model.backbone, i3d.dataset.source, i3d.dataset.clip_len, i3d.dataset.crop_size) == ("i3d", "video", 64, 224)
     assert (i3d.train.lr, i3d.train.weight_decay, i3d.train.epochs, i3d.train.batch_size) == (1e-5, 1e-3, 20, 8)
+    anet = load_recognition_experiment("demo_anet_cls")
+    assert (anet.dataset.source, anet.model.gaf.enabled, anet.model.gaf.fusion) == ("annotations", True, "attention")
+    # the embedded ActivityNet-like benchmark, generated on first use: demo_anet's copy, key for key
+    from gaf.engine.experiment import load_experiment
+
+    assert anet.benchmark == load_experiment("demo_anet").benchmark
+    assert anet.dataset.annotation_file == load_experiment("demo_anet").dataset.annotation_file
 
 
 def test_video_dataset_cuts_resizes_crops_and_scales_clips(ucf_features, tmp_path, monkeypatch):
@@ -256,5 +266,5 @@ def test_detection_and_recognition_configs_have_the_same_sections():
     def sections(cls) -> set[str]:
         return {k.split(".")[0] for k in config_keys(cls)}
 
-    shared = {"task", "name", "dataset", "model", "train", "eval", "work_dir"}
+    shared = {"task", "name", "dataset", "model", "train", "eval", "benchmark", "work_dir"}
     assert shared <= sections(ExperimentConfig) and shared == sections(RecognitionExperiment)
