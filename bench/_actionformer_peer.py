@@ -175,7 +175,9 @@ def speed(args) -> None:
     train_peak_mb = (status_kb("VmHWM") - rest) / 1024
     model.eval()
     C = cfg["dataset"]["input_dim"]
-    infer = {}
+    from torch.utils.flop_counter import FlopCounterMode
+
+    infer, flops = {}, {}
     g = torch.Generator().manual_seed(0)
     for T in args.lengths:
         item = {"video_id": "speed", "feats": torch.randn(C, T, generator=g), "segments": None, "labels": None,
@@ -189,8 +191,12 @@ def speed(args) -> None:
                 model([item])
                 runs.append(time.perf_counter() - tic)
         infer[str(T)] = statistics.median(runs)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model([item])
+        flops[str(T)] = float(counter.get_total_flops())
     Path(args.out).write_text(json.dumps({"train_iter_s": statistics.median(times), "train_iter_min_s": min(times),
-                                          "train_peak_mb": train_peak_mb, "infer_s": infer}))
+                                          "train_peak_mb": train_peak_mb, "infer_s": infer, "flops": flops,
+                                          "params": sum(p.numel() for p in model.parameters())}))
 
 
 def main() -> None:

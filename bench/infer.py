@@ -62,6 +62,23 @@ def time_length(config: str, T: int, device: torch.device, repeats: int) -> floa
     return statistics.median(times)
 
 
+def parameters_and_flops(config: str, lengths: tuple[int, ...] = LENGTHS) -> tuple[int, dict[str, float]]:
+    """The model's parameter count (every parameter, training-only parts included) and the floating-point
+    operations of one forward + decoding per video of each length T (``torch.utils.flop_counter``: matrix
+    products, convolutions and attention; 2 per multiply-add), keyed by ``str(T)``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flops = {}
+    for T in lengths:
+        model, cfg = build(config, T, torch.device("cpu"))
+        x = torch.randn(1, cfg.dataset.input_dim, T)
+        mask = torch.ones(1, T, dtype=torch.bool)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model.predict(x, mask, pre_nms_top_k=cfg.eval.pre_nms_top_k, score_threshold=cfg.eval.score_threshold)
+        flops[str(T)] = float(counter.get_total_flops())
+    return sum(p.numel() for p in model.parameters()), flops
+
+
 def peak_memory_mb(config: str, T: int, device: torch.device) -> float:
     if device.type == "cuda":
         model, cfg = build(config, T, device)

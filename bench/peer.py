@@ -29,7 +29,12 @@ Systems (``--systems``, default all):
 * ``conv``, ``transformer``, ``sgp``: gaf's plain detector (GAF off, L_ai
   only) on each pyramid (``sgp`` with the Trident head: the TriDet-class
   detector); ``conv+gaf``, ``transformer+gaf``, ``sgp+gaf``: the same with
-  GAF (``demo.yaml``'s formulation and two-stage schedule).
+  GAF (``demo.yaml``'s formulation and two-stage schedule);
+* ``sgp+gafw``: ``sgp+gaf`` with GAF's context attention restricted to 129
+  steps around each step (``model.gaf.context: window``, cost linear in T)
+  instead of the whole window; ``maxpool``, ``maxpool+gafw``: TemporalMaxer's
+  parameter-free max-pooling pyramid (``model.detector.backbone: maxpool``)
+  with the Trident head, without GAF and with the windowed GAF.
 
 Same budget for all: ``--epochs`` epochs (default 7; a GAF epoch is a pass of
 each of its two stages) at batch 2, peak learning rate 1e-3 after a one-epoch
@@ -85,6 +90,8 @@ ACTIONFORMER = "actionformer==1.5.0"
 AF_DEPENDENCIES = ["numpy", "pyyaml", "tqdm", "pandas", "scipy", "joblib", "h5py", "setuptools", "wheel"]
 SGP = ["model.detector.backbone=sgp", "model.detector.boundary_head=trident"]
 TRANSFORMER = ["model.detector.backbone=transformer"]
+MAXPOOL = ["model.detector.backbone=maxpool", "model.detector.boundary_head=trident"]
+WINDOW_CONTEXT = ["model.gaf.context=window"]
 SYSTEMS: dict[str, tuple[str, list[str] | None]] = {
     "actionformer": ("ActionFormer (registry package 1.5.0)", None),
     "conv": ("gaf conv (AFSD base), no GAF", PLAIN),
@@ -93,6 +100,9 @@ SYSTEMS: dict[str, tuple[str, list[str] | None]] = {
     "transformer+gaf": ("gaf transformer + GAF", TRANSFORMER),
     "sgp": ("gaf SGP + Trident, no GAF", PLAIN + SGP),
     "sgp+gaf": ("gaf SGP + Trident + GAF", SGP),
+    "sgp+gafw": ("gaf SGP + Trident + GAF, windowed context", SGP + WINDOW_CONTEXT),
+    "maxpool": ("gaf max-pool pyramid + Trident, no GAF", PLAIN + MAXPOOL),
+    "maxpool+gafw": ("gaf max-pool pyramid + Trident + GAF, windowed context", MAXPOOL + WINDOW_CONTEXT),
 }
 LENGTHS = (576, 1152, 2304, 4608)
 # generator settings per benchmark, on top of THUMOS14's size (see the module docstring)
@@ -170,6 +180,16 @@ def actionformer_python(work: Path) -> Path:
 def slug(system: str) -> str:
     """A system's name in file and folder names (``conv+gaf`` -> ``conv_gaf``)."""
     return system.replace("+", "_")
+
+
+def has_gaf(system: str) -> bool:
+    """Whether ``system`` trains GAF (``sgp+gaf``, ``sgp+gafw``, ...)."""
+    return "+gaf" in system
+
+
+def without_gaf(system: str) -> str:
+    """The same detector without GAF (``sgp+gafw`` -> ``sgp``)."""
+    return system.split("+")[0]
 
 
 def config_path(work: Path, system: str) -> Path:
@@ -267,7 +287,7 @@ def accuracy_table(results: dict[str, list[dict]]) -> None:
 
     for system, rs in results.items():
         rs = sorted(rs, key=lambda r: r["seed"])
-        gain = paired(system, system.removesuffix("+gaf")) if system.endswith("+gaf") else ""
+        gain = paired(system, without_gaf(system)) if has_gaf(system) else ""
         print(f"| {SYSTEMS[system][0]} | {_format([r['average_mAP'] for r in rs])} | "
               f"{_format([r['mAP@0.5'] for r in rs])} | {paired(system, 'actionformer')} | {gain} |")
 
@@ -282,7 +302,7 @@ def speed_gaf(work: Path, system: str, iterations: int, repeats: int) -> dict:
 
     torch.set_num_threads(2)
     cfg_path = str(config_path(work, system))
-    case_name = "frame+segment" if system.endswith("+gaf") else "plain"
+    case_name = "frame+segment" if has_gaf(system) else "plain"
     device = torch.device("cpu")
     case, cfg = train_bench.build_case(cfg_path, case_name, WINDOW, device)
     batch = train_bench.make_batch(cfg, WINDOW, device)
@@ -296,7 +316,9 @@ def speed_gaf(work: Path, system: str, iterations: int, repeats: int) -> dict:
     del case
     peak = train_bench.child_peak(cfg_path, case_name, WINDOW)
     infer_s = {str(T): infer.time_length(cfg_path, T, device, repeats) for T in LENGTHS}
-    return {"train_iter_s": statistics.median(times), "train_peak_mb": peak, "infer_s": infer_s}
+    params, flops = infer.parameters_and_flops(cfg_path, LENGTHS)
+    return {"train_iter_s": statistics.median(times), "train_peak_mb": peak, "infer_s": infer_s,
+            "params": params, "flops": flops}
 
 
 def speed_one(work: Path, system: str, af_python: Path | None, iterations: int, repeats: int) -> dict:
@@ -319,18 +341,22 @@ def speed_table(speeds: dict[str, dict], iterations: int, repeats: int) -> None:
     af = speeds.get("actionformer")
     print(f"\nspeed (CPU, 2 threads): training s / iteration (median of {iterations}; batch {BATCH} x {WINDOW} steps), "
           f"peak RSS growth of one iteration, inference s / video (median of {repeats}); (x): ActionFormer's time "
-          "over this one")
+          "over this one; parameters (millions, all of the model's) and GFLOPs of one inference forward per video "
+          "(torch.utils.flop_counter: matrix products, convolutions, attention)")
     head = " | ".join(f"T={T}" for T in LENGTHS)
-    print(f"| system | train s/it | train peak MB | {head} | T=4608 / T=576 |")
-    print("|---|---|---|" + "---|" * len(LENGTHS) + "---|")
+    flops_head = " | ".join(f"GFLOPs T={T}" for T in (LENGTHS[2], LENGTHS[-1]))
+    print(f"| system | params (M) | train s/it | train peak MB | {head} | T=4608 / T=576 | {flops_head} |")
+    print("|---|---|---|---|" + "---|" * len(LENGTHS) + "---|---|---|")
     for system, s in speeds.items():
         def ratio(mine: float, theirs: float | None) -> str:
             return "" if theirs is None or system == "actionformer" else f" ({theirs / mine:.2f}x)"
         cells = [f"{s['infer_s'][str(T)]:.3f}{ratio(s['infer_s'][str(T)], af and af['infer_s'][str(T)])}"
                  for T in LENGTHS]
         growth = s["infer_s"][str(LENGTHS[-1])] / s["infer_s"][str(LENGTHS[0])]
-        print(f"| {SYSTEMS[system][0]} | {s['train_iter_s']:.3f}{ratio(s['train_iter_s'], af and af['train_iter_s'])}"
-              f" | {s['train_peak_mb']:.0f} | " + " | ".join(cells) + f" | {growth:.1f} |")
+        flops = " | ".join(f"{s['flops'][str(T)] / 1e9:.2f}" for T in (LENGTHS[2], LENGTHS[-1]))
+        print(f"| {SYSTEMS[system][0]} | {s['params'] / 1e6:.2f} | "
+              f"{s['train_iter_s']:.3f}{ratio(s['train_iter_s'], af and af['train_iter_s'])}"
+              f" | {s['train_peak_mb']:.0f} | " + " | ".join(cells) + f" | {growth:.1f} | {flops} |")
 
 
 # --- main ------------------------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ from typing import Literal, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.func import functional_call
 
 from gaf import losses as L
@@ -95,10 +96,12 @@ class GAFConfig:
     # lambda per step (B, T) ("scalar"), or per channel and step (B, C, T) as the official code ("channel");
     # with "channel" the CVAE latent is C-dimensional with prior N(lambda_c,t, 1) (latent_dim is ignored)
     attention: Literal["scalar", "channel"] = "scalar"
-    # the attention head's temporal reach: its convs alone ("local", a few steps), or convs then masked
-    # multi-head self-attention over the whole window ("global", segment-level context)
-    context: Literal["local", "global"] = "global"
-    context_heads: int = ranged(4, AT_LEAST_ONE)  # heads of the "global" self-attention (must divide attention_dim)
+    # the attention head's temporal reach: its convs alone ("local", a few steps), convs then masked
+    # multi-head self-attention over the whole window ("global", segment-level context; cost quadratic in T),
+    # or over the context_window steps centred on each step ("window": the same attention, cost linear in T)
+    context: Literal["local", "global", "window"] = "global"
+    context_heads: int = ranged(4, AT_LEAST_ONE)  # heads of the self-attention (must divide attention_dim)
+    context_window: int = ranged(129, ODD)  # steps each step attends to with context="window" (odd: centred)
     attention_dim: int = ranged(128, AT_LEAST_ONE)  # width of the attention head's temporal convs
     attention_layers: int = ranged(2, NON_NEGATIVE)  # temporal conv layers before the output layer
     attention_kernel: int = ranged(3, ODD)
@@ -119,9 +122,12 @@ class GAFConfig:
     oracle: bool = False
 
     def __post_init__(self) -> None:
-        if self.context == "global" and self.attention_dim % self.context_heads:
+        if self.context != "local" and self.attention_dim % self.context_heads:
             raise ConfigError(f"model.gaf.context_heads: {self.context_heads} must divide model.gaf.attention_dim "
-                              f"({self.attention_dim}) for the global context")
+                              f"({self.attention_dim}) for the {self.context} context")
+        if self.context_window < 1 or self.context_window % 2 == 0:
+            raise ConfigError(f"model.gaf.context_window: must be an odd number >= 1 (a window centred on each step), "
+                              f"got {self.context_window}")
 
 
 @dataclass
@@ -196,11 +202,55 @@ class TemporalSelfAttention(nn.Module):
         return (x + y.transpose(1, 2)) * mask[:, None, :].to(x.dtype)
 
 
+class WindowSelfAttention(nn.Module):
+    """:class:`TemporalSelfAttention` restricted to the ``window`` steps centred on each step (``window // 2``
+    either side): ``(B, D, T)`` -> ``(B, D, T)``, cost and memory linear in ``T``.
+
+    Keys outside the video or on padding are masked out, so a valid step's output depends only on the valid
+    steps within its reach: the same value for a video alone, in a padded batch, or in any window of it that
+    holds that reach. The output is zero on padding.
+    """
+
+    def __init__(self, dim: int, heads: int, window: int) -> None:
+        super().__init__()
+        if heads < 1 or dim % heads:
+            raise ConfigError(f"model.gaf.context_heads: {heads} must be >= 1 and divide attention_dim ({dim})")
+        if window < 1 or window % 2 == 0:
+            raise ConfigError(f"model.gaf.context_window: must be an odd number >= 1, got {window}")
+        self.heads, self.half = heads, window // 2
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)  # no biases, as TemporalSelfAttention's
+        self.proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x (B, D, T)``, ``mask (B, T)`` bool -> ``(B, D, T)``."""
+        B, D, T = x.shape
+        H, w = self.heads, self.half
+        b = max(w, 16)  # queries per block: each block attends to its b + 2w keys through one batched product
+        n = -(-T // b)
+        q, k, v = self.qkv(self.norm(x.transpose(1, 2))).view(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        q = F.pad(q, (0, 0, 0, n * b - T)).reshape(B, H, n, b, D // H)
+        # each block's keys / values: steps [block start - w, block end + w) of the sequence padded by w (left)
+        # and w + n*b - T (right), (B, H, n, b + 2w, D/H)
+        k, v = (F.pad(t, (0, 0, w, w + n * b - T)).unfold(2, b + 2 * w, b).transpose(-1, -2) for t in (k, v))
+        valid = F.pad(mask, (w, w + n * b - T)).unfold(1, b + 2 * w, b)  # (B, n, b + 2w)
+        i = torch.arange(b, device=x.device)[:, None]
+        j = torch.arange(b + 2 * w, device=x.device)[None, :]
+        band = (j >= i) & (j <= i + 2 * w)  # key j of a block within w steps of its query i: (b, b + 2w)
+        keep = band & valid[:, None, :, None, :]  # (B, 1, n, b, b + 2w)
+        # a finite fill, not -inf: a padded query far from any valid step sees only masked keys (no NaN; zeroed)
+        bias = torch.zeros(keep.shape, dtype=q.dtype, device=x.device).masked_fill_(~keep, torch.finfo(q.dtype).min)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, n, b, D/H)
+        y = y.reshape(B, H, n * b, D // H)[:, :, :T].transpose(1, 2).reshape(B, T, D)
+        return (x + self.proj(y).transpose(1, 2)) * mask[:, None, :].to(x.dtype)
+
+
 class SegmentGAF(nn.Module):
     """Attention head, attention pooling (Eq. 11) and the ``K + 1`` classifier (Eq. 12).
 
     The head: ``attention_layers`` masked temporal convs (+ masked
-    self-attention over the window with ``context="global"``), then a 1x1
+    self-attention over the window with ``context="global"``, or over
+    ``context_window`` steps around each step with ``"window"``), then a 1x1
     conv to 1 channel (``attention="scalar"``) or ``C`` channels
     (``"channel"``) and a sigmoid.
     """
@@ -212,7 +262,9 @@ class SegmentGAF(nn.Module):
             layers.append(ConvBlock(c, cfg.attention_dim, cfg.attention_kernel))
             c = cfg.attention_dim
         self.layers = nn.ModuleList(layers)
-        self.context = TemporalSelfAttention(c, cfg.context_heads) if cfg.context == "global" else None
+        self.context = (TemporalSelfAttention(c, cfg.context_heads) if cfg.context == "global" else
+                        WindowSelfAttention(c, cfg.context_heads, cfg.context_window) if cfg.context == "window"
+                        else None)
         self.out = nn.Conv1d(c, in_channels if cfg.attention == "channel" else 1, 1)
         nn.init.normal_(self.out.weight, std=0.01)
         nn.init.zeros_(self.out.bias)

@@ -13,8 +13,9 @@ from gaf.models.gaf_detector import LossConfig, ModelConfig, build_model
 from gaf.models.detector import DetectorConfig
 from gaf.models.gaf import GAF, GAFConfig, action_mask
 
-SMALL = dict(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4, context_heads=4)
-VARIANTS = list(itertools.product(("scalar", "channel"), ("local", "global"), ("average", "enhanced", "normalized")))
+SMALL = dict(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4, context_heads=4, context_window=7)
+VARIANTS = list(itertools.product(("scalar", "channel"), ("local", "global", "window"),
+                                  ("average", "enhanced", "normalized")))
 
 
 def padded(C: int = 12, T: int = 30, valid: int = 19, seed: int = 1):
@@ -80,6 +81,81 @@ def test_global_context_mixes_the_whole_window_but_never_the_padding():
         padded[:, :, 36:] = 1e4  # padding: no influence at all
         torch.testing.assert_close(block(padded, mask), base)
     assert (base[:, :, 36:] == 0).all()
+
+
+def _window_block(window: int, seed: int = 0):
+    from gaf.models.gaf import WindowSelfAttention
+
+    torch.manual_seed(seed)
+    return WindowSelfAttention(16, 4, window).eval()
+
+
+@pytest.mark.parametrize("T", [1, 5, 40, 53])
+def test_window_context_wide_enough_is_the_global_attention(T):
+    """A window reaching every step is the global context's attention, same weights (blocks of any T)."""
+    from gaf.models.gaf import TemporalSelfAttention
+
+    torch.manual_seed(0)
+    full = TemporalSelfAttention(16, 4).eval()
+    block = _window_block(2 * T + 1)
+    block.norm.load_state_dict(full.norm.state_dict())
+    block.qkv.weight.data.copy_(full.attn.in_proj_weight.data)
+    block.proj.weight.data.copy_(full.attn.out_proj.weight.data)
+    x = torch.randn(2, 16, T)
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[1, max(1, T - 3):] = False
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, mask), full(x, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_window_context_of_one_step_is_each_steps_own_value_projected():
+    """Window 1: each step attends to itself alone, so the output is x + proj(v_t) (hand-computed)."""
+    block = _window_block(1)
+    x = torch.randn(1, 16, 9)
+    mask = torch.ones(1, 9, dtype=torch.bool)
+    with torch.no_grad():
+        h = block.norm(x.transpose(1, 2))
+        value = h @ block.qkv.weight[32:].T  # the v third of the projection
+        expected = x + (value @ block.proj.weight.T).transpose(1, 2)
+        torch.testing.assert_close(block(x, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_window_context_reaches_exactly_half_a_window_either_side_and_never_the_padding():
+    block = _window_block(7)  # 3 steps either side
+    T = 70
+    x = torch.randn(2, 16, T)
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[1, 50:] = False
+    with torch.no_grad():
+        base = block(x, mask)
+        moved = x.clone()
+        moved[:, :, 40] += 3.0 * torch.randn(16)  # not a constant: the LayerNorm would remove it
+        delta = (block(moved, mask) - base).abs().amax(dim=1)  # (B, T)
+        assert (delta[:, 37:44] > 1e-4).all()  # steps 37..43 see step 40
+        assert (delta[:, :37] == 0).all() and (delta[:, 44:50] == 0).all()
+        garbage = x.clone()
+        garbage[1, :, 50:] = 1e4
+        torch.testing.assert_close(block(garbage, mask), base)
+        alone = block(x[1:2, :, :50], mask[1:2, :50])  # the padded video alone: the same outputs
+        torch.testing.assert_close(base[1:2, :, :50], alone, atol=1e-5, rtol=1e-5)
+    assert (base[1, :, 50:] == 0).all() and torch.isfinite(base).all()
+
+
+def test_window_context_must_be_odd_and_cost_grows_linearly():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gaf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="context_window"):
+        GAFConfig(context="window", context_window=8)
+    block = _window_block(33)
+
+    def flops(T: int) -> int:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            block(torch.randn(1, 16, T), torch.ones(1, T, dtype=torch.bool))
+        return counter.get_total_flops()
+
+    assert flops(4096) <= 2.1 * flops(2048)  # the global context's attention grows 4x
 
 
 def test_channel_attention_pools_each_channel_with_its_own_weights():
