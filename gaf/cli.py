@@ -19,7 +19,8 @@ from gaf.errors import GafError
 from gaf.io import install_sigterm_handler
 
 # Order is the order shown by ``gaf --help``.
-COMMANDS: tuple[str, ...] = ("demo", "train", "eval", "score", "analyze", "extract", "detect", "classify", "weights", "config", "export")
+COMMANDS: tuple[str, ...] = ("demo", "train", "eval", "score", "analyze", "extract", "detect", "classify", "weights", "data",
+                             "config", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

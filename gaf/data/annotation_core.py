@@ -424,12 +424,13 @@ def json_root(path: Path, text: str | None = None) -> dict:
     return json_object(root, str(path), "the top-level object")
 
 
-def read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """(header, [(line number, cells)]) of a comma-separated file; rows must match the header's width."""
+def read_csv(path: Path, delimiter: str = ",") -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number, cells)]) of a ``delimiter``-separated file (default: comma; ``"\\t"`` for TSV);
+    blank rows skipped, cells stripped; rows must match the header's width."""
     _refuse_device(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
+            reader = csv.reader(f, delimiter=delimiter)
             header = [c.strip() for c in next(reader, [])]
             rows = []
             for row in reader:

@@ -197,6 +197,21 @@ FEATURE_LENGTH_LIMIT = 4.0
 extraction gives that; the file belongs to another video, or the dataset's fps / feature_stride is wrong."""
 
 
+def length_disagreement(raw_steps: int, fps: float, duration: float, feature_stride: int,
+                        num_frames: int) -> tuple[float, float, int] | None:
+    """A feature file of ``raw_steps`` steps against its video's annotated ``duration`` (s): None when they
+    agree within the slack (one window and two strides), else ``(span, ratio, expected)``: the file's span
+    ``((raw_steps - 1) * feature_stride + num_frames) / fps`` s, ``span / duration``, and the step count an
+    extraction of ``duration`` s gives. The rule of :meth:`FeatureDataset._check_length` (and ``gaf data
+    check``): past :data:`FEATURE_LENGTH_WARN` it warns, past :data:`FEATURE_LENGTH_LIMIT` it refuses."""
+    span = ((raw_steps - 1) * feature_stride + num_frames) / fps
+    slack = (num_frames + 2 * feature_stride) / fps
+    if not (abs(span - duration) > slack and duration > 0):
+        return None
+    expected = max(1, math.floor((duration * fps - num_frames) / feature_stride) + 1)
+    return span, span / duration, expected
+
+
 def _open_npy(path: Path, video_id: str, cfg: DatasetConfig) -> np.ndarray:
     """Memory-map ``path``; every way it can fail becomes a DataError naming the file."""
     try:
@@ -381,15 +396,13 @@ class FeatureDataset(SplitDataset):
         """DataError when the features' span and the annotated ``duration`` (s) are more than
         :data:`FEATURE_LENGTH_LIMIT` times apart; noted for one warning past :data:`FEATURE_LENGTH_WARN`."""
         cfg = self.cfg
-        span = ((raw_steps - 1) * cfg.feature_stride + cfg.num_frames) / fps
-        slack = (cfg.num_frames + 2 * cfg.feature_stride) / fps
-        if not (abs(span - duration) > slack and duration > 0):
+        disagreement = length_disagreement(raw_steps, fps, duration, cfg.feature_stride, cfg.num_frames)
+        if disagreement is None:
             return
-        expected = max(1, math.floor((duration * fps - cfg.num_frames) / cfg.feature_stride) + 1)
+        span, ratio, expected = disagreement
         lengths = (f"{raw_steps} feature steps = {span:.6g} s (fps {fps:g}, dataset.feature_stride "
                    f"{cfg.feature_stride}, num_frames {cfg.num_frames}) for an annotated duration of {duration:g} s "
                    f"({expected} steps)")
-        ratio = span / duration
         if not 1.0 / FEATURE_LENGTH_LIMIT <= ratio <= FEATURE_LENGTH_LIMIT:
             raise DataError(f"{path}: video {vid!r}: {lengths}: {ratio:.3g} times the duration, beyond the "
                             f"{FEATURE_LENGTH_LIMIT:g}x either way that no extraction gives; is it another video's "

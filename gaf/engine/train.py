@@ -165,6 +165,8 @@ def _training_data(cfg: ExperimentConfig, run: Run, progress: bool):
     if gt.num_segments == 0:
         raise DataError(f"{gt.source}: the training subset holds no action instance in its {len(gt.videos)} "
                         "videos (dataset.train_subset, and the annotation's subset names); nothing to learn")
+    if cfg.e2e is None and run.ctx.is_main:  # the data load: a few lines on what they mean for the config
+        _log_data_check(cfg, run)
     meta = {"in_dim": train_set.input_dim, "num_classes": train_set.num_classes, "labels": list(train_set.labels),
             "data": data_fingerprint(cfg)}
     if getattr(train_set, "class_agnostic", False):  # one class, "action"; the annotation's classes for reference
@@ -175,7 +177,30 @@ def _training_data(cfg: ExperimentConfig, run: Run, progress: bool):
     if extraction:  # features from `gaf extract`: gaf detect must make new ones the same way
         _check_extraction(cfg, extraction)
         meta["extraction"] = extraction
+    if cfg.e2e is None:  # how the features were made (features.json), None when not recorded
+        from gaf.data.provenance import provenance_record
+
+        meta["feature_provenance"] = provenance_record(cfg.dataset.feature_dir)
     return train_set, meta
+
+
+def _log_data_check(cfg: ExperimentConfig, run: Run) -> None:
+    """A few lines of ``gaf data check`` (shapes only) in the run's log, once the datasets have loaded (what
+    they cannot use has stopped the run with its own error); it never stops training."""
+    import warnings
+
+    from gaf.data.check import check_dataset
+
+    try:
+        with warnings.catch_warnings():  # the datasets have warned about the annotation already
+            warnings.simplefilter("ignore")
+            report = check_dataset(cfg.dataset, cfg.model.detector)
+    except Exception as exc:  # noqa: BLE001 -- it only informs (e.g. a folder mixing extractions is named here)
+        run.logger.warning("data check: not done (%s)", exc)
+        return
+    details = f"gaf data check {run.work_dir / 'config.yaml'}"
+    for line in report.summary(details):
+        (run.logger.warning if " problem(s): " in line else run.logger.info)("%s", line)
 
 
 def class_frequency(dataset) -> torch.Tensor:

@@ -62,6 +62,7 @@ from gaf.models.trident import TridentHead
 __all__ = [
     "DetectorConfig",
     "AnchorFreeDetector",
+    "regression_ranges",
 ]
 
 
@@ -101,6 +102,13 @@ class DetectorConfig:
     score: Literal["product", "sqrt", "cls"] = "product"  # sigmoid(cls) * sigmoid(quality), its sqrt, or cls only
     saliency: bool = True  # start / end saliency head
     saliency_sigma: float = ranged(0.1, POSITIVE)  # Gaussian width of the heat maps, fraction of gt length (>= 1 step)
+
+
+def regression_ranges(base: float, num_levels: int) -> list[tuple[float, float]]:
+    """``[lo, hi]`` of ``max(left, right)`` (steps of the input, not of the level) per level: level ``l``
+    (stride ``2**l``) takes ``[base * 2**(l-1), base * 2**l]``, level 0 from 0, the last level unbounded."""
+    n = num_levels
+    return [(0.0 if l == 0 else base * 2 ** (l - 1), math.inf if l == n - 1 else base * 2 ** l) for l in range(n)]
 
 
 class _Scale(nn.Module):
@@ -162,9 +170,8 @@ class AnchorFreeDetector(nn.Module):
                 nn.init.zeros_(head.bias)
 
     def regression_ranges(self) -> list[tuple[float, float]]:
-        """``[lo, hi]`` of ``max(left, right)`` (steps) per level."""
-        base, n = self.cfg.regression_range_base, self.cfg.num_levels
-        return [(0.0 if l == 0 else base * 2 ** (l - 1), math.inf if l == n - 1 else base * 2 ** l) for l in range(n)]
+        """``[lo, hi]`` of ``max(left, right)`` (steps) per level (:func:`regression_ranges`)."""
+        return regression_ranges(self.cfg.regression_range_base, self.cfg.num_levels)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, *, refine_first: int | None = None
                 ) -> dict[str, torch.Tensor]:
