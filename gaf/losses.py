@@ -12,6 +12,7 @@ GAF terms
     :func:`clf_loss`                Eq. 12 on the pooled f_ai / f_nai logits
     :func:`cvae_loss`               Eq. 7 (reconstruction + beta * KL to the prior N(lambda, I))
     :func:`representation_loss`     Eq. 15 (reconstruction through the frozen decoder)
+    :func:`attention_bce`           L_att (ours): BCE of lambda against the ground-truth action mask
 Helpers
     :func:`tiou_1d`                 element-wise tIoU of aligned segments
     :func:`loss_normalizer`         the count a mean divides by (summed over ranks in distributed training)
@@ -42,6 +43,7 @@ __all__ = [
     "clf_loss",
     "cvae_loss",
     "representation_loss",
+    "attention_bce",
     "masked_mean",
     "loss_normalizer",
     "synchronized_normalizers",
@@ -271,3 +273,13 @@ def representation_loss(recon: torch.Tensor, target: torch.Tensor, mask: torch.T
     sums over t; the mean keeps the weight independent of T).
     """
     return masked_mean((recon - target).pow(2).mean(1, keepdim=True), mask[:, None, :])
+
+
+def attention_bce(attention: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L_att (ours, not in the paper): mean BCE of λ ``(B, T)`` or ``(B, C, T)`` (each channel against the
+    same target) against the action mask ``truth (B, T)`` (1 on action steps) over the valid steps of ``mask
+    (B, T)``. The detector's and the recognizer's term."""
+    lam = (attention[:, None, :] if attention.dim() == 2 else attention).clamp(1e-6, 1 - 1e-6)
+    target = truth[:, None, :].to(lam.dtype).expand_as(lam)
+    bce = F.binary_cross_entropy(lam, target, reduction="none")
+    return masked_mean(bce, mask[:, None, :].expand_as(lam))

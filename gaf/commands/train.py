@@ -11,13 +11,17 @@ Train a GAF detector (or the plain detector, model.gaf.enabled=false) on
 pre-extracted features; end to end on video frames (I3D + GAF, the paper's
 THUMOS14 setting) when the config has `e2e` and `frames` sections; or an
 action recognizer when the config says `task: recognition` (top-1 / top-5).
-CONFIG is a YAML file or the name of a bundled config (demo, demo_hard, thumos14_i3d,
-anet_i3d: GAF on the SGP + Trident detector; thumos14_i3d_afsd, anet_i3d_afsd: GAF on
-the paper's AFSD base; thumos14_i3d_rgb, thumos14_i3d_flow, thumos14_e2e, ablation_ai,
-ablation_ai_nai, ablation_ai_nai_r, ucf101_features, ucf101_i3d, demo_anet_cls).
+CONFIG is a YAML file or the name of a bundled config (demo, demo_hard, demo_anet,
+thumos14_i3d, anet_i3d, anet_tsp: GAF on the SGP + Trident detector; thumos14_i3d_afsd,
+anet_i3d_afsd: GAF on the paper's AFSD base; thumos14_i3d_rgb, thumos14_i3d_flow,
+thumos14_e2e, ablation_ai, ablation_ai_nai, ablation_ai_nai_r; recognition:
+ucf101_features, ucf101_i3d, demo_anet_cls, anet_i3d_cls). The ActivityNet configs train
+a class-agnostic detector whose proposals take each video's classes from
+--set eval.video_scores=FILE (a video-level classifier's scores, e.g. anet_i3d_cls's
+video_scores.json; README "ActivityNet v1.3").
 
 GAF's formulation is a config choice (model.gaf.attention scalar|channel,
-model.gaf.context local|global, model.gaf.output average|enhanced|normalized,
+model.gaf.context local|global|window, model.gaf.output average|enhanced|normalized,
 model.loss.nai_form complement|background, model.loss.clf/clf_prior,
 model.loss.att (L_att, ours: 0 = the paper's losses), model.gaf.oracle;
 docs/method.md); the defaults are the measured ones

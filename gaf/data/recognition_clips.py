@@ -31,12 +31,15 @@ plus either cached features or the videos themselves::
   annotated seconds in it (:func:`video_class`: ActivityNet videos hold one
   class, almost always). Videos without an annotated segment have no label:
   they are skipped, with one :class:`~gaf.data.annotations.AnnotationWarning`
-  counting them.
+  counting them. Its items also carry ``"action_mask"`` (:func:`step_action_mask`):
+  which steps of each clip are annotated action, the target of the
+  recognizer's ``model.loss.att``.
 
 Every item is a dict ``{"inputs": (n, C, L) features or (n, 3, L, H, W)
 frames, "mask": (n, L) bool, "label": int, "video": str}`` with ``n``
-clips (1 in training); :func:`collate_clips` concatenates items and records
-which clips belong to which video. Randomness comes from torch's RNG, so
+clips (1 in training) (plus ``"action_mask": (n, L) bool`` for ``annotations``);
+:func:`collate_clips` concatenates items and records which clips belong to
+which video. Randomness comes from torch's RNG, so
 the engine's per-epoch seeding makes runs reproducible.
 
 Errors are :class:`gaf.errors.DataError` naming the file and, for entries of
@@ -61,7 +64,7 @@ from gaf.data.annotations import AnnotationWarning, Video, read_ground_truth, re
 from gaf.errors import AnnotationError, DataError
 
 __all__ = ["ClipDataConfig", "ClipFeatureDataset", "ClipVideoDataset", "AnnotationFeatureDataset",
-           "build_clip_dataset", "collate_clips", "clip_starts", "video_class"]
+           "build_clip_dataset", "collate_clips", "clip_starts", "video_class", "step_action_mask"]
 
 
 @dataclass
@@ -80,6 +83,10 @@ class ClipDataConfig:
     file_prefix: str = ""  # feature file: <feature_dir>/<file_prefix><video_id><file_suffix><file_ext>
     file_suffix: str = ""
     file_ext: str = ".npy"
+    # annotations: the features' time axis (gaf.data.features' convention: step t's centre at
+    # (t * feature_stride + 0.5 * num_frames) / fps s, fps the annotation's), for the action masks of loss.att
+    feature_stride: int = ranged(4, AT_LEAST_ONE)  # frames between feature steps
+    num_frames: int = ranged(16, AT_LEAST_ONE)  # frames one feature step sees
     input_dim: int | None = ranged(None, AT_LEAST_ONE)  # features/annotations: expected C (None: the first file's)
     clip_len: int = ranged(16, AT_LEAST_ONE)  # feature steps (features) or frames (video) per clip
     frame_stride: int = ranged(1, AT_LEAST_ONE)  # video: keep every Nth decoded frame
@@ -133,9 +140,29 @@ def video_class(video: Video, index: dict[str, int]) -> int | None:
     return max(seconds, key=lambda k: (seconds[k], counts[k], -k))
 
 
-def _annotation_entries(cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
-    """Classes (the whole file's labels) and ``(video_id, label, where)`` of the annotated videos of
-    ``cfg.train_subset`` (``subset == "train"``) or ``cfg.test_subset`` (``"test"``), in file order."""
+def step_action_mask(video: Video, num_steps: int, cfg: ClipDataConfig) -> np.ndarray | None:
+    """``(num_steps,)`` bool: True where a feature step's centre lies in one of ``video``'s annotated segments
+    (ends included, any label; the detector's :func:`gaf.models.gaf.action_mask` rule).
+
+    Step ``t``'s centre is ``(t * feature_stride + 0.5 * num_frames) / fps`` s with the annotation's ``fps``
+    (:mod:`gaf.data.features`' convention); a video without fps is taken to be spread evenly over its
+    ``duration``: ``(t + 0.5) * duration / num_steps`` s. None when the video has neither.
+    """
+    if video.fps is not None:
+        centres = (np.arange(num_steps) * cfg.feature_stride + 0.5 * cfg.num_frames) / video.fps
+    elif video.duration is not None:
+        centres = (np.arange(num_steps) + 0.5) * (video.duration / num_steps)
+    else:
+        return None
+    out = np.zeros(num_steps, dtype=bool)
+    for seg in video.segments:
+        out |= (centres >= seg.start) & (centres <= seg.end)
+    return out
+
+
+def _annotation_videos(cfg: ClipDataConfig, subset: str
+                       ) -> tuple[list[str], list[tuple[str, int, str]], dict[str, Video]]:
+    """:func:`_annotation_entries` and the subset's videos (``{video_id: Video}``)."""
     if subset not in ("train", "test"):
         raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
     key = f"{subset}_subset"
@@ -164,7 +191,14 @@ def _annotation_entries(cfg: ClipDataConfig, subset: str) -> tuple[list[str], li
     if len(entries) < len(videos):
         warnings.warn(f"{path}: {len(videos) - len(entries)} of the {len(videos)} videos of subset {name!r} have "
                       "no annotated segment, hence no label: skipped", AnnotationWarning, stacklevel=4)
-    return list(aset.labels), entries
+    return list(aset.labels), entries, videos
+
+
+def _annotation_entries(cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
+    """Classes (the whole file's labels) and ``(video_id, label, where)`` of the annotated videos of
+    ``cfg.train_subset`` (``subset == "train"``) or ``cfg.test_subset`` (``"test"``), in file order."""
+    classes, entries, _ = _annotation_videos(cfg, subset)
+    return classes, entries
 
 
 class _ClipDataset(Dataset):
@@ -251,17 +285,29 @@ class ClipFeatureDataset(_ClipDataset):
                             f"({self.entries[index][2]})")
         return x
 
+    def _action_steps(self, index: int, num_steps: int) -> np.ndarray | None:
+        """The ``(num_steps,)`` action mask of video ``index``, or None (split lists have no temporal labels)."""
+        return None
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         x = self._load(index)
         L = self.cfg.clip_len
+        starts = self._starts(x.shape[0], L)
         clips, masks = [], []
-        for s in self._starts(x.shape[0], L):
+        for s in starts:
             crop = torch.from_numpy(np.array(x[s:s + L], dtype=np.float32)).T  # (C, n)
             n = crop.shape[1]
             clips.append(F.pad(crop, (0, L - n)))
             masks.append(torch.arange(L) < n)
         path, label, _ = self.entries[index]
-        return {"inputs": torch.stack(clips), "mask": torch.stack(masks), "label": label, "video": path}
+        item = {"inputs": torch.stack(clips), "mask": torch.stack(masks), "label": label, "video": path}
+        steps = self._action_steps(index, x.shape[0])
+        if steps is not None:  # cut as the clips are, False on padding
+            action = torch.zeros(len(starts), L, dtype=torch.bool)
+            for i, s in enumerate(starts):
+                action[i, :len(steps[s:s + L])] = torch.from_numpy(steps[s:s + L])
+            item["action_mask"] = action
+        return item
 
 
 class ClipVideoDataset(_ClipDataset):
@@ -325,10 +371,17 @@ class ClipVideoDataset(_ClipDataset):
 class AnnotationFeatureDataset(ClipFeatureDataset):
     """Untrimmed videos of a detection annotation file (``source: annotations``): the annotated videos of
     ``train_subset`` / ``test_subset``, labelled by :func:`video_class`, features at
-    :meth:`ClipDataConfig.feature_path`; clips and errors as :class:`ClipFeatureDataset`."""
+    :meth:`ClipDataConfig.feature_path`; clips and errors as :class:`ClipFeatureDataset`. Items also hold
+    ``"action_mask" (n, L)`` bool (:func:`step_action_mask`, False on padding); ``untimed`` lists the videos
+    whose annotation has neither fps nor duration (their items have none)."""
 
     def _read_entries(self, cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
-        return _annotation_entries(cfg, subset)
+        classes, entries, self.videos = _annotation_videos(cfg, subset)
+        self.untimed = [v for v, _, _ in entries if self.videos[v].fps is None and self.videos[v].duration is None]
+        return classes, entries
+
+    def _action_steps(self, index: int, num_steps: int) -> np.ndarray | None:
+        return step_action_mask(self.videos[self.entries[index][0]], num_steps, self.cfg)
 
     def _feature_candidates(self, path: str) -> tuple[Path, ...]:
         return (self.cfg.feature_path(path),)
@@ -345,12 +398,16 @@ def build_clip_dataset(cfg: ClipDataConfig, subset: str, *, training: bool | Non
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Batch items: ``inputs (N, ...)`` and ``mask (N, L)`` over all clips, ``labels (B,)``,
-    ``clip_video (N,)`` (index of each clip's video in the batch), ``videos`` (B names)."""
+    ``clip_video (N,)`` (index of each clip's video in the batch), ``videos`` (B names) and, when every
+    item has one, ``action_mask (N, L)`` (else the key is absent)."""
     counts = [it["inputs"].shape[0] for it in items]
-    return {
+    batch = {
         "inputs": torch.cat([it["inputs"] for it in items]),
         "mask": torch.cat([it["mask"] for it in items]),
         "labels": torch.tensor([it["label"] for it in items], dtype=torch.long),
         "clip_video": torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts)),
         "videos": [it["video"] for it in items],
     }
+    if all(it.get("action_mask") is not None for it in items):
+        batch["action_mask"] = torch.cat([it["action_mask"] for it in items])
+    return batch

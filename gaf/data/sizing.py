@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["Recommendation", "recommend", "recommended_config", "unregressable", "MAX_SEQ_LEN_CAP"]
+__all__ = ["Recommendation", "recommend", "recommended_config", "unregressable", "auto_range_base",
+           "MAX_SEQ_LEN_CAP"]
 
 #: the largest ``max_seq_len`` :func:`recommend` proposes (steps): longer videos are cropped in training and
 #: windowed at evaluation, so a longer crop only costs memory
@@ -65,6 +66,18 @@ def unregressable(segments: np.ndarray, num_steps: int, ranges: Sequence[tuple[f
             maxd = np.maximum(p - s, e - p)
             ok |= (first + k <= last) & (maxd >= lo) & (maxd <= hi)
     return ~ok | (e - s <= 1e-3)
+
+
+def auto_range_base(instance_steps: np.ndarray) -> float:
+    """``model.detector.regression_ranges: auto``'s ``regression_range_base`` (steps) for training instances of
+    ``instance_steps`` steps: the 5th percentile of their half-lengths rounded up to a power of two, at least 1
+    (level 0's ``[0, base]`` then holds the shortest common instances, each level above twice as long ones);
+    4 (the fixed default) when there is no instance."""
+    half = 0.5 * np.asarray(instance_steps, dtype=np.float64).reshape(-1)
+    half = half[half > 0]
+    if half.size == 0:
+        return 4.0
+    return float(2 ** max(0, math.ceil(math.log2(float(np.percentile(half, 5))))))
 
 
 def recommend(video_steps: np.ndarray, instance_steps: np.ndarray, *, num_levels: int, base: float,

@@ -102,6 +102,13 @@ class SplitDataset(torch.utils.data.Dataset):
         """Each ground-truth class name → the model's class id (all 0 when class-agnostic)."""
         return dict(self._label_ids)
 
+    def instance_steps(self) -> np.ndarray:
+        """``(N,)`` float: the length in steps of every instance of the split's videos (as mapped to the
+        video's steps; instances wholly outside the features included)."""
+        lengths = [np.asarray(v.segments, dtype=np.float64).reshape(-1, 2) for v in self._videos]
+        flat = np.concatenate(lengths) if lengths else np.zeros((0, 2))
+        return flat[:, 1] - flat[:, 0]
+
     @property
     def video_ids(self) -> list[str]:
         return [v.video_id for v in self._videos]

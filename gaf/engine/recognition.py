@@ -16,7 +16,8 @@ still load, with a :class:`DeprecationWarning` naming the new key (:func:`upgrad
 Training is the detector's run setup (:mod:`gaf.engine.run`) and loop
 (:func:`gaf.engine.loop.fit`) on clips: each
 epoch runs stage "frame" (Frame-GAF, ``L_CVAE``) then stage "segment"
-(everything else, ``L_clf (+ L_R)``), each with its own Adam optimiser and
+(everything else, ``L_clf (+ L_R) (+ L_att``, whose action masks only
+``dataset.source: annotations`` has), each with its own Adam optimiser and
 warm-up + schedule; RNGs are re-seeded from ``(seed, epoch)`` every epoch and
 ``latest.pt`` is written atomically after each, so ``resume`` continues
 exactly. Evaluation averages each video's clip scores (softmax
@@ -56,7 +57,7 @@ from gaf.engine.loop import fit
 from gaf.engine.run import TrainResult, finish_run, start_run
 from gaf.io import atomic_write_text
 from gaf.progress import progress_bar
-from gaf.errors import ConfigError
+from gaf.errors import ConfigError, DataError
 from gaf.metrics.recognition import mean_class_accuracy, topk_accuracy
 from gaf.models.recognizer import Recognizer, RecognizerConfig
 
@@ -162,6 +163,9 @@ def _check_pairing(cfg: RecognitionExperiment) -> None:
     if cfg.dataset.source == "video" and model_cfg.stream == "flow":
         raise ConfigError("model.stream: 'flow' cannot read decoded RGB video (dataset.source: video); "
                           "train the flow stream on cached flow features (dataset.source: features)")
+    if model_cfg.loss.att > 0 and cfg.dataset.source != "annotations":
+        raise ConfigError(f"model.loss.att: {model_cfg.loss.att:g} trains the attention on annotated action steps, "
+                          f"which only dataset.source: annotations has (got {cfg.dataset.source!r}); set it to 0")
 
 
 def _build(cfg: RecognitionExperiment, meta: dict[str, Any], *, for_checkpoint: bool = False) -> Recognizer:
@@ -306,6 +310,11 @@ def train_recognizer(cfg: RecognitionExperiment, *, work_dir: Path | None = None
 
     with start_run(cfg, work_dir, ctx, resume=resume, prepare=lambda log: prepare_benchmark(cfg, log)) as run:
         train_set = build_clip_dataset(cfg.dataset, "train", training=True)
+        untimed = getattr(train_set, "untimed", [])
+        if cfg.model.gaf.enabled and cfg.model.loss.att > 0 and untimed:
+            raise DataError(f"{cfg.dataset.annotation_file}: video {untimed[0]!r} ({len(untimed)} of "
+                            f"{len(train_set)}) has neither fps nor duration: its action steps, which "
+                            "model.loss.att trains on, cannot be placed")
         meta = {"task": "recognition", "in_dim": train_set.input_dim, "num_classes": train_set.num_classes,
                 "labels": list(train_set.classes)}
         model = _build(cfg, meta).to(run.device)
@@ -329,6 +338,9 @@ def train_recognizer(cfg: RecognitionExperiment, *, work_dir: Path | None = None
 
 def recognition_step_losses(model: torch.nn.Module, batch: dict[str, Any], stage: str, progress: float,
                             device: torch.device) -> dict[str, torch.Tensor]:
-    """One batch of a recognition stage: ``model.losses`` on the clips moved to ``device``."""
+    """One batch of a recognition stage: ``model.losses`` on the clips (and their action masks, when the
+    dataset has them) moved to ``device``."""
+    action = batch.get("action_mask")
     return model.losses(batch["inputs"].to(device), batch["labels"].to(device), stage=stage,
-                        mask=batch["mask"].to(device), progress=progress)
+                        mask=batch["mask"].to(device), progress=progress,
+                        action_mask=action.to(device) if action is not None else None)

@@ -30,6 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from gaf.data.features import read_preprocessing
@@ -121,8 +122,10 @@ def train(
     ctx = ctx if ctx is not None else init_distributed(cfg.train.device)
     with start_run(cfg, work_dir, ctx, resume=resume, prepare=lambda log: prepare_benchmark(cfg, log)) as run:
         train_set, meta = _training_data(cfg, run, progress)
-        model = build_detector(cfg, meta).to(run.device)
         mcfg = detector_config(cfg)
+        model_cfg = _resolve_auto_ranges(cfg, train_set, meta, run.logger) \
+            if mcfg.detector.regression_ranges == "auto" else cfg
+        model = build_detector(model_cfg, meta).to(run.device)
         run.logger.info("train: %d videos, %d classes, input dim %d, device %s%s, %d CPU thread(s), %d parameters",
                         len(train_set), train_set.num_classes, train_set.input_dim, run.device,
                         f" x {ctx.world_size} processes" if ctx.enabled else "", torch.get_num_threads(),
@@ -182,6 +185,28 @@ def _training_data(cfg: ExperimentConfig, run: Run, progress: bool):
 
         meta["feature_provenance"] = provenance_record(cfg.dataset.feature_dir)
     return train_set, meta
+
+
+def _resolve_auto_ranges(cfg: ExperimentConfig, train_set, meta: dict[str, Any], logger) -> ExperimentConfig:
+    """``model.detector.regression_ranges: auto``: a copy of ``cfg`` for building the model, whose
+    ``regression_range_base`` comes from the training instances' lengths
+    (:func:`gaf.data.sizing.auto_range_base`), also recorded in ``meta`` and the log. The run's config stays
+    as written (``auto``): the same data give the same value, so a resumed run resolves it alike; the ranges
+    only shape training targets, so inference does not need it."""
+    import copy
+
+    from gaf.data.sizing import auto_range_base
+
+    lengths = train_set.instance_steps()
+    base = auto_range_base(lengths)
+    model_cfg = copy.deepcopy(cfg)
+    detector_config(model_cfg).detector.regression_range_base = base
+    meta["regression_range_base"] = base
+    half = 0.5 * lengths[lengths > 0]
+    logger.info("regression ranges: auto -> regression_range_base %g steps (5th percentile of the %d training "
+                "instances' half-lengths %.3g steps, rounded up to a power of two)", base, half.size,
+                float(np.percentile(half, 5)) if half.size else float("nan"))
+    return model_cfg
 
 
 def _log_data_check(cfg: ExperimentConfig, run: Run) -> None:

@@ -42,6 +42,7 @@ from gaf.config import NON_NEGATIVE, POSITIVE, UNIT, ranged
 from gaf.models.detection_losses import detection_losses
 from gaf.models.detector import AnchorFreeDetector, DetectorConfig
 from gaf import losses as L
+from gaf.losses import attention_bce  # L_att, shared with the recognizer
 from gaf.models.blocks import stage_parameters
 from gaf.models.gaf import GAF, GAFConfig, action_mask, as_channels, step_attention
 from gaf.postprocess import decode_offsets
@@ -105,14 +106,6 @@ def complement_segments(segments: torch.Tensor, length: float, min_length: float
         stops = torch.cat([s, s.new_tensor([float(length)])])
         out = torch.stack([starts, stops], 1)
     return out[out[:, 1] - out[:, 0] >= min_length]
-
-
-def attention_bce(attention: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """L_att: mean BCE of λ ``(B, T)`` or ``(B, C, T)`` against the action mask ``truth (B, T)`` over valid steps."""
-    lam = as_channels(attention).clamp(1e-6, 1 - 1e-6)
-    target = truth[:, None, :].to(lam.dtype).expand_as(lam)
-    bce = torch.nn.functional.binary_cross_entropy(lam, target, reduction="none")
-    return L.masked_mean(bce, mask[:, None, :].expand_as(lam))
 
 
 def _logit(p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

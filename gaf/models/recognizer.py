@@ -26,8 +26,11 @@ Two training stages, as for the detector (Fig. 2):
   features with λ detached; only :meth:`Recognizer.stage_parameters`
   ``("frame")`` (Frame-GAF) learns.
 * ``losses(..., stage="segment")``: ``clf * L_clf + rep * progress * L_R``
-  (``L_R``, Eq. 15, through the frozen decoder; ``rep: 0`` turns it off);
-  everything but Frame-GAF learns (backbone too, unless frozen).
+  (``L_R``, Eq. 15, through the frozen decoder; ``rep: 0`` turns it off)
+  ``+ att * L_att`` (the detector's :func:`gaf.losses.attention_bce`: λ
+  against the clips' ground-truth action steps, when the batch has them:
+  ``dataset.source: annotations``); everything but Frame-GAF learns
+  (backbone too, unless frozen).
 
 ``gaf.enabled: false`` is the baseline: masked average pooling over time,
 dropout and a linear K-way classifier, trained with cross-entropy (stage
@@ -55,6 +58,7 @@ import torch.nn.functional as F
 
 from gaf.config import NON_NEGATIVE, check, ranged
 from gaf.errors import ConfigError
+from gaf.losses import attention_bce
 from gaf.models.blocks import BackboneHost, stage_parameters
 from gaf.models.gaf import GAF, GAFConfig, SegmentGAF
 
@@ -73,6 +77,9 @@ class RecognitionLossConfig:
     cvae: float = ranged(1.0, NON_NEGATIVE)  # L_CVAE (stage "frame")
     cvae_beta: float = ranged(1.0, NON_NEGATIVE)  # beta of Eq. 7
     rep: float = ranged(0.5, NON_NEGATIVE)  # L_R max weight, ramped by training progress (0 = off)
+    # L_att (ours, as the detector's): BCE of lambda against the clip's annotated action steps; needs
+    # dataset.source: annotations (UCF101-style clips have no temporal labels). 0 = the paper's losses
+    att: float = ranged(0.0, NON_NEGATIVE)
 
 
 @dataclass
@@ -190,12 +197,13 @@ class Recognizer(BackboneHost):
         return [s for s in STAGES if s == "segment" or (self.gaf is not None and lc.cvae > 0)]
 
     def losses(self, x: torch.Tensor, labels: torch.Tensor, *, stage: str, mask: torch.Tensor | None = None,
-               progress: float = 0.0) -> dict[str, torch.Tensor]:
+               progress: float = 0.0, action_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Loss terms of one batch for ``stage``; ``"total"`` is what to minimise.
 
         ``x``: features ``(B, C, T)`` or frames ``(B, 3, T, H, W)``;
         ``labels``: ``(B,)`` 0-based class ids; ``progress`` in [0, 1]
-        ramps ``L_R``.
+        ramps ``L_R``; ``action_mask (B, T')`` (1 on annotated action steps):
+        the target of ``L_att`` (``loss.att > 0``, with GAF; no term without it).
         """
         lc = self.cfg.loss
         labels = labels.long()
@@ -235,6 +243,12 @@ class Recognizer(BackboneHost):
             l_clf = l_ai + _batch_ce(logits_nai, background, lc.label_smoothing)
         total = lc.clf * l_clf
         result = {"clf": l_clf, "clf_ai": l_ai}
+        if lc.att > 0 and action_mask is not None:
+            if action_mask.shape != mask.shape:
+                raise ValueError(f"action_mask {tuple(action_mask.shape)} does not match the attention's steps "
+                                 f"{tuple(mask.shape)}")
+            result["att"] = attention_bce(lam, action_mask, mask)
+            total = total + lc.att * result["att"]
         if lc.rep > 0:
             result["rep"] = self.gaf.representation_loss(feats, mask, lam)
             total = total + lc.rep * float(min(max(progress, 0.0), 1.0)) * result["rep"]

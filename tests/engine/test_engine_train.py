@@ -330,3 +330,43 @@ def test_a_run_stopped_mid_epoch_resumes_from_that_batch_exactly(pulse_dataset, 
         assert {k: v for k, v in ra.items() if k != "seconds"} == pytest.approx(
             {k: v for k, v in rb.items() if k != "seconds"}, rel=1e-6)
     assert "resumed from" in (tmp_path / "b" / "run" / "log.txt").read_text()
+
+
+def test_auto_regression_ranges_take_the_base_from_the_training_instances(pulse_dataset, tmp_path):
+    """``model.detector.regression_ranges: auto``: the base is the 5th percentile of the training instances'
+    half-lengths (steps) rounded up to a power of two, computed here by hand from the annotation; it is in the
+    checkpoint's meta and the log, and a resumed run resolves it alike (same weights)."""
+    import json
+
+    import numpy as np
+
+    from gaf.data.sizing import auto_range_base
+
+    assert auto_range_base(np.array([2.0] * 19 + [500.0])) == 1.0  # half 1 -> 2**0
+    assert auto_range_base(np.array([10.0] * 20)) == 8.0  # half 5 -> 2**3
+    assert auto_range_base(np.array([0.5] * 20)) == 1.0  # never under one step
+    assert auto_range_base(np.zeros(0)) == 4.0
+
+    ann = json.loads(open(pulse_dataset["annotation_file"]).read())["database"]
+    step_seconds = pulse_dataset["feature_stride"] / pulse_dataset["fps"]
+    lengths = [(a["segment"][1] - a["segment"][0]) / step_seconds
+               for v in ann.values() if v["subset"] == "validation" for a in v["annotations"]]
+    half5 = np.percentile(0.5 * np.array(lengths), 5)
+    expected = float(2 ** max(0, int(np.ceil(np.log2(half5)))))
+
+    def run(name: str, **train_kw):
+        cfg = tiny_config(pulse_dataset, tmp_path / name, epochs=2, eval_at_end=False, **train_kw)
+        cfg.model.detector.regression_ranges = "auto"
+        return cfg
+
+    straight = run("a")
+    train(straight, progress=False)
+    state = load_checkpoint(tmp_path / "a" / "run" / "final.pt")
+    assert state["meta"]["regression_range_base"] == expected
+    assert f"regression_range_base {expected:g} steps" in (tmp_path / "a" / "run" / "log.txt").read_text()
+    resumed = run("b")
+    train(resumed, stop_after_epochs=1, progress=False)
+    train(resumed, resume=True, progress=False)
+    b = load_checkpoint(tmp_path / "b" / "run" / "final.pt")["model"]
+    for key, value in state["model"].items():
+        torch.testing.assert_close(value, b[key], rtol=0, atol=1e-6, msg=key)

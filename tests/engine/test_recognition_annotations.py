@@ -1,11 +1,13 @@
 """Recognition on the untrimmed videos of a detection annotation file (``dataset.source: annotations``):
 each video labelled by the class with the most annotated seconds, unannotated videos skipped with one
-warning, training and evaluation through the CLI, and the video-level scores written in the layout of
-CUHK's ActivityNet classifier file (``video_scores.json``)."""
+warning, training and evaluation through the CLI, the video-level scores written in the layout of
+CUHK's ActivityNet classifier file (``video_scores.json``), and the clips' annotated action steps (the target
+of ``model.loss.att``)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,8 @@ import yaml
 from gaf.cli import main
 from gaf.config import from_dict
 from gaf.data.annotations import AnnotationWarning, Segment, Video
-from gaf.data.recognition_clips import AnnotationFeatureDataset, ClipDataConfig, build_clip_dataset, video_class
+from gaf.data.recognition_clips import (AnnotationFeatureDataset, ClipDataConfig, build_clip_dataset, collate_clips,
+                                         video_class)
 from gaf.errors import DataError
 
 CLASSES = ("Archery", "Knitting", "Surfing")  # sorted: the class order of a file without label ids
@@ -178,3 +181,74 @@ def test_a_test_subset_without_annotated_videos_is_an_error_naming_the_file_and_
     absent = from_dict(ClipDataConfig, {**anet, "train_subset": "train_extra"})
     with pytest.raises(DataError, match=r"no video has subset 'train_extra'.*\(dataset\.train_subset\)"):
         build_clip_dataset(absent, "train")
+
+
+def write_timed_videos(root: Path) -> dict:
+    """Two 10-step videos whose step t holds the value t (a clip's first value is its start): ``timed`` at
+    fps 10 (feature_stride 4, num_frames 8: step t's centre at (4 t + 4) / 10 = 0.4 (t + 1) s), ``untimed_fps``
+    without fps, 5 s long (centres spread evenly: (t + 0.5) * 0.5 s)."""
+    feats = root / "feats"
+    feats.mkdir(parents=True)
+    for vid in ("timed", "untimed_fps"):
+        np.save(feats / f"{vid}.npy", np.repeat(np.arange(10, dtype=np.float32)[:, None], DIM, 1))
+    database = {
+        "timed": {"subset": "training", "duration": 4.5, "fps": 10.0,
+                  "annotations": [{"segment": [1.0, 2.0], "label": "Archery"},  # centres 1.2, 1.6, 2.0 (end included)
+                                  {"segment": [3.3, 3.7], "label": "Knitting"}]},  # centre 3.6
+        "untimed_fps": {"subset": "training", "duration": 5.0,
+                        "annotations": [{"segment": [1.0, 2.0], "label": "Archery"}]},  # centres 1.25, 1.75
+    }
+    ann = root / "anet.json"
+    ann.write_text(json.dumps({"version": "VERSION 1.3", "database": database}))
+    return {"source": "annotations", "annotation_file": str(ann), "feature_dir": str(feats),
+            "train_subset": "training", "test_subset": "training", "input_dim": DIM, "clip_len": 6,
+            "feature_stride": 4, "num_frames": 8}
+
+
+def test_items_carry_the_action_steps_of_their_clips(tmp_path):
+    cfg = from_dict(ClipDataConfig, write_timed_videos(tmp_path))
+    timed = [0, 0, 1, 1, 1, 0, 0, 0, 1, 0]  # centres 0.4 .. 4.0 s in [1.0, 2.0] or [3.3, 3.7]
+    spread = [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]  # no fps: centres 0.25 .. 4.75 s in [1.0, 2.0]
+    test = build_clip_dataset(cfg, "test", num_clips=2)  # clips at steps 0 and 4
+    assert [it["video"] for it in (test[0], test[1])] == ["timed", "untimed_fps"]
+    assert test[0]["action_mask"].int().tolist() == [timed[:6], timed[4:]]
+    assert test[1]["action_mask"].int().tolist() == [spread[:6], spread[4:]]
+    whole = build_clip_dataset(replace(cfg, clip_len=12), "test")
+    assert whole[0]["action_mask"].int().tolist() == [timed + [0, 0]]  # False on padding
+    train = build_clip_dataset(cfg, "train")
+    torch.manual_seed(0)
+    for _ in range(5):  # random crops: the mask is cut where the features are
+        item = train[0]
+        s = int(item["inputs"][0, 0, 0])
+        assert item["action_mask"].int().tolist() == [timed[s:s + 6]]
+    batch = collate_clips([test[0], test[1]])
+    assert batch["action_mask"].shape == (4, 6) and batch["action_mask"].dtype == torch.bool
+    no_steps = {k: v for k, v in test[0].items() if k != "action_mask"}  # a split-list item
+    assert "action_mask" not in collate_clips([no_steps, no_steps])
+
+
+def test_loss_att_on_a_video_with_neither_fps_nor_duration_is_an_error_naming_it(tmp_path, capsys):
+    layout = write_timed_videos(tmp_path / "anet")
+    doc = json.loads(Path(layout["annotation_file"]).read_text())
+    del doc["database"]["untimed_fps"]["duration"]
+    Path(layout["annotation_file"]).write_text(json.dumps(doc))
+    train = build_clip_dataset(from_dict(ClipDataConfig, layout), "train")
+    assert train.untimed == ["untimed_fps"] and "action_mask" not in train[1]
+    assert "action_mask" not in collate_clips([train[0], train[1]])
+    config = tmp_path / "att.yaml"
+    config.write_text(yaml.safe_dump({"task": "recognition", "dataset": layout, "model": {"loss": {"att": 1.0}},
+                                      "train": {"epochs": 1}}))
+    assert main(["train", str(config), "--work-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "video 'untimed_fps' (1 of 2) has neither fps nor duration" in capsys.readouterr().err
+
+
+def test_loss_att_without_annotated_action_steps_is_a_one_line_config_error(tmp_path, capsys):
+    config = tmp_path / "ucf_att.yaml"
+    config.write_text(yaml.safe_dump({
+        "task": "recognition", "dataset": {"source": "features", "split_dir": str(tmp_path / "splits"),
+                                           "feature_dir": str(tmp_path / "feats")},
+        "model": {"loss": {"att": 0.5}}}))
+    assert main(["train", str(config), "--work-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "model.loss.att: 0.5" in err and "dataset.source: annotations" in err, err
+    assert not (tmp_path / "run").exists()

@@ -1,5 +1,5 @@
-"""The recognizer: shapes, the two-stage parameter partition, L_clf on f_ai / f_nai,
-masking of padded steps, and the no-GAF baseline."""
+"""The recognizer: shapes, the two-stage parameter partition, L_clf on f_ai / f_nai, L_att on
+annotated action steps, masking of padded steps, and the no-GAF baseline."""
 
 from __future__ import annotations
 
@@ -93,3 +93,37 @@ def test_feature_input_needs_in_dim_and_the_right_shape():
         Recognizer(RecognizerConfig(), num_classes=3)
     with pytest.raises(ValueError, match=r"\(B, 12, T\)"):
         make()(torch.randn(2, 8, 10))
+
+
+def test_att_loss_is_the_detectors_bce_of_lambda_on_the_action_steps_and_trains_the_attention_head():
+    from gaf.losses import attention_bce
+
+    x, y = torch.randn(2, 12, 10), torch.tensor([3, 0])
+    mask = torch.tensor([[True] * 10, [True] * 6 + [False] * 4])
+    action = torch.zeros(2, 10, dtype=torch.bool)
+    action[0, 2:7] = action[1, :3] = True
+    model = make(dropout=0.0, loss=RecognitionLossConfig(rep=0.0, att=1.0))
+    only_att = make(dropout=0.0, loss=RecognitionLossConfig(rep=0.0, clf=0.0, att=1.0))
+    terms = model.losses(x, y, stage="segment", mask=mask, action_mask=action)
+    lam = model._attend(x, mask)[0]
+    assert terms["att"].item() == pytest.approx(attention_bce(lam, action, mask).item(), rel=1e-6)
+    assert terms["total"].item() == pytest.approx((terms["clf"] + terms["att"]).item(), rel=1e-6)
+    only_att.losses(x, y, stage="segment", mask=mask, action_mask=action)["total"].backward()
+    assert only_att.gaf.segment.out.weight.grad.abs().sum() > 0  # L_att alone reaches the attention head
+    assert not only_att.gaf.segment.classifier.weight.grad.any()  # clf: 0 (L_clf weighted away)
+    with pytest.raises(ValueError, match="action_mask"):
+        model.losses(x, y, stage="segment", mask=mask, action_mask=action[:, :8])
+
+
+def test_att_zero_or_no_action_mask_keeps_todays_losses_exactly():
+    x, y = torch.randn(2, 12, 10), torch.tensor([3, 0])
+    action = torch.ones(2, 10, dtype=torch.bool)
+    today = make(dropout=0.0).losses(x, y, stage="segment", progress=0.5)
+    off = make(dropout=0.0).losses(x, y, stage="segment", progress=0.5, action_mask=action)  # att: 0 (default)
+    unlabelled = make(dropout=0.0, loss=RecognitionLossConfig(att=1.0)).losses(x, y, stage="segment", progress=0.5)
+    assert RecognitionLossConfig().att == 0.0
+    for terms in (off, unlabelled):
+        assert set(terms) == set(today) == {"total", "clf", "clf_ai", "rep"}
+        assert all(torch.equal(terms[k], today[k]) for k in today)
+    baseline = make(gaf=GAFConfig(enabled=False), dropout=0.0, loss=RecognitionLossConfig(att=1.0))
+    assert set(baseline.losses(x, y, stage="segment", action_mask=action)) == {"total", "clf"}  # no λ: no L_att
