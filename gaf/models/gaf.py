@@ -231,11 +231,12 @@ class WindowSelfAttention(nn.Module):
         q, k, v = self.qkv(self.norm(x.transpose(1, 2))).view(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
         q = F.pad(q, (0, 0, 0, n * b - T)).reshape(B, H, n, b, D // H)
         # each block's keys / values: steps [block start - w, block end + w) of the sequence padded by w (left)
-        # and w + n*b - T (right), (B, H, n, b + 2w, D/H)
-        k, v = (F.pad(t, (0, 0, w, w + n * b - T)).unfold(2, b + 2 * w, b).transpose(-1, -2) for t in (k, v))
-        valid = F.pad(mask, (w, w + n * b - T)).unfold(1, b + 2 * w, b)  # (B, n, b + 2w)
-        i = torch.arange(b, device=x.device)[:, None]
+        # and w + n*b - T (right), gathered (an index, not unfold: ONNX exports it), (B, H, n, b + 2w, D/H)
         j = torch.arange(b + 2 * w, device=x.device)[None, :]
+        index = (torch.arange(n, device=x.device)[:, None] * b + j).reshape(-1)  # (n * (b + 2w),)
+        k, v = (F.pad(t, (0, 0, w, w + n * b - T))[:, :, index].reshape(B, H, n, b + 2 * w, D // H) for t in (k, v))
+        valid = F.pad(mask, (w, w + n * b - T))[:, index].reshape(B, n, b + 2 * w)
+        i = torch.arange(b, device=x.device)[:, None]
         band = (j >= i) & (j <= i + 2 * w)  # key j of a block within w steps of its query i: (b, b + 2w)
         keep = band & valid[:, None, :, None, :]  # (B, 1, n, b, b + 2w)
         # a finite fill, not -inf: a padded query far from any valid step sees only masked keys (no NaN; zeroed)

@@ -1,6 +1,6 @@
 """gaf export: TorchScript and ONNX detectors that give the eager model's outputs (within 1e-5), for the
 default GAF, channel attention, the plain detector, the transformer pyramid, the SGP pyramid with the
-Trident head and the max-pooling pyramid, padded and unpadded
+Trident head, the max-pooling pyramid and GAF's windowed context, padded and unpadded
 windows, any batch size."""
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def _inputs(batch: int, padded: bool, seed: int) -> tuple[torch.Tensor, torch.Te
 VARIANTS = {"default": [], "channel": ["model.gaf.attention=channel"], "plain": ["model.gaf.enabled=false"],
             "transformer": ["model.detector.backbone=transformer"],
             "sgp_trident": ["model.detector.backbone=sgp", "model.detector.boundary_head=trident"],
-            "maxpool": ["model.detector.backbone=maxpool"]}
+            "maxpool": ["model.detector.backbone=maxpool"],
+            "window_context": ["model.gaf.context=window", "model.gaf.context_window=33"]}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -70,7 +71,7 @@ def test_torchscript_matches_the_eager_model(variant: str, tmp_path: Path, capsy
     assert settings["step_seconds"] == pytest.approx(4 / 30) and settings["outputs"] == list(OUTPUT_NAMES)
 
 
-@pytest.mark.parametrize("variant", ["default", "transformer", "sgp_trident", "maxpool"])
+@pytest.mark.parametrize("variant", ["default", "transformer", "sgp_trident", "maxpool", "window_context"])
 def test_onnx_matches_the_eager_model_in_onnxruntime(variant: str, tmp_path: Path) -> None:
     import onnxruntime as ort  # in gaf's test extra: a missing one fails here
     ckpt = _checkpoint(tmp_path / "model.pt", VARIANTS[variant])
