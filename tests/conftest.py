@@ -72,35 +72,51 @@ def write_pulse_features(root: Path, *, num_train: int = 12, num_test: int = 6, 
             "num_frames": window, "input_dim": dim, "max_seq_len": steps, "fps": fps}
 
 
-def write_video(path: Path, colours: list, pts_ms: list[int] | None = None, *, size: tuple[int, int] = (32, 24),
-                rotation: int = 0, pattern: bool = False) -> Path:
-    """Lossless (FFV1 / Matroska) video whose frame i is colours[i] (a grey level or an (R, G, B) triple),
-    at times pts_ms (ms)."""
-    from fractions import Fraction
-
+def encode_video(path: Path, frames, pts: list[int], time_base, *, codec: str = "ffv1", pix_fmt: str = "bgr0",
+                 bit_rate: int | None = None, rotation: int = 0) -> Path:
+    """Write ``frames`` (``(H, W, 3)`` uint8 RGB arrays) at ``pts`` (in units of ``time_base``, a Fraction)
+    with ``codec`` (default lossless FFV1; the container follows the file's extension)."""
     import av
     import numpy as np
 
-    width, height = size
-    pts_ms = pts_ms if pts_ms is not None else [40 * i for i in range(len(colours))]
+    frames = [np.ascontiguousarray(f) for f in frames]
     container = av.open(str(path), "w")
-    stream = container.add_stream("ffv1", rate=1000)
-    stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
-    stream.time_base = Fraction(1, 1000)
+    stream = container.add_stream(codec, rate=int(round(1 / time_base)) if codec != "ffv1" else 1 / time_base)
+    stream.height, stream.width = frames[0].shape[:2]
+    stream.pix_fmt = pix_fmt
+    if bit_rate is not None:
+        stream.bit_rate = bit_rate
+    stream.time_base = time_base
     if rotation:
         stream.set_display_rotation(rotation)
-    for colour, pts in zip(colours, pts_ms):
-        img = np.full((height, width, 3), colour, np.uint8)
-        if pattern:
-            img[:, : width // 4] = 255  # a white band on the left
+    for img, t in zip(frames, pts):
         frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts, frame.time_base = pts, Fraction(1, 1000)
+        frame.pts, frame.time_base = t, time_base
         for packet in stream.encode(frame):
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
     container.close()
     return path
+
+
+def write_video(path: Path, colours: list, pts_ms: list[int] | None = None, *, size: tuple[int, int] = (32, 24),
+                rotation: int = 0, pattern: bool = False) -> Path:
+    """Lossless (FFV1 / Matroska) video whose frame i is colours[i] (a grey level or an (R, G, B) triple),
+    at times pts_ms (ms)."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    width, height = size
+    pts_ms = pts_ms if pts_ms is not None else [40 * i for i in range(len(colours))]
+    frames = []
+    for colour in colours:
+        img = np.full((height, width, 3), colour, np.uint8)
+        if pattern:
+            img[:, : width // 4] = 255  # a white band on the left
+        frames.append(img)
+    return encode_video(path, frames, pts_ms, Fraction(1, 1000), rotation=rotation)
 
 
 def files_of(root: Path) -> dict[str, bytes]:

@@ -86,8 +86,10 @@ def _warn_if_data_changed(before: dict[str, Any] | None, now: dict[str, Any], lo
         logger.warning("WARNING: %s", message)
 
 
-def _check_extraction(cfg: ExperimentConfig, extraction: dict[str, Any]) -> None:
-    """The dataset config must read the features as ``gaf extract`` made them (its features.json)."""
+def _check_extraction(cfg: ExperimentConfig, extraction: dict[str, Any], videos: dict[str, Any]) -> None:
+    """The dataset config must read the features as ``gaf extract`` made them (its features.json): stride,
+    window and fps, and, unless ``dataset.force_fps``, the fps of each of ``videos`` (the annotation's
+    :class:`~gaf.data.annotations.Video` by id) must be the extraction's rate."""
     ds = cfg.dataset
     where = f"{ds.feature_dir}/features.json"
     for key, ours in (("stride", ds.feature_stride), ("window", ds.num_frames), ("fps", ds.fps)):
@@ -96,6 +98,14 @@ def _check_extraction(cfg: ExperimentConfig, extraction: dict[str, Any]) -> None
             name = {"stride": "feature_stride", "window": "num_frames", "fps": "fps"}[key]
             raise ConfigError(f"dataset.{name}: {ours}, but {where} says the features were extracted with "
                               f"{key} {theirs}; set dataset.{name}: {theirs}")
+    rate = extraction.get("fps")
+    if rate is not None and not ds.force_fps:  # each video's own fps would place its steps: it must be the rate
+        for vid, video in videos.items():
+            if video.fps is not None and abs(float(video.fps) - float(rate)) > 1e-3 * float(rate):
+                raise ConfigError(f"{ds.annotation_file}: video {vid!r} has fps {video.fps:g}, but {where} says "
+                                  f"the features were extracted at {float(rate):g} fps (gaf extract resamples "
+                                  f"every video), so its steps would be placed at the wrong times; set "
+                                  f"dataset.fps: {float(rate):g} and dataset.force_fps: true")
 
 
 def train(
@@ -178,7 +188,7 @@ def _training_data(cfg: ExperimentConfig, run: Run, progress: bool):
         _warn_if_data_changed(run.state.get("meta", {}).get("data"), meta["data"], run.logger)
     extraction = read_preprocessing(cfg.dataset.feature_dir) if cfg.e2e is None else None
     if extraction:  # features from `gaf extract`: gaf detect must make new ones the same way
-        _check_extraction(cfg, extraction)
+        _check_extraction(cfg, extraction, gt.videos)
         meta["extraction"] = extraction
     if cfg.e2e is None:  # how the features were made (features.json), None when not recorded
         from gaf.data.provenance import provenance_record

@@ -12,9 +12,10 @@ import warnings
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
+
+from conftest import encode_video
 import torch
 import yaml
 
@@ -34,23 +35,15 @@ VIDEOS = [("v0", "validation", 1.2, 3.2), ("v1", "validation", 0.4, 2.0), ("v2",
 
 def write_video(path: Path, start: float, end: float) -> None:
     """Lossless video; a white 10×10 square moves left to right while start <= t < end."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream("ffv1", rate=FPS)
-    stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "bgr0"
-    stream.time_base = Fraction(1, FPS)
+    frames = []
     for i in range(FRAMES):
         t = i / FPS
         img = np.full((SIZE, SIZE, 3), 20, np.uint8)
         if start <= t < end:
             x = int((t - start) / (end - start) * (SIZE - 10))
             img[11:21, x:x + 10] = 255
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts, frame.time_base = i, Fraction(1, FPS)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+        frames.append(img)
+    encode_video(path, frames, list(range(FRAMES)), Fraction(1, FPS))
 
 
 def write_frames_root(root: Path, videos: list[tuple[str, str, float, float]]) -> Path:

@@ -370,3 +370,25 @@ def test_auto_regression_ranges_take_the_base_from_the_training_instances(pulse_
     b = load_checkpoint(tmp_path / "b" / "run" / "final.pt")["model"]
     for key, value in state["model"].items():
         torch.testing.assert_close(value, b[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_train_refuses_annotation_fps_other_than_the_extraction_rate(pulse_dataset, tmp_path, capsys):
+    """Features of ``gaf extract`` (features.json) are at its --fps; an annotation giving videos their own
+    rate (e.g. ``gaf data import --videos``: the container's 25 fps) would place every step at the wrong time
+    unless dataset.fps / force_fps say the extraction's rate: one line naming the video and both rates."""
+    import json
+    from pathlib import Path
+
+    from gaf.cli import main
+
+    feats = Path(pulse_dataset["feature_dir"])
+    (feats / "features.json").write_text(json.dumps({"fps": 5.0, "stride": pulse_dataset["feature_stride"],
+                                                     "window": pulse_dataset["num_frames"], "videos": {}}))
+    cfg = tiny_config(pulse_dataset, tmp_path, epochs=1, eval_at_end=False)
+    cfg.dataset.fps = None  # each video's rate from the annotation (10 fps)
+    path = write_yaml(cfg, tmp_path / "cfg.yaml")
+    assert main(["train", path, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "fps 10" in err and "5 fps" in err and "force_fps: true" in err and "video " in err
+    fixed = ["--set", "dataset.fps=5", "--set", "dataset.force_fps=true", "--work-dir", str(tmp_path / "ok")]
+    assert main(["train", path, "--no-progress", *fixed]) == 0
