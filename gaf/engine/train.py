@@ -208,14 +208,16 @@ def _resolve_auto_ranges(cfg: ExperimentConfig, train_set, meta: dict[str, Any],
     from gaf.data.sizing import auto_range_base
 
     lengths = train_set.instance_steps()
-    base = auto_range_base(lengths)
+    base = auto_range_base(lengths, detector_config(cfg).detector.regression_range_base)
     model_cfg = copy.deepcopy(cfg)
     detector_config(model_cfg).detector.regression_range_base = base
     meta["regression_range_base"] = base
     half = 0.5 * lengths[lengths > 0]
     logger.info("regression ranges: auto -> regression_range_base %g steps (5th percentile of the %d training "
-                "instances' half-lengths %.3g steps, rounded up to a power of two)", base, half.size,
-                float(np.percentile(half, 5)) if half.size else float("nan"))
+                "instances' half-lengths: %.3g steps; the configured base %g kept unless that is longer, then "
+                "raised to a power of two above it)", base, half.size,
+                float(np.percentile(half, 5)) if half.size else float("nan"),
+                detector_config(cfg).detector.regression_range_base)
     return model_cfg
 
 

@@ -94,9 +94,9 @@ class DetectorConfig:
     kernel_size: int = ranged(3, ODD)
     head_layers: int = ranged(2, NON_NEGATIVE)  # conv blocks in each shared tower (cls, reg)
     regression_range_base: float = ranged(4.0, POSITIVE)  # level l: max(left, right) in [base*2**(l-1), base*2**l]
-    # "fixed": regression_range_base as set; "auto": set at the start of training from the training set's instance
-    # lengths (gaf.data.sizing.auto_range_base: the 5th percentile of the half-lengths, rounded up to a power of
-    # two, at least 1 step), logged and kept in the checkpoint's meta; the ranges only act on training targets
+    # "fixed": regression_range_base as set; "auto": raised at the start of training when the training set's short
+    # instances are longer (gaf.data.sizing.auto_range_base: gaf data check's rule, the 5th percentile of the
+    # half-lengths; never lowered), logged and kept in the checkpoint's meta; the ranges only act on training targets
     regression_ranges: Literal["fixed", "auto"] = "fixed"
     center_sample_radius: float = ranged(1.5, POSITIVE)  # in strides of the level
     prior_prob: float = ranged(0.01, OPEN_UNIT)  # initial class probability

@@ -333,30 +333,34 @@ def test_a_run_stopped_mid_epoch_resumes_from_that_batch_exactly(pulse_dataset, 
 
 
 def test_auto_regression_ranges_take_the_base_from_the_training_instances(pulse_dataset, tmp_path):
-    """``model.detector.regression_ranges: auto``: the base is the 5th percentile of the training instances'
-    half-lengths (steps) rounded up to a power of two, computed here by hand from the annotation; it is in the
-    checkpoint's meta and the log, and a resumed run resolves it alike (same weights)."""
+    """``model.detector.regression_ranges: auto``: a configured base shorter than the 5th percentile of the
+    training instances' half-lengths (steps) is raised to the power of two above it (computed here by hand from
+    the annotation), never lowered; it is in the checkpoint's meta and the log, and a resumed run resolves it
+    alike (same weights)."""
     import json
 
     import numpy as np
 
     from gaf.data.sizing import auto_range_base
 
-    assert auto_range_base(np.array([2.0] * 19 + [500.0])) == 1.0  # half 1 -> 2**0
-    assert auto_range_base(np.array([10.0] * 20)) == 8.0  # half 5 -> 2**3
-    assert auto_range_base(np.array([0.5] * 20)) == 1.0  # never under one step
-    assert auto_range_base(np.zeros(0)) == 4.0
+    assert auto_range_base(np.array([2.0] * 19 + [500.0]), 4.0) == 4.0  # half 1 <= 4: kept, never lowered
+    assert auto_range_base(np.array([20.0] * 20), 4.0) == 16.0  # half 10 > 4 -> 2**4
+    assert auto_range_base(np.array([16.0] * 20), 8.0) == 8.0  # half 8 fits level 0 already
+    assert auto_range_base(np.zeros(0), 4.0) == 4.0
 
     ann = json.loads(open(pulse_dataset["annotation_file"]).read())["database"]
     step_seconds = pulse_dataset["feature_stride"] / pulse_dataset["fps"]
     lengths = [(a["segment"][1] - a["segment"][0]) / step_seconds
                for v in ann.values() if v["subset"] == "validation" for a in v["annotations"]]
     half5 = np.percentile(0.5 * np.array(lengths), 5)
-    expected = float(2 ** max(0, int(np.ceil(np.log2(half5)))))
+    base = 1.0  # configured under the pulses' shortest instances, so auto raises it
+    assert half5 > base
+    expected = float(2 ** int(np.ceil(np.log2(half5))))
 
     def run(name: str, **train_kw):
         cfg = tiny_config(pulse_dataset, tmp_path / name, epochs=2, eval_at_end=False, **train_kw)
         cfg.model.detector.regression_ranges = "auto"
+        cfg.model.detector.regression_range_base = base
         return cfg
 
     straight = run("a")
