@@ -222,6 +222,25 @@ def test_class_agnostic_training_then_eval_with_video_scores(train_seed, tmp_pat
     # the wrong class: every detection a false positive
     assert at(afsd_wrong, 0.5) < 0.05, afsd_wrong
 
+    # gaf's own video-level classifier on the same annotation and features writes the scores gaf eval reads
+    recognizer = tmp_path / "cls.yaml"
+    recognizer.write_text(json.dumps({
+        "task": "recognition", "name": "cls", "work_dir": str(tmp_path / "cls"),
+        "dataset": {"source": "annotations", "annotation_file": dataset["annotation_file"],
+                    "feature_dir": dataset["feature_dir"], "train_subset": "validation", "test_subset": "test",
+                    "input_dim": dataset["input_dim"], "feature_stride": dataset["feature_stride"],
+                    "num_frames": dataset["num_frames"], "clip_len": dataset["max_seq_len"]},
+        "model": {"backbone": "none", "gaf": {"enabled": True, "fusion": "attention", "attention_dim": 16,
+                                              "reduce_dim": 8, "hidden_dim": 16, "latent_dim": 4},
+                  "loss": {"att": 5.0}},
+        "train": {"epochs": 30, "batch_size": 4, "lr": 3e-3, "warmup_epochs": 1, "seed": train_seed, "threads": 1},
+        "eval": {"num_clips": 1, "topk": [1]}}))
+    assert main(["train", str(recognizer), "--no-progress"]) == 0, capsys.readouterr().err
+    own = evaluate("own", f"eval.video_scores={tmp_path / 'cls' / 'video_scores.json'}")
+    record_property("own classifier top1", json.loads((tmp_path / "cls" / "metrics.json").read_text())["top1"])
+    record_property("own scores fused mAP@0.5", round(at(own, 0.5), 4))
+    assert "video_scores.json" in own["scored_as"] and at(own, 0.5) > 0.6, own
+
     # a video of the subset missing from the file, and the checkpoint against a changed config: one line, exit 2
     doc = json.loads(Path(right).read_text())
     first = sorted(truth)[0]
