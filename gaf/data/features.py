@@ -55,7 +55,7 @@ from gaf.data.split import SplitDataset, window_starts
 from gaf.errors import ConfigError, DataError
 
 __all__ = ["DatasetConfig", "FeatureDataset", "collate", "window_starts", "PREPROCESSING", "read_preprocessing",
-           "RESIZE_MODES", "resample", "resample_average"]
+           "RESIZE_MODES", "resample", "resample_average", "read_feature_index"]
 
 #: the settings ``gaf extract`` records in a feature folder's ``features.json`` (and gaf detect checks)
 PREPROCESSING = ("fps", "stride", "window", "streams", "short_side", "crop", "weights_sha256")
@@ -540,11 +540,17 @@ def read_preprocessing(feature_dir: str | os.PathLike[str] | None) -> dict[str, 
     """The :data:`PREPROCESSING` settings of ``<feature_dir>/features.json`` (None: no such readable index)."""
     if not feature_dir:
         return None
-    path = Path(feature_dir) / "features.json"
+    index = read_feature_index(Path(feature_dir) / "features.json")
+    return None if index is None else {key: index[key] for key in PREPROCESSING if key in index}
+
+
+def read_feature_index(path: Path) -> dict[str, Any] | None:
+    """``gaf extract``'s ``features.json`` at ``path`` as a dict with a ``videos`` mapping; None when it is
+    missing, unreadable or of another shape."""
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     if not isinstance(index, dict) or not isinstance(index.get("videos"), dict):
         return None
-    return {key: index[key] for key in PREPROCESSING if key in index}
+    return index

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gaf.data.features import PREPROCESSING
+from gaf.data.features import PREPROCESSING, read_feature_index
 from gaf.errors import ConfigError
 
 __all__ = ["Provenance", "read_provenance", "provenance_record", "INDEX_NAME"]
@@ -84,16 +84,6 @@ def _find_indexes(folder: Path) -> list[Path]:
     return found
 
 
-def _read_index(path: Path) -> dict[str, Any] | None:
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(index, dict) or not isinstance(index.get("videos"), dict):
-        return None
-    return index
-
-
 def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
@@ -110,7 +100,7 @@ def read_provenance(feature_dir: str | os.PathLike[str]) -> Provenance | None:
     folder = Path(feature_dir)
     if not folder.is_dir():
         return None
-    indexes = [(path, index) for path in _find_indexes(folder) if (index := _read_index(path)) is not None]
+    indexes = [(path, index) for path in _find_indexes(folder) if (index := read_feature_index(path)) is not None]
     if not indexes:
         return None
     first_path, first = indexes[0]
