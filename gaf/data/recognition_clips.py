@@ -162,7 +162,9 @@ def step_action_mask(video: Video, num_steps: int, cfg: ClipDataConfig) -> np.nd
 
 def _annotation_videos(cfg: ClipDataConfig, subset: str
                        ) -> tuple[list[str], list[tuple[str, int, str]], dict[str, Video]]:
-    """:func:`_annotation_entries` and the subset's videos (``{video_id: Video}``)."""
+    """Classes (the whole file's labels), ``(video_id, label, where)`` of the annotated videos of
+    ``cfg.train_subset`` (``subset == "train"``) or ``cfg.test_subset`` (``"test"``) in file order, and the
+    subset's videos (``{video_id: Video}``)."""
     if subset not in ("train", "test"):
         raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
     key = f"{subset}_subset"
@@ -192,13 +194,6 @@ def _annotation_videos(cfg: ClipDataConfig, subset: str
         warnings.warn(f"{path}: {len(videos) - len(entries)} of the {len(videos)} videos of subset {name!r} have "
                       "no annotated segment, hence no label: skipped", AnnotationWarning, stacklevel=4)
     return list(aset.labels), entries, videos
-
-
-def _annotation_entries(cfg: ClipDataConfig, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
-    """Classes (the whole file's labels) and ``(video_id, label, where)`` of the annotated videos of
-    ``cfg.train_subset`` (``subset == "train"``) or ``cfg.test_subset`` (``"test"``), in file order."""
-    classes, entries, _ = _annotation_videos(cfg, subset)
-    return classes, entries
 
 
 class _ClipDataset(Dataset):

@@ -208,7 +208,8 @@ def _resolve_auto_ranges(cfg: ExperimentConfig, train_set, meta: dict[str, Any],
     from gaf.data.sizing import auto_range_base
 
     lengths = train_set.instance_steps()
-    base = auto_range_base(lengths, detector_config(cfg).detector.regression_range_base)
+    configured = detector_config(cfg).detector.regression_range_base
+    base = auto_range_base(lengths, configured)
     model_cfg = copy.deepcopy(cfg)
     detector_config(model_cfg).detector.regression_range_base = base
     meta["regression_range_base"] = base
@@ -216,8 +217,7 @@ def _resolve_auto_ranges(cfg: ExperimentConfig, train_set, meta: dict[str, Any],
     logger.info("regression ranges: auto -> regression_range_base %g steps (5th percentile of the %d training "
                 "instances' half-lengths: %.3g steps; the configured base %g kept unless that is longer, then "
                 "raised to a power of two above it)", base, half.size,
-                float(np.percentile(half, 5)) if half.size else float("nan"),
-                detector_config(cfg).detector.regression_range_base)
+                float(np.percentile(half, 5)) if half.size else float("nan"), configured)
     return model_cfg
 
 
@@ -244,7 +244,7 @@ def class_frequency(dataset) -> torch.Tensor:
     """``(K,)``: the fraction of the dataset's videos holding each of the model's classes (the L_clf head's
     prior; a class-agnostic model's one class: the videos holding any instance)."""
     gt = dataset.ground_truth()
-    index = getattr(dataset, "label_index", None) or {name: k for k, name in enumerate(dataset.labels)}
+    index = dataset.label_index
     counts = torch.zeros(len(dataset.labels))
     for video in gt.videos.values():
         for k in {index[s.label] for s in video.segments if s.label in index}:

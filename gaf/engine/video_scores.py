@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
+from gaf.data.annotation_core import read_text
 from gaf.data.annotations import AnnotationSet, Segment, Video
 from gaf.data.split import AGNOSTIC_LABEL
 from gaf.errors import AnnotationError, ConfigError, DataError
@@ -76,12 +77,13 @@ def read_video_scores(path: str | os.PathLike[str], video_ids: Sequence[str],
     if not p.is_file():
         what = "is a folder, not a file" if p.is_dir() else "not found"
         raise DataError(f"{p}: video score file {what} ({_KEY})")
+    text = read_text(p)  # the annotation readers' read (UTF-8 with or without BOM; errors name the file)
     try:
-        root = json.loads(p.read_text(encoding="utf-8-sig"))
+        root = json.loads(text)
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{p}: not a JSON file ({_KEY}): {e.msg} at line {e.lineno}, column {e.colno}"
                               ) from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:
         raise AnnotationError(f"{p}: cannot read the video score file ({_KEY}): {e}") from None
     layout = '{"results": {video_id: [K scores]}, "class": [K names]}'
     if not isinstance(root, dict) or not isinstance(root.get("results"), dict):
