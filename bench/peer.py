@@ -199,8 +199,9 @@ def prepare_data(root: Path, bench: Benchmark) -> Path:
 
 
 def data_sets(root: Path) -> list[str]:
-    """The overrides that point a bundled config at the benchmark's generated data."""
-    data = root / "data"
+    """The overrides that point a bundled config at the benchmark's generated data (its real path: a work dir
+    whose ``data`` links to another's shares that one's data and stored classifier runs)."""
+    data = (root / "data").resolve()
     return [f"dataset.annotation_file={data / 'annotations.json'}", f"dataset.feature_dir={data / 'features'}"]
 
 

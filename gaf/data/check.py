@@ -23,7 +23,6 @@ bound ``max(left, right)``, in steps of the input; level ``l`` has stride ``2**l
 from __future__ import annotations
 
 import glob
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from gaf.data.annotation_core import DURATION_TOLERANCE_S
-from gaf.data.features import FEATURE_LENGTH_LIMIT, FEATURE_LENGTH_WARN, length_disagreement
+from gaf.data.features import FEATURE_LENGTH_LIMIT, FEATURE_LENGTH_WARN, TimeAxisError, length_disagreement, time_axis
 from gaf.data.provenance import Provenance, read_provenance
 from gaf.data.sizing import MAX_SEQ_LEN_CAP, Recommendation, recommend, recommended_config, unregressable
 from gaf.data.split import window_starts
@@ -305,28 +304,14 @@ def _check_subset(aset: AnnotationSet, ds: DatasetConfig, det: DetectorConfig, r
         vid = video.video_id
         fps = ds.fps if (ds.force_fps or video.fps is None) else video.fps
         raw = _feature_steps(ds, vid, issues, provenance)
-        duration = video.duration
-        if raw is not None and duration is None and fps:  # the end of the last feature window
-            duration = ((raw - 1) * ds.feature_stride + ds.num_frames) / fps
-        if ds.resize_length is not None:
-            if not duration:
-                issues["no_duration"].append(vid)
-                continue
-            num_steps, step_seconds = ds.resize_length, duration / ds.resize_length
-            time_offset = 0.5 * step_seconds
-        elif not fps:
-            issues["no_fps"].append(vid)
+        try:
+            num_steps, step_seconds, time_offset, duration = time_axis(ds, fps, video.duration, raw)
+        except TimeAxisError as err:
+            if err.kind != "no_steps":  # a missing file without a duration is reported as missing
+                issues[err.kind].append(vid)
             continue
-        else:
-            step_seconds, time_offset = ds.feature_stride / fps, 0.5 * ds.num_frames / fps
-            if raw is not None:
-                num_steps = raw
-                if video.duration is not None:
-                    _note_length(issues, vid, raw, fps, float(video.duration), ds)
-            elif duration:
-                num_steps = max(1, math.floor((duration * fps - ds.num_frames) / ds.feature_stride) + 1)
-            else:
-                continue
+        if raw is not None and fps and ds.resize_length is None and video.duration is not None:
+            _note_length(issues, vid, raw, fps, float(video.duration), ds)
         estimated += raw is None and ds.resize_length is None
         durations.append(duration)
         steps.append(num_steps)

@@ -45,7 +45,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -55,7 +55,8 @@ from gaf.data.split import SplitDataset, window_starts
 from gaf.errors import ConfigError, DataError
 
 __all__ = ["DatasetConfig", "FeatureDataset", "collate", "window_starts", "PREPROCESSING", "read_preprocessing",
-           "RESIZE_MODES", "resample", "resample_average", "read_feature_index"]
+           "RESIZE_MODES", "resample", "resample_average", "read_feature_index", "TimeAxis", "TimeAxisError",
+           "time_axis"]
 
 #: the settings ``gaf extract`` records in a feature folder's ``features.json`` (and gaf detect checks)
 PREPROCESSING = ("fps", "stride", "window", "streams", "short_side", "crop", "weights_sha256")
@@ -179,6 +180,50 @@ class _VideoInfo:
     step_seconds: float
     segments: np.ndarray  # (N, 2) in video steps
     labels: np.ndarray  # (N,) int64
+
+
+class TimeAxis(NamedTuple):
+    """One video's feature time axis: step ``t`` stands for ``time_offset + t * step_seconds`` seconds."""
+
+    num_steps: int  # steps the model sees: dataset.resize_length, or the feature file's T
+    step_seconds: float
+    time_offset: float  # seconds of the centre of step 0
+    duration: float | None  # seconds: the annotation's, else the end of the last feature window (None: unknown)
+
+
+class TimeAxisError(DataError):
+    """A video with no usable time axis; ``kind`` names the problem for gaf data check (its ``ISSUES``):
+    ``no_fps``, ``no_duration`` or ``no_steps``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def time_axis(cfg: DatasetConfig, fps: float | None, duration: float | None, raw_steps: int | None) -> TimeAxis:
+    """The time axis of a video of annotated ``duration`` (s, or None) and frame rate ``fps`` (the one the
+    dataset uses: the annotation's, or ``dataset.fps``) whose feature file has ``raw_steps`` steps — the one
+    rule of training, evaluation and gaf data check.
+
+    ``resize_length`` set: every video is ``resize_length`` steps of ``duration / resize_length`` s (the
+    annotated duration is required). Otherwise a step lasts ``feature_stride / fps`` s and stands for the
+    centre of its ``num_frames`` window; ``raw_steps`` None (gaf data check without the file) estimates the
+    steps from the duration. Raises :class:`TimeAxisError` (its message without the video's name).
+    """
+    if cfg.resize_length is not None:
+        if duration is None or not duration > 0:
+            raise TimeAxisError("no_duration", f"dataset.resize_length needs a positive duration, got {duration}")
+        step_seconds = duration / cfg.resize_length
+        return TimeAxis(cfg.resize_length, step_seconds, 0.5 * step_seconds, duration)
+    if not fps:
+        raise TimeAxisError("no_fps", "no fps in the annotation; set dataset.fps")
+    if raw_steps is None:
+        if not duration:
+            raise TimeAxisError("no_steps", "no feature file and no duration: its steps are unknown")
+        raw_steps = max(1, math.floor((duration * fps - cfg.num_frames) / cfg.feature_stride) + 1)
+    elif duration is None:  # the end of the last feature window
+        duration = ((raw_steps - 1) * cfg.feature_stride + cfg.num_frames) / fps
+    return TimeAxis(raw_steps, cfg.feature_stride / fps, 0.5 * cfg.num_frames / fps, duration)
 
 
 # Larger feature values are a unit or file error (I3D features are O(1)-O(10)): squared in norms and
@@ -344,8 +389,6 @@ class FeatureDataset(SplitDataset):
         video = self._aset.videos[vid]
         where = f"{cfg.annotation_file}: video {vid!r}"
         fps = cfg.fps if (cfg.force_fps or video.fps is None) else video.fps
-        if fps is None and cfg.resize_length is None:
-            raise DataError(f"{where}: no fps in the annotation; set dataset.fps")
         from gaf.data.annotations import safe_video_id
 
         path = cfg.feature_path(safe_video_id(vid, str(cfg.annotation_file)))
@@ -362,19 +405,10 @@ class FeatureDataset(SplitDataset):
         if raw_steps < 1:
             raise DataError(f"{path}: video {vid!r}: 0 feature steps (video shorter than one window of "
                             f"{cfg.num_frames} frames?)")
-        duration = video.duration
-        if cfg.resize_length is not None:
-            if duration is None or not duration > 0:
-                raise DataError(f"{where}: dataset.resize_length needs a positive duration, got {duration}")
-            num_steps = cfg.resize_length
-            step_seconds = duration / num_steps
-            time_offset = 0.5 * step_seconds
-        else:
-            num_steps = raw_steps
-            step_seconds = cfg.feature_stride / fps
-            time_offset = 0.5 * cfg.num_frames / fps
-            if duration is None:  # end of the last feature window
-                duration = ((raw_steps - 1) * cfg.feature_stride + cfg.num_frames) / fps
+        try:
+            num_steps, step_seconds, time_offset, duration = time_axis(cfg, fps, video.duration, raw_steps)
+        except TimeAxisError as err:
+            raise DataError(f"{where}: {err}") from None
         if not (0.0 < step_seconds < math.inf and math.isfinite(time_offset)):
             # e.g. fps 1e-320 (stride / fps overflows) or duration 5e-324 (duration / resize_length underflows)
             raise DataError(f"{where}: fps {fps} / duration {duration} s give {step_seconds} s per feature step "

@@ -14,8 +14,10 @@ from conftest import SHARED
 from gaf.cli import main
 from gaf.config import dump_yaml
 from gaf.data.check import MAX_SEQ_LEN_CAP, recommend, unregressable
+from gaf.data.features import FeatureDataset
 from gaf.data.split import window_starts
 from gaf.engine.experiment import load_experiment
+from gaf.errors import DataError
 
 FPS, STRIDE, WINDOW, DIM = 10.0, 2, 4, 4  # a step lasts STRIDE / FPS = 0.2 s; step 0 is centred at 0.2 s
 
@@ -179,6 +181,20 @@ def test_a_missing_feature_file_is_named_and_strict_fails(tmp_path, capsys):
     assert "(first: b.npy)" in line
     assert "(1 estimated from durations" in out
     assert check(capsys, config, "--strict")[0] == 1
+
+
+def test_resize_mode_without_a_duration_is_refused_by_the_check_and_by_training_alike(tmp_path, capsys):
+    # one time-axis rule (gaf.data.features.time_axis) for both: resizing needs the annotated duration, even
+    # where the feature file's span could stand in for it
+    videos = clean_videos()
+    videos["a"]["duration"] = None
+    config = write_dataset(tmp_path, videos, resize_length=64, max_seq_len=64)
+    code, out, _ = check(capsys, config)
+    line = problem_line(out, "videos with no duration")
+    assert line.startswith("  - 1 videos with no duration") and "[gaf train refuses this]" in line
+    assert "(first: a)" in line
+    with pytest.raises(DataError, match=r"video 'a': dataset.resize_length needs a positive duration, got None"):
+        FeatureDataset(load_experiment(str(config)).dataset, "train", training=True)
 
 
 def test_an_extra_feature_file_is_named(tmp_path, capsys):
