@@ -56,7 +56,7 @@ from gaf.errors import ConfigError, DataError
 
 __all__ = ["DatasetConfig", "FeatureDataset", "collate", "window_starts", "PREPROCESSING", "read_preprocessing",
            "RESIZE_MODES", "resample", "resample_average", "read_feature_index", "TimeAxis", "TimeAxisError",
-           "time_axis"]
+           "time_axis", "feature_file"]
 
 #: the settings ``gaf extract`` records in a feature folder's ``features.json`` (and gaf detect checks)
 PREPROCESSING = ("fps", "stride", "window", "streams", "short_side", "crop", "weights_sha256")
@@ -165,7 +165,14 @@ class DatasetConfig:
 
     def feature_path(self, video_id: str) -> Path:
         """The feature file of ``video_id``."""
-        return Path(self.feature_dir) / f"{self.file_prefix}{video_id}{self.file_suffix}{self.file_ext}"
+        return feature_file(self.feature_dir, video_id, self.file_prefix, self.file_suffix, self.file_ext)
+
+
+def feature_file(feature_dir: str | os.PathLike[str], video_id: str, prefix: str = "", suffix: str = "",
+                 ext: str = ".npy") -> Path:
+    """The one naming rule of feature files (detection datasets, the recognizer on a detection annotation):
+    ``<feature_dir>/<prefix><video_id><suffix><ext>``."""
+    return Path(feature_dir) / f"{prefix}{video_id}{suffix}{ext}"
 
 
 @dataclass

@@ -96,7 +96,9 @@ class ClipDataConfig:
 
     def feature_path(self, video_id: str) -> Path:
         """``source: annotations``: the feature file of ``video_id`` (named as the detection datasets do)."""
-        return Path(self.feature_dir) / f"{self.file_prefix}{video_id}{self.file_suffix}{self.file_ext}"
+        from gaf.data.features import feature_file
+
+        return feature_file(self.feature_dir, video_id, self.file_prefix, self.file_suffix, self.file_ext)
 
 
 def clip_starts(length: int, clip_len: int, num_clips: int) -> list[int]:
