@@ -42,14 +42,16 @@ Systems (``--systems``, default all):
   (``configs/anet_tsp.yaml``: windowed attention of 7 steps, absolute position encoding, label smoothing
   0.1, regression loss weight 2, Soft-NMS sigma 0.75, 100 proposals; see the driver) on ``anet``;
 * ``conv``, ``transformer``, ``sgp``: gaf's plain detector (GAF off, L_ai
-  only) on each pyramid (``sgp`` with the Trident head: the TriDet-class
-  detector); ``conv+gaf``, ``transformer+gaf``, ``sgp+gaf``: the same with
+  only) on each pyramid (``sgp``: TriDet's SGP pyramid with the regression
+  head, what ``thumos14_i3d`` ships); ``conv+gaf``, ``transformer+gaf``, ``sgp+gaf``: the same with
   GAF (the benchmark's config's formulation — ``demo.yaml``'s, ``demo_anet.yaml``'s — and two-stage schedule);
+* ``sgpt``, ``sgpt+gaf``: ``sgp`` / ``sgp+gaf`` with TriDet's Trident boundary head (the TriDet-class
+  detector; the tables of record before 2026-12-07's evening);
 * ``sgp+gafw``: ``sgp+gaf`` with GAF's context attention restricted to 129
   steps around each step (``model.gaf.context: window``, cost linear in T)
   instead of the whole window; ``maxpool``, ``maxpool+gafw``: TemporalMaxer's
   parameter-free max-pooling pyramid (``model.detector.backbone: maxpool``)
-  with the Trident head, without GAF and with the windowed GAF;
+  with the regression head (TemporalMaxer's), without GAF and with the windowed GAF;
 * ``sgp+gaf@k200`` (``anet`` only, not in the default): ``sgp+gaf`` detecting the 200 classes itself
   (not class-agnostic, no video-level scores).
 
@@ -118,9 +120,10 @@ from ablation import PLAIN, _mean_std  # noqa: E402  (a sibling bench script: pl
 
 ACTIONFORMER = "actionformer==1.5.0"
 AF_DEPENDENCIES = ["numpy", "pyyaml", "tqdm", "pandas", "scipy", "joblib", "h5py", "setuptools", "wheel"]
-SGP = ["model.detector.backbone=sgp", "model.detector.boundary_head=trident"]
+SGP = ["model.detector.backbone=sgp", "model.detector.boundary_head=regression"]
+SGP_TRIDENT = ["model.detector.backbone=sgp", "model.detector.boundary_head=trident"]
 TRANSFORMER = ["model.detector.backbone=transformer"]
-MAXPOOL = ["model.detector.backbone=maxpool", "model.detector.boundary_head=trident"]
+MAXPOOL = ["model.detector.backbone=maxpool", "model.detector.boundary_head=regression"]
 WINDOW_CONTEXT = ["model.gaf.context=window"]
 K200 = "@k200"  # a system name's suffix on ``anet``: the detector of the 200 classes, no video-level scores
 SYSTEMS: dict[str, tuple[str, list[str] | None]] = {
@@ -129,12 +132,14 @@ SYSTEMS: dict[str, tuple[str, list[str] | None]] = {
     "conv+gaf": ("gaf conv + GAF", []),
     "transformer": ("gaf transformer, no GAF", PLAIN + TRANSFORMER),
     "transformer+gaf": ("gaf transformer + GAF", TRANSFORMER),
-    "sgp": ("gaf SGP + Trident, no GAF", PLAIN + SGP),
-    "sgp+gaf": ("gaf SGP + Trident + GAF", SGP),
-    "sgp+gafw": ("gaf SGP + Trident + GAF, windowed context", SGP + WINDOW_CONTEXT),
-    "maxpool": ("gaf max-pool pyramid + Trident, no GAF", PLAIN + MAXPOOL),
-    "maxpool+gafw": ("gaf max-pool pyramid + Trident + GAF, windowed context", MAXPOOL + WINDOW_CONTEXT),
-    f"sgp+gaf{K200}": ("gaf SGP + Trident + GAF, 200 classes, no fusion", SGP + ["dataset.class_agnostic=false"]),
+    "sgp": ("gaf SGP, no GAF", PLAIN + SGP),
+    "sgp+gaf": ("gaf SGP + GAF", SGP),
+    "sgp+gafw": ("gaf SGP + GAF, windowed context", SGP + WINDOW_CONTEXT),
+    "sgpt": ("gaf SGP + Trident, no GAF", PLAIN + SGP_TRIDENT),
+    "sgpt+gaf": ("gaf SGP + Trident + GAF", SGP_TRIDENT),
+    "maxpool": ("gaf max-pool pyramid, no GAF", PLAIN + MAXPOOL),
+    "maxpool+gafw": ("gaf max-pool pyramid + GAF, windowed context", MAXPOOL + WINDOW_CONTEXT),
+    f"sgp+gaf{K200}": ("gaf SGP + GAF, 200 classes, no fusion", SGP + ["dataset.class_agnostic=false"]),
 }
 DEFAULT_SYSTEMS = [s for s in SYSTEMS if not s.endswith(K200)]
 LENGTHS = (576, 1152, 2304, 4608)

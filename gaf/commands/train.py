@@ -12,7 +12,7 @@ pre-extracted features; end to end on video frames (I3D + GAF, the paper's
 THUMOS14 setting) when the config has `e2e` and `frames` sections; or an
 action recognizer when the config says `task: recognition` (top-1 / top-5).
 CONFIG is a YAML file or the name of a bundled config (demo, demo_hard, demo_anet,
-thumos14_i3d, anet_i3d, anet_tsp: GAF on the SGP + Trident detector; thumos14_i3d_afsd,
+thumos14_i3d, anet_i3d, anet_tsp: GAF on the SGP detector; thumos14_i3d_afsd,
 anet_i3d_afsd: GAF on the paper's AFSD base; thumos14_i3d_rgb, thumos14_i3d_flow,
 thumos14_e2e, ablation_ai, ablation_ai_nai, ablation_ai_nai_r; recognition:
 ucf101_features, ucf101_i3d, demo_anet_cls, anet_i3d_cls). The ActivityNet configs train
