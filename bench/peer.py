@@ -40,7 +40,7 @@ Systems (``--systems``, default all):
   ``LocPointTransformer`` model, AdamW, warm-up + cosine schedule, decoding
   and Soft-NMS; its THUMOS14 recipe on the THUMOS-like benchmarks, its ActivityNet recipe
   (``configs/anet_tsp.yaml``: windowed attention of 7 steps, absolute position encoding, label smoothing
-  0.1, regression loss weight 2, Soft-NMS sigma 0.75, 100 proposals; see the driver) on ``anet``;
+  0.1, regression loss weight 2, Soft-NMS sigma 0.75, ``--max-per-video`` proposals; see the driver) on ``anet``;
 * ``conv``, ``transformer``, ``sgp``: gaf's plain detector (GAF off, L_ai
   only) on each pyramid (``sgp``: TriDet's SGP pyramid with the regression
   head, what ``thumos14_i3d`` ships); ``conv+gaf``, ``transformer+gaf``, ``sgp+gaf``: the same with
@@ -56,7 +56,8 @@ Systems (``--systems``, default all):
   (not class-agnostic, no video-level scores).
 
 Same budget for all systems of a benchmark, width 128 everywhere (ActionFormer's embedding, FPN and head
-widths, gaf's ``embed_dim``), at most 100 detections per video, every system's test predictions scored by
+widths, gaf's ``embed_dim``), at most ``--max-per-video`` detections per video (default 100; ActionFormer's
+THUMOS14 recipe keeps 200), every system's test predictions scored by
 gaf's evaluator (ActivityNet's procedure):
 
 * THUMOS-like: ``--epochs`` epochs (default 7; a GAF epoch is a pass of each of its two stages) at batch 2,
@@ -95,7 +96,7 @@ Phases (``--phases``, default both):
   4608. Ratios are against ActionFormer (> 1: gaf is faster).
 
     OMP_WAIT_POLICY=PASSIVE python bench/peer.py [--work-dir work_dirs/peer] [--benchmarks compressed,real,hard,anet]
-        [--seeds 3] [--epochs N] [--jobs 2] [--systems actionformer,conv,...] [--phases accuracy,speed] [--set KEY=VALUE ...]
+        [--seeds 3] [--epochs N] [--jobs 2] [--max-per-video 100] [--systems actionformer,conv,...] [--phases accuracy,speed] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ SYSTEMS: dict[str, tuple[str, list[str] | None]] = {
 }
 DEFAULT_SYSTEMS = [s for s in SYSTEMS if not s.endswith(K200)]
 LENGTHS = (576, 1152, 2304, 4608)
-WIDTH, LR, MAX_PER_VIDEO = 128, 1e-3, 100
+WIDTH, LR, MAX_PER_VIDEO = 128, 1e-3, 100  # MAX_PER_VIDEO: --max-per-video's default
 
 
 class Benchmark(NamedTuple):
@@ -222,14 +223,15 @@ def write_config(out: Path, cfg) -> Path:
     return out
 
 
-def gaf_config(root: Path, bench: Benchmark, system: str, epochs: int, extra: list[str]) -> Path:
+def gaf_config(root: Path, bench: Benchmark, system: str, epochs: int, extra: list[str],
+               cap: int = MAX_PER_VIDEO) -> Path:
     """The benchmark's config (``demo.yaml``, ``demo_anet.yaml``) on its data at its budget, with the system's
     overrides and ``extra`` (``--set``), written to ``<root>/configs``."""
     from gaf.engine.experiment import load_experiment
 
     sets = [*data_sets(root), *bench.sets, f"dataset.max_seq_len={bench.window}", f"train.epochs={epochs}",
             f"train.warmup_epochs={bench.warmup}", f"train.batch_size={bench.batch}", f"train.lr={LR}",
-            f"model.detector.embed_dim={WIDTH}", f"eval.max_per_video={MAX_PER_VIDEO}", *SYSTEMS[system][1],
+            f"model.detector.embed_dim={WIDTH}", f"eval.max_per_video={cap}", *SYSTEMS[system][1],
             *extra]
     cfg = load_experiment(bench.base, sets)
     cfg.name = f"peer_{system}"
@@ -333,7 +335,8 @@ def check_classifier(root: Path, out: Path, seed: int) -> None:
                          "them again")
 
 
-def train_one(work: Path, bench: Benchmark, system: str, seed: int, epochs: int, af_python: Path | None) -> dict:
+def train_one(work: Path, bench: Benchmark, system: str, seed: int, epochs: int, af_python: Path | None,
+              cap: int = MAX_PER_VIDEO) -> dict:
     out = run_dir(work, system, seed)
     result = out / "result.json"
     if result.exists():
@@ -343,7 +346,7 @@ def train_one(work: Path, bench: Benchmark, system: str, seed: int, epochs: int,
     tic = time.perf_counter()
     finished = out / ("train.json" if system == "actionformer" else "metrics.json")  # written after predictions
     if not finished.exists():
-        train_run(work, bench, system, seed, epochs, af_python, out)
+        train_run(work, bench, system, seed, epochs, af_python, out, cap)
     res = score_run(work, bench, system, seed, out)
     res["wall_s"] = time.perf_counter() - tic
     result.write_text(json.dumps(res))
@@ -368,7 +371,7 @@ def check_current(out: Path) -> None:
 
 
 def train_run(work: Path, bench: Benchmark, system: str, seed: int, epochs: int, af_python: Path | None,
-              out: Path) -> None:
+              out: Path, cap: int = MAX_PER_VIDEO) -> None:
     """Train (and predict on the test split) in a fresh ``out``: an interrupted run starts again."""
     shutil.rmtree(out, ignore_errors=True)
     scores = classifier_dir(work, seed) / "video_scores.json"
@@ -377,7 +380,7 @@ def train_run(work: Path, bench: Benchmark, system: str, seed: int, epochs: int,
                str(work / "data"), "--out", str(out), "--seed", str(seed), "--recipe",
                "anet" if bench.activitynet else "thumos", "--epochs", str(epochs), "--warmup-epochs",
                str(bench.warmup), "--batch-size", str(bench.batch), "--lr", str(LR), "--width", str(WIDTH),
-               "--max-seq-len", str(bench.window), "--max-per-video", str(MAX_PER_VIDEO), "--threads", "1"]
+               "--max-seq-len", str(bench.window), "--max-per-video", str(cap), "--threads", "1"]
         cmd += ["--video-scores", str(scores)] if fuses_scores(bench, system) else []
     else:
         cmd = [sys.executable, "-m", "gaf", "train", str(config_path(work, system)), "--no-progress", "--work-dir", str(out),
@@ -608,6 +611,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=None,
                    help="accuracy: epochs of every system (default: the benchmark's, 7; anet: 15)")
     p.add_argument("--jobs", type=int, default=2, help="accuracy: runs at a time, one thread each (default: %(default)s)")
+    p.add_argument("--max-per-video", type=int, default=MAX_PER_VIDEO,
+                   help="accuracy: detections kept per test video by every system (default: %(default)s)")
     p.add_argument("--iterations", type=int, default=10, help="speed: timed training iterations (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=5, help="speed: timed inferences per T (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -644,7 +649,7 @@ def main() -> int:
             classifier_config(root)
         for system in runs[benchmark]:
             if system != "actionformer":
-                gaf_config(root, BENCHMARKS[benchmark], system, epochs[benchmark], args.overrides)
+                gaf_config(root, BENCHMARKS[benchmark], system, epochs[benchmark], args.overrides, args.max_per_video)
     af_python = actionformer_python(work) if "actionformer" in systems else None
     if "accuracy" in phases:
         seeds = range(args.seeds)
@@ -654,7 +659,7 @@ def main() -> int:
             classifiers = dict(zip(scored, pool.map(lambda job: train_classifier(roots[job[0]], job[1]), scored)))
             jobs = [(b, s, k) for b in benchmarks for k in seeds for s in runs[b]]
             done = list(pool.map(lambda job: train_one(roots[job[0]], BENCHMARKS[job[0]], job[1], job[2],
-                                                       epochs[job[0]], af_python), jobs))
+                                                       epochs[job[0]], af_python, args.max_per_video), jobs))
         for benchmark in benchmarks:
             results: dict[str, list[dict]] = {s: [] for s in runs[benchmark]}
             for (b, _, _), r in zip(jobs, done):
