@@ -127,7 +127,7 @@ def test_every_shipped_feature_config_builds_its_model_and_padding_stays_out_of_
 
 
 @pytest.mark.parametrize("name, detector_keys, loss_keys", [
-    ("thumos14_i3d", {"backbone", "norm", "saliency"}, {"saliency", "reg_mode"}),  # the THUMOS14 table's settings
+    ("thumos14_i3d", {"backbone", "head_layers", "norm", "saliency"}, {"saliency", "reg_mode"}),  # the THUMOS14 table's
     ("anet_i3d", {"backbone"}, set()),  # the ActivityNet table's: demo_anet's norm, saliency head and GIoU
 ])
 def test_the_afsd_configs_are_the_defaults_on_the_papers_base_detector(name: str, detector_keys: set,

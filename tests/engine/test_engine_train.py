@@ -103,7 +103,7 @@ def test_the_sgp_backbone_with_the_trident_head_learns_through_gaf_train(pulse_d
     cfg.model.detector.sgp_window = 3
     cfg.model.detector.boundary_head = "trident"
     cfg.model.detector.norm = "layer"  # as bench/peer.py measured it best (group norm: every other training test)
-    cfg.model.loss.reg_mode = "diou"  # as thumos14_i3d / anet_i3d ship it (GIoU: every other training test)
+    cfg.model.loss.reg_mode = "diou"  # as thumos14_i3d ships it (GIoU: every other training test)
     result, mAP = train_and_score(cfg, record_property)
     assert mAP[0.5] > 0.8, result.metrics
     weights = torch.load(result.final_checkpoint, weights_only=True)["model"]
