@@ -223,8 +223,7 @@ def write_config(out: Path, cfg) -> Path:
     return out
 
 
-def gaf_config(root: Path, bench: Benchmark, system: str, epochs: int, extra: list[str],
-               cap: int = MAX_PER_VIDEO) -> Path:
+def gaf_config(root: Path, bench: Benchmark, system: str, epochs: int, extra: list[str], cap: int) -> Path:
     """The benchmark's config (``demo.yaml``, ``demo_anet.yaml``) on its data at its budget, with the system's
     overrides and ``extra`` (``--set``), written to ``<root>/configs``."""
     from gaf.engine.experiment import load_experiment
@@ -336,7 +335,7 @@ def check_classifier(root: Path, out: Path, seed: int) -> None:
 
 
 def train_one(work: Path, bench: Benchmark, system: str, seed: int, epochs: int, af_python: Path | None,
-              cap: int = MAX_PER_VIDEO) -> dict:
+              cap: int) -> dict:
     out = run_dir(work, system, seed)
     result = out / "result.json"
     if result.exists():
@@ -371,7 +370,7 @@ def check_current(out: Path) -> None:
 
 
 def train_run(work: Path, bench: Benchmark, system: str, seed: int, epochs: int, af_python: Path | None,
-              out: Path, cap: int = MAX_PER_VIDEO) -> None:
+              out: Path, cap: int) -> None:
     """Train (and predict on the test split) in a fresh ``out``: an interrupted run starts again."""
     shutil.rmtree(out, ignore_errors=True)
     scores = classifier_dir(work, seed) / "video_scores.json"

@@ -151,3 +151,4 @@ def test_the_afsd_configs_are_the_defaults_on_the_papers_base_detector(name: str
     loss_diff = {k for k in best["model"]["loss"] if best["model"]["loss"][k] != afsd["model"]["loss"][k]}
     assert loss_diff == loss_keys
     assert afsd["model"]["loss"]["reg_mode"] == "giou"
+    assert best["model"]["loss"]["reg_mode"] == ("diou" if "reg_mode" in loss_keys else "giou")

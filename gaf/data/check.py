@@ -310,7 +310,7 @@ def _check_subset(aset: AnnotationSet, ds: DatasetConfig, det: DetectorConfig, r
             if err.kind != "no_steps":  # a missing file without a duration is reported as missing
                 issues[err.kind].append(vid)
             continue
-        if raw is not None and fps and ds.resize_length is None and video.duration is not None:
+        if raw is not None and ds.resize_length is None and video.duration is not None:  # fps: time_axis had one
             _note_length(issues, vid, raw, fps, float(video.duration), ds)
         estimated += raw is None and ds.resize_length is None
         durations.append(duration)
