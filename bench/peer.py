@@ -49,7 +49,8 @@ Systems (``--systems``, default all):
   detector; the tables of record before 2026-12-07's evening);
 * ``sgp+gafw``: ``sgp+gaf`` with GAF's context attention restricted to 129
   steps around each step (``model.gaf.context: window``, cost linear in T)
-  instead of the whole window; ``maxpool``, ``maxpool+gafw``: TemporalMaxer's
+  instead of the whole window; ``sgp+gafl``: ``sgp+gaf`` with linear attention over the whole window
+  (``model.gaf.context: linear``, cost linear in T); ``maxpool``, ``maxpool+gafw``: TemporalMaxer's
   parameter-free max-pooling pyramid (``model.detector.backbone: maxpool``)
   with the regression head (TemporalMaxer's), without GAF and with the windowed GAF;
 * ``sgp+gaf@k200`` (``anet`` only, not in the default): ``sgp+gaf`` detecting the 200 classes itself
@@ -126,6 +127,7 @@ SGP_TRIDENT = ["model.detector.backbone=sgp", "model.detector.boundary_head=trid
 TRANSFORMER = ["model.detector.backbone=transformer"]
 MAXPOOL = ["model.detector.backbone=maxpool", "model.detector.boundary_head=regression"]
 WINDOW_CONTEXT = ["model.gaf.context=window"]
+LINEAR_CONTEXT = ["model.gaf.context=linear"]
 K200 = "@k200"  # a system name's suffix on ``anet``: the detector of the 200 classes, no video-level scores
 SYSTEMS: dict[str, tuple[str, list[str] | None]] = {
     "actionformer": ("ActionFormer (registry package 1.5.0)", None),
@@ -136,6 +138,7 @@ SYSTEMS: dict[str, tuple[str, list[str] | None]] = {
     "sgp": ("gaf SGP, no GAF", PLAIN + SGP),
     "sgp+gaf": ("gaf SGP + GAF", SGP),
     "sgp+gafw": ("gaf SGP + GAF, windowed context", SGP + WINDOW_CONTEXT),
+    "sgp+gafl": ("gaf SGP + GAF, linear-attention context", SGP + LINEAR_CONTEXT),
     "sgpt": ("gaf SGP + Trident, no GAF", PLAIN + SGP_TRIDENT),
     "sgpt+gaf": ("gaf SGP + Trident + GAF", SGP_TRIDENT),
     "maxpool": ("gaf max-pool pyramid, no GAF", PLAIN + MAXPOOL),

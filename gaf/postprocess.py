@@ -1,7 +1,8 @@
 """1-D temporal post-processing: tIoU, hard NMS, Soft-NMS, offset decoding, time units.
 
-Everything here is plain PyTorch and runs on the device of its inputs (CPU or
-CUDA); nothing is compiled. Segments are ``(N, 2)`` tensors of ``[start, end]``
+Everything here is plain PyTorch on the device of its inputs (CPU or CUDA), but
+Soft-NMS's greedy loop, which runs on the host in NumPy (a few hundred small steps,
+where each PyTorch call would cost more than its arithmetic); nothing is compiled. Segments are ``(N, 2)`` tensors of ``[start, end]``
 in any one unit (seconds or feature steps) — the ops only need the unit to be
 the same across their arguments.
 
@@ -18,8 +19,8 @@ item's own time axis; :func:`gaf.engine.evaluate.run_inference`, behind
 gaf eval, gaf train's final evaluation and gaf detect).
 
 NMS variants keep their greedy loop sequential (that is what NMS is) but each
-step is a handful of ``O(N)`` tensor ops on the device, and the loop runs once
-per *kept* segment, not once per candidate. No ``N x N`` matrix is built, so
+step is a handful of ``O(N)`` array ops (Soft-NMS: ``O(N)`` of the picked class
+alone), and the loop runs once per *kept* segment, not once per candidate. No ``N x N`` matrix is built, so
 memory stays ``O(N)`` however many candidates a long video yields.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -207,31 +209,71 @@ def soft_nms(segments: Tensor, scores: Tensor, *, labels: Tensor | None = None, 
     n = segments.shape[0]
     limit = n if max_keep is None else min(n, max_keep)
     segments = _float(segments)
-    current = _float(scores).clone()
-    waiting = current >= min_score  # False for NaN and negative scores: decays never raise a score
-    neg_inf = torch.full_like(current, -math.inf)
-    keep: list[Tensor] = []
-    while len(keep) < limit:
-        i = torch.where(waiting, current, neg_inf).argmax()  # first index among ties
-        if not bool(waiting[i]):  # one device sync per kept segment
-            break
-        keep.append(i)
-        waiting[i] = False
-        iou = _tiou_one_to_many(segments, i)
-        if labels is not None:
-            iou = torch.where(labels == labels[i], iou, torch.zeros_like(iou))
-        if method == "gaussian":
-            decay = torch.exp(-(iou * iou) / sigma)
-        else:
-            decay = torch.where(iou > iou_threshold, 1.0 - iou, torch.ones_like(iou))
-        current = torch.where(waiting, current * decay, current)
-        waiting &= current >= min_score
-    if keep:
-        idx = torch.stack(keep).to(torch.long)
-    else:
-        idx = torch.empty(0, dtype=torch.long, device=device)
+    picked, current = _soft_nms_host(segments.detach().cpu().numpy(), _float(scores).detach().cpu().numpy(),
+                                     None if labels is None else labels.detach().cpu().numpy(), method, sigma,
+                                     iou_threshold, min_score, limit)
+    idx = torch.from_numpy(picked).to(device)
     kept_labels = labels[idx] if labels is not None else None
-    return segments[idx], current[idx], kept_labels, idx
+    return segments[idx], torch.from_numpy(current).to(device), kept_labels, idx
+
+
+def _soft_nms_host(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray | None, method: str,
+                   sigma: float, iou_threshold: float, min_score: float, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`soft_nms`'s greedy loop on the host: ``(kept indices (K,) int64, their decayed scores (K,))``.
+
+    A pick decays only its own class, so each class keeps its own candidates (in input order) and its best
+    waiting one (its *head*); a step takes the best head (ties: the lowest input index, as a global arg-max
+    over all candidates would) and updates that class alone: a step costs O(candidates of one class), not
+    O(all candidates).
+    """
+    n = segments.shape[0]
+    dtype = np.result_type(segments.dtype, scores.dtype)
+    if labels is None:
+        groups = [np.arange(n)]
+    else:
+        order = np.argsort(labels, kind="stable")
+        groups = np.split(order, np.flatnonzero(np.diff(labels[order])) + 1) if n else []
+    starts = [segments[g, 0] for g in groups]
+    ends = [segments[g, 1] for g in groups]
+    lengths = [np.maximum(e - s, 0) for s, e in zip(starts, ends)]
+    current = [scores[g].astype(dtype) for g in groups]
+    waiting = [c >= min_score for c in current]  # False for NaN and negative scores: decays never raise a score
+    head_score = np.full(len(groups), -np.inf)
+    head_pos = np.zeros(len(groups), dtype=np.int64)
+
+    def refresh(j: int) -> None:
+        w = np.where(waiting[j], current[j], -np.inf)
+        head_pos[j] = p = int(np.argmax(w)) if w.size else 0
+        head_score[j] = w[p] if w.size else -np.inf
+
+    for j in range(len(groups)):
+        refresh(j)
+    keep: list[int] = []
+    kept: list[float] = []
+    while len(keep) < limit:
+        j = int(np.argmax(head_score))
+        best = head_score[j]
+        if best == -np.inf:
+            break
+        tied = np.flatnonzero(head_score == best)
+        if tied.size > 1:  # equal heads: the lowest input index first
+            j = int(tied[np.argmin([groups[t][head_pos[t]] for t in tied])])
+        p = int(head_pos[j])
+        keep.append(int(groups[j][p]))
+        kept.append(current[j][p])
+        waiting[j][p] = False
+        s, e = starts[j], ends[j]
+        inter = np.maximum(np.minimum(e[p], e) - np.maximum(s[p], s), 0)
+        union = lengths[j][p] + lengths[j] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        if method == "gaussian":
+            decay = np.exp(-(iou * iou) / sigma)
+        else:
+            decay = np.where(iou > iou_threshold, 1.0 - iou, 1.0).astype(iou.dtype)
+        current[j] = np.where(waiting[j], current[j] * decay, current[j])
+        waiting[j] &= current[j] >= min_score
+        refresh(j)
+    return np.asarray(keep, dtype=np.int64), np.asarray(kept, dtype=dtype)
 
 
 @torch.no_grad()

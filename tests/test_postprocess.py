@@ -289,6 +289,43 @@ def test_soft_nms_per_class_equals_running_each_class_alone():
         assert together[k] == pytest.approx(alone[k], rel=1e-6)
 
 
+def _soft_nms_reference(segs, scores, labels, sigma, limit):
+    """Soft-NMS as its definition reads: pick the best waiting candidate of all (lowest index among ties), decay
+    every waiting candidate of its class, drop those below 1e-3; plain Python over float64."""
+    cur, waiting, keep = list(scores), [s >= 1e-3 for s in scores], []
+    while len(keep) < limit and any(waiting):
+        i = max((j for j in range(len(cur)) if waiting[j]), key=lambda j: (cur[j], -j))
+        keep.append(i)
+        waiting[i] = False
+        for j in range(len(cur)):
+            if waiting[j] and labels[j] == labels[i]:
+                (s1, e1), (s2, e2) = segs[i], segs[j]
+                inter = max(min(e1, e2) - max(s1, s2), 0.0)
+                union = (e1 - s1) + (e2 - s2) - inter
+                iou = inter / union if union > 0 else 0.0
+                cur[j] *= math.exp(-iou * iou / sigma)
+                waiting[j] = cur[j] >= 1e-3
+    return keep, [cur[i] for i in keep]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_soft_nms_picks_in_the_order_of_its_definition(seed):
+    """The class-by-class loop picks what the global definition picks, in the same order, under a cap, with
+    tied scores across and within classes and duplicate segments."""
+    g = torch.Generator().manual_seed(seed)
+    n = 120
+    start = torch.randint(0, 60, (n,), generator=g).double()
+    segs = torch.stack([start, start + torch.randint(1, 15, (n,), generator=g).double()], 1)
+    scores = torch.randint(1, 40, (n,), generator=g).double() / 40  # many ties
+    labels = torch.randint(0, 4, (n,), generator=g)
+    for limit in (n, 30):
+        _, s, out_labels, keep = soft_nms(segs, scores, labels=labels, sigma=0.5, max_keep=limit)
+        ref_keep, ref_scores = _soft_nms_reference(segs.tolist(), scores.tolist(), labels.tolist(), 0.5, limit)
+        assert keep.tolist() == ref_keep
+        assert s.tolist() == pytest.approx(ref_scores, rel=1e-12)
+        assert out_labels.tolist() == labels[keep].tolist()
+
+
 def test_soft_nms_max_keep_and_empty_input():
     segs = T([[0, 1], [2, 3], [4, 5]])
     _, s, _, keep = soft_nms(segs, T([0.3, 0.9, 0.6]), max_keep=2)

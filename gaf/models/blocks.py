@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MaskedGroupNorm", "StepLayerNorm", "ConvBlock", "masked_downsample", "StridedPyramid", "build_sparse_table", "range_max", "stage_parameters", "freeze_batchnorm",
+__all__ = ["Conv1d", "conv1d", "MaskedGroupNorm", "StepLayerNorm", "ConvBlock", "masked_downsample", "StridedPyramid", "build_sparse_table", "range_max", "stage_parameters", "freeze_batchnorm",
            "BackboneHost"]
 
 
@@ -19,6 +19,60 @@ def _groups(channels: int) -> int:
         if channels % g == 0 and channels // g >= 2 or g == 1:
             return g
     return 1
+
+
+def _native_backward(out_channels: int, kernel: int) -> bool:
+    """Whether a convolution's backward runs faster on PyTorch's own CPU kernels than on oneDNN's: few output
+    channels, where oneDNN's weight gradient takes several times longer (5-50x measured, 2 threads: a 1-channel
+    1x1 convolution 8 ms against 0.1 ms, a 3-channel k=3 one 12 ms against 2.5 ms), while wide convolutions
+    keep oneDNN (twice as fast at 128 channels, k=3)."""
+    return out_channels < 8 or (kernel == 1 and out_channels <= 64)
+
+
+class _NativeBackward(torch.autograd.Function):
+    """``F.conv1d(x, weight, bias, padding=padding)`` (stride 1) whose backward runs with oneDNN switched off."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return F.conv1d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        wanted = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+        before = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                grad.contiguous(), x, weight, [weight.shape[0]] if ctx.has_bias else None, [1], [ctx.padding], [1],
+                False, [0], 1, wanted)
+        finally:
+            torch.backends.mkldnn.enabled = before
+        return gx, gw, gb if ctx.has_bias else None, None
+
+
+def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 0) -> torch.Tensor:
+    """``F.conv1d`` at stride 1 (no groups, no dilation), the same values; when it trains on a CPU with few
+    output channels (:func:`_native_backward`), its backward avoids oneDNN, which is slow for such shapes."""
+    O, _, k = weight.shape
+    if (x.device.type == "cpu" and torch.is_grad_enabled() and _native_backward(O, k)
+            and (x.requires_grad or weight.requires_grad) and not torch.jit.is_tracing()):
+        return _NativeBackward.apply(x, weight, bias, padding)
+    return F.conv1d(x, weight, bias, padding=padding)
+
+
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d`` (the same parameters and values) whose backward on a CPU avoids oneDNN for few output
+    channels (:func:`conv1d`): the detector's heads, GAF's attention output and its CVAE's 1x1 layers. Stride 1,
+    one group, zero padding only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != (1,) or self.groups != 1 or self.dilation != (1,) or self.padding_mode != "zeros" \
+                or isinstance(self.padding, str):
+            return super().forward(x)
+        return conv1d(x, self.weight, self.bias, self.padding[0])
 
 
 class MaskedGroupNorm(nn.Module):
@@ -161,29 +215,40 @@ class StridedPyramid(nn.Module):
         return feats, masks
 
 
-def build_sparse_table(x: torch.Tensor, *, with_index: bool = False
+def build_sparse_table(x: torch.Tensor, *, with_index: bool = False, levels: int | None = None
                        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Sparse table of maxima: ``x (B, C, T)`` -> ``(B, C, K, T)``, ``K = floor(log2 T) + 1``.
+    """Sparse table of maxima: ``x (B, C, T)`` -> ``(B, C, K, T)``, ``K = floor(log2 T) + 1`` (or ``levels``,
+    enough for ranges of fewer than ``2**levels`` steps).
 
     ``table[..., k, i] = max(x[..., i : i + 2**k])`` wherever ``i + 2**k <= T``
     (other entries are never queried). ``with_index=True`` also returns the
     ``(B, C, K, T)`` int32 table of the positions of those maxima.
     """
     B, C, T = x.shape
-    K = int(T).bit_length()  # floor(log2 T) + 1 (int(): T is a tensor when traced for export)
+    K = int(T).bit_length() if levels is None else levels  # floor(log2 T) + 1 (int(): T is a tensor when traced)
+    if not with_index and not torch.jit.is_tracing():  # the values alone, written level by level in place
+        table = x.new_empty(B, C, K, T)
+        table[:, :, 0] = x
+        span = 1
+        for k in range(1, K):
+            prev, level = table[:, :, k - 1], table[:, :, k]
+            torch.maximum(prev[..., :-span], prev[..., span:], out=level[..., :-span])
+            level[..., -span:] = prev[..., -span:]
+            span *= 2
+        return table
     # Built level by level without writes into views, so tracing and ONNX export record it faithfully.
-    levels = [x]
+    levels_ = [x]
     indices = [torch.arange(T, dtype=torch.int32, device=x.device).expand(B, C, T)] if with_index else []
     span = 1
     for _ in range(1, K):
-        prev = levels[-1]
+        prev = levels_[-1]
         a, b = prev[..., :-span], prev[..., span:]
-        levels.append(torch.cat([torch.maximum(a, b), prev[..., -span:]], -1))
+        levels_.append(torch.cat([torch.maximum(a, b), prev[..., -span:]], -1))
         if with_index:
             pi = indices[-1]
             indices.append(torch.cat([torch.where(a >= b, pi[..., :-span], pi[..., span:]), pi[..., -span:]], -1))
         span *= 2
-    table = torch.stack(levels, 2)
+    table = torch.stack(levels_, 2)
     index = torch.stack(indices, 2) if with_index else None
     return (table, index) if with_index else table
 
@@ -202,13 +267,23 @@ def range_max(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tens
     """``out[b, c, p] = max(x[b, c, lo[b, p] : hi[b, p] + 1])`` (inclusive range), via a sparse table.
 
     ``x (B, C, T)``; ``lo, hi (B, P)`` long with ``0 <= lo <= hi < T``.
-    Returns ``(B, C, P)``. The table is built without autograd; the maxima
-    are then gathered from ``x``, so gradients flow to the arg-max steps
-    exactly as for a max-pool. Works on CPU and GPU.
+    Returns ``(B, C, P)``. The table has only the levels the longest range needs. Without autograd (inference)
+    the maxima are read from the table; with it, the table is built without autograd and the maxima are
+    gathered from ``x`` at their positions, so gradients flow to the arg-max steps exactly as for a max-pool.
+    Works on CPU and GPU.
     """
     B, C, T = x.shape
+    levels = None
+    if not torch.jit.is_tracing() and lo.numel():  # a traced graph must hold for any ranges: every level
+        levels = max(1, int((hi - lo).max()) + 1).bit_length()
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        table = build_sparse_table(x, levels=levels)
+        K = table.shape[2]
+        left, right = _query(table, lo, hi)
+        vals = table.reshape(B, C, K * T)
+        return torch.maximum(vals.gather(2, left), vals.gather(2, right))
     with torch.no_grad():
-        table, index = build_sparse_table(x.detach(), with_index=True)
+        table, index = build_sparse_table(x.detach(), with_index=True, levels=levels)
         K = table.shape[2]
         left, right = _query(table, lo, hi)
         vals, idx = table.reshape(B, C, K * T), index.reshape(B, C, K * T)

@@ -53,7 +53,7 @@ import torch.nn as nn
 
 from gaf.config import AT_LEAST_ONE, NON_NEGATIVE, ODD, OPEN_UNIT, POSITIVE, ranged
 from gaf.errors import ConfigError
-from gaf.models.blocks import ConvBlock, range_max
+from gaf.models.blocks import Conv1d, ConvBlock, conv1d, range_max
 from gaf.models.maxpool import MaxPoolPyramid
 from gaf.models.sgp import SGPPyramid
 from gaf.models.transformer import TransformerPyramid
@@ -147,14 +147,14 @@ class AnchorFreeDetector(nn.Module):
             self.pyramid = None
         self.cls_tower = nn.ModuleList([ConvBlock(E, E, k, norm=n) for _ in range(cfg.head_layers)])
         self.reg_tower = nn.ModuleList([ConvBlock(E, E, k, norm=n) for _ in range(cfg.head_layers)])
-        self.cls_head = nn.Conv1d(E, num_outputs, k, padding=k // 2)
+        self.cls_head = Conv1d(E, num_outputs, k, padding=k // 2)
         if cfg.boundary_head == "trident":
             self.reg_head, self.scales = None, None
             self.trident = TridentHead(E, k, cfg.head_layers, cfg.trident_bins, norm=n)
         else:
-            self.reg_head, self.scales = nn.Conv1d(E, 2, k, padding=k // 2), _Scale(cfg.num_levels)
+            self.reg_head, self.scales = Conv1d(E, 2, k, padding=k // 2), _Scale(cfg.num_levels)
             self.trident = None
-        self.quality_head = nn.Conv1d(E, 1, k, padding=k // 2)
+        self.quality_head = Conv1d(E, 1, k, padding=k // 2)
         bias = -math.log((1 - cfg.prior_prob) / cfg.prior_prob)
         nn.init.constant_(self.cls_head.bias, bias)
         for head in (self.reg_head, self.quality_head):
@@ -162,13 +162,13 @@ class AnchorFreeDetector(nn.Module):
                 continue
             nn.init.normal_(head.weight, std=0.01)
             nn.init.zeros_(head.bias)
-        self.saliency_head = nn.Conv1d(E, 2, k, padding=k // 2) if cfg.saliency else None
+        self.saliency_head = Conv1d(E, 2, k, padding=k // 2) if cfg.saliency else None
         if cfg.refine:
             half = max(1, E // 2)
-            self.boundary_proj = nn.Conv1d(E, 2 * half, 1)
-            self.refine_fc = nn.Conv1d(2 * half + E, E, 1)
-            self.refine_reg = nn.Conv1d(E, 2, 1)
-            self.refine_cls = nn.Conv1d(E, num_outputs, 1)
+            self.boundary_proj = Conv1d(E, 2 * half, 1)
+            self.refine_fc = Conv1d(2 * half + E, E, 1)
+            self.refine_reg = Conv1d(E, 2, 1)
+            self.refine_cls = Conv1d(E, num_outputs, 1)
             for head in (self.refine_reg, self.refine_cls):
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
@@ -202,7 +202,48 @@ class AnchorFreeDetector(nn.Module):
                 feats.append(h)
                 masks.append(m)
         base = feats[0]
-        cls, off, qual, reg_feats, points, strides, ranges = [], [], [], [], [], [], []
+        heads = self._heads_packed if self.packs_levels else self._heads_per_level
+        cls_all, off_all, qual_all, reg_all = heads(feats, masks)
+        points, strides, ranges = [], [], []
+        for l, f in enumerate(feats):
+            stride, n = 2 ** l, f.shape[-1]
+            points.append(torch.arange(n, device=x.device, dtype=x.dtype) * stride)
+            strides.append(torch.full((n,), float(stride), device=x.device, dtype=x.dtype))
+            lo, hi = self.regression_ranges()[l]
+            ranges.append(torch.tensor([lo, hi], device=x.device, dtype=x.dtype).expand(n, 2))
+        coarse_cls = cls_all.transpose(1, 2)
+        coarse_off = off_all.transpose(1, 2)
+        out = {
+            "quality": qual_all, "points": torch.cat(points), "strides": torch.cat(strides),
+            "ranges": torch.cat(ranges), "point_mask": torch.cat(masks, -1)[:, 0] > 0,
+        }
+        if self.saliency_head is not None:
+            out["saliency"] = self.saliency_head(base)
+        if self.cfg.refine:
+            out["coarse_cls_logits"], out["coarse_offsets"] = coarse_cls, coarse_off
+            n = x.shape[0] if refine_first is None else refine_first
+            cls_r, off_r = self._refine(base[:n], mask[:n], reg_all[:n], coarse_cls[:n],
+                                        coarse_off[:n], out["points"])
+            out["cls_logits"] = torch.cat([cls_r, coarse_cls[n:]]) if n < x.shape[0] else cls_r
+            out["offsets"] = torch.cat([off_r, coarse_off[n:]]) if n < x.shape[0] else off_r
+        else:
+            out["cls_logits"], out["offsets"] = coarse_cls, coarse_off
+        return out
+
+    @property
+    def packs_levels(self) -> bool:
+        """Whether the towers and heads run once over all levels side by side (:meth:`_heads_packed`): with
+        the regression head and the per-step layer norm, whose outputs at a step depend only on the steps a
+        kernel reaches, so levels set ``kernel_size // 2`` zero steps apart give each level's own outputs (not
+        while tracing for export: the packing follows the lengths of the levels, which a traced graph would fix)."""
+        return self.trident is None and self.cfg.norm == "layer" and not torch.jit.is_tracing()
+
+    def _heads_per_level(self, feats: list[torch.Tensor], masks: list[torch.Tensor]
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Towers and heads level by level: ``feats [(B, E, T_l)]``, ``masks [(B, 1, T_l)]`` -> class logits
+        ``(B, K', P)``, offsets ``(B, 2, P)`` (steps), quality logits ``(B, P)``, regression-tower features
+        ``(B, E, P)``, the levels' points one after the other (``P = sum_l T_l``)."""
+        cls, off, qual, reg_feats = [], [], [], []
         for l, (f, fm) in enumerate(zip(feats, masks)):
             c, r = f, f
             for blk in self.cls_tower:
@@ -218,29 +259,38 @@ class AnchorFreeDetector(nn.Module):
                 off.append(torch.exp((self.scales.scale[l] * self.reg_head(r)).clamp(max=10.0)) * stride)
             qual.append(self.quality_head(r)[:, 0])
             reg_feats.append(r)
-            n = f.shape[-1]
-            points.append(torch.arange(n, device=x.device, dtype=x.dtype) * stride)
-            strides.append(torch.full((n,), float(stride), device=x.device, dtype=x.dtype))
-            lo, hi = self.regression_ranges()[l]
-            ranges.append(torch.tensor([lo, hi], device=x.device, dtype=x.dtype).expand(n, 2))
-        coarse_cls = torch.cat(cls, -1).transpose(1, 2)
-        coarse_off = torch.cat(off, -1).transpose(1, 2)
-        out = {
-            "quality": torch.cat(qual, -1), "points": torch.cat(points), "strides": torch.cat(strides),
-            "ranges": torch.cat(ranges), "point_mask": torch.cat(masks, -1)[:, 0] > 0,
-        }
-        if self.saliency_head is not None:
-            out["saliency"] = self.saliency_head(base)
-        if self.cfg.refine:
-            out["coarse_cls_logits"], out["coarse_offsets"] = coarse_cls, coarse_off
-            n = x.shape[0] if refine_first is None else refine_first
-            cls_r, off_r = self._refine(base[:n], mask[:n], torch.cat(reg_feats, -1)[:n], coarse_cls[:n],
-                                        coarse_off[:n], out["points"])
-            out["cls_logits"] = torch.cat([cls_r, coarse_cls[n:]]) if n < x.shape[0] else cls_r
-            out["offsets"] = torch.cat([off_r, coarse_off[n:]]) if n < x.shape[0] else off_r
-        else:
-            out["cls_logits"], out["offsets"] = coarse_cls, coarse_off
-        return out
+        return torch.cat(cls, -1), torch.cat(off, -1), torch.cat(qual, -1), torch.cat(reg_feats, -1)
+
+    def _heads_packed(self, feats: list[torch.Tensor], masks: list[torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`_heads_per_level`'s outputs from one pass over all levels: the levels laid end to end with
+        ``kernel_size // 2`` zero (masked) steps between them, each tower and head run once (the regression and
+        quality heads as one 3-channel convolution), the gaps dropped. The same sums at every point (only their
+        float order may differ), a sixth of the calls: what makes the heads cheap on a CPU, whose per-call cost
+        (forward and above all backward) dominates small convolutions."""
+        assert self.reg_head is not None and self.scales is not None
+        gap = self.cfg.kernel_size // 2
+        lengths = [f.shape[-1] for f in feats]
+        parts, part_masks = [feats[0]], [masks[0]]
+        for t, m in zip(feats[1:], masks[1:]):
+            parts += [t.new_zeros(*t.shape[:2], gap), t]
+            part_masks += [m.new_zeros(*m.shape[:2], gap), m]
+        f, fm = torch.cat(parts, -1), torch.cat(part_masks, -1)
+        keep = torch.cat([torch.arange(n, device=f.device) + sum(lengths[:l]) + l * gap for l, n in enumerate(lengths)])
+        c, r = f, f
+        for blk in self.cls_tower:
+            c, _ = blk(c, fm)
+        for blk in self.reg_tower:
+            r, _ = blk(r, fm)
+        k = self.cfg.kernel_size
+        weight = torch.cat([self.reg_head.weight, self.quality_head.weight])
+        bias = torch.cat([self.reg_head.bias, self.quality_head.bias])
+        rq = conv1d(r, weight, bias, padding=k // 2).index_select(-1, keep)  # (B, 3, P)
+        counts = torch.tensor(lengths, device=f.device)
+        scale = self.scales.scale.repeat_interleave(counts)  # (P,) each point's level's scale
+        stride = (2.0 ** torch.arange(len(lengths), device=f.device, dtype=f.dtype)).repeat_interleave(counts)
+        off = torch.exp((scale * rq[:, :2]).clamp(max=10.0)) * stride
+        return self.cls_head(c).index_select(-1, keep), off, rq[:, 2], r.index_select(-1, keep)
 
     def _refine(self, base: torch.Tensor, mask: torch.Tensor, reg_feat: torch.Tensor, coarse_cls: torch.Tensor,
                 coarse_off: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,7 +69,7 @@ from torch.func import functional_call
 from gaf import losses as L
 from gaf.config import AT_LEAST_ONE, NON_NEGATIVE, ODD, ranged
 from gaf.errors import ConfigError
-from gaf.models.blocks import ConvBlock
+from gaf.models.blocks import Conv1d, ConvBlock
 from gaf.models.noise import randn_like
 
 __all__ = [
@@ -85,6 +85,8 @@ __all__ = [
     "step_attention",
     "latent_dim",
     "TemporalSelfAttention",
+    "WindowSelfAttention",
+    "LinearSelfAttention",
 ]
 
 
@@ -98,8 +100,10 @@ class GAFConfig:
     attention: Literal["scalar", "channel"] = "scalar"
     # the attention head's temporal reach: its convs alone ("local", a few steps), convs then masked
     # multi-head self-attention over the whole window ("global", segment-level context; cost quadratic in T),
-    # or over the context_window steps centred on each step ("window": the same attention, cost linear in T)
-    context: Literal["local", "global", "window"] = "global"
+    # over the context_window steps centred on each step ("window": the same attention, cost linear in T),
+    # or linear attention over the whole window ("linear": softmax's exp(q.k) replaced by
+    # (elu(q)+1).(elu(k)+1), every step still sees every step, cost linear in T)
+    context: Literal["local", "global", "window", "linear"] = "global"
     context_heads: int = ranged(4, AT_LEAST_ONE)  # heads of the self-attention (must divide attention_dim)
     context_window: int = ranged(129, ODD)  # steps each step attends to with context="window" (odd: centred)
     attention_dim: int = ranged(128, AT_LEAST_ONE)  # width of the attention head's temporal convs
@@ -246,12 +250,53 @@ class WindowSelfAttention(nn.Module):
         return (x + self.proj(y).transpose(1, 2)) * mask[:, None, :].to(x.dtype)
 
 
+class LinearSelfAttention(nn.Module):
+    """Pre-LN masked multi-head *linear* attention over time with a residual: ``(B, D, T)`` -> ``(B, D, T)``.
+
+    Kernelised attention (Katharopoulos et al., 2020): the weight of key ``s`` for query ``t`` is
+    ``phi(q_t) . phi(k_s)`` normalised over the valid ``s``, ``phi(x) = elu(x) + 1 > 0``, so each step still
+    sees the whole window, as :class:`TemporalSelfAttention`, but the ``T x T`` weights are never formed:
+    ``y_t = phi(q_t) (sum_s phi(k_s) v_s^T) / (phi(q_t) . sum_s phi(k_s))``, cost and memory linear in ``T``.
+    Padded steps are left out of both sums, so valid steps' outputs do not depend on padding; the output is
+    zero on padding.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if heads < 1 or dim % heads:
+            raise ConfigError(f"model.gaf.context_heads: {heads} must be >= 1 and divide attention_dim ({dim})")
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)  # no biases, as TemporalSelfAttention's
+        self.proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x (B, D, T)``, ``mask (B, T)`` bool -> ``(B, D, T)``."""
+        B, D, T = x.shape
+        H = self.heads
+        m = mask.to(x.dtype)
+        q, k, v = self.qkv(self.norm(x.transpose(1, 2))).view(B, T, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        q = F.elu(q) + 1.0  # (B, H, T, D/H)
+        k = (F.elu(k) + 1.0) * m[:, None, :, None]  # padded keys weigh nothing
+        kv = k.transpose(2, 3) @ v  # (B, H, D/H, D/H): sum_s phi(k_s) v_s^T
+        norm = q @ k.sum(2, keepdim=True).transpose(2, 3)  # (B, H, T, 1): phi(q_t) . sum_s phi(k_s)
+        y = (q @ kv) / norm.clamp(min=1e-6)
+        y = y.transpose(1, 2).reshape(B, T, D)
+        return (x + self.proj(y).transpose(1, 2)) * m[:, None, :]
+
+
+CONTEXTS = {"global": lambda dim, cfg: TemporalSelfAttention(dim, cfg.context_heads),
+            "window": lambda dim, cfg: WindowSelfAttention(dim, cfg.context_heads, cfg.context_window),
+            "linear": lambda dim, cfg: LinearSelfAttention(dim, cfg.context_heads)}
+
+
 class SegmentGAF(nn.Module):
     """Attention head, attention pooling (Eq. 11) and the ``K + 1`` classifier (Eq. 12).
 
     The head: ``attention_layers`` masked temporal convs (+ masked
-    self-attention over the window with ``context="global"``, or over
-    ``context_window`` steps around each step with ``"window"``), then a 1x1
+    self-attention over the window with ``context="global"``, over
+    ``context_window`` steps around each step with ``"window"``, linear attention over the window with
+    ``"linear"``), then a 1x1
     conv to 1 channel (``attention="scalar"``) or ``C`` channels
     (``"channel"``) and a sigmoid.
     """
@@ -263,10 +308,8 @@ class SegmentGAF(nn.Module):
             layers.append(ConvBlock(c, cfg.attention_dim, cfg.attention_kernel))
             c = cfg.attention_dim
         self.layers = nn.ModuleList(layers)
-        self.context = (TemporalSelfAttention(c, cfg.context_heads) if cfg.context == "global" else
-                        WindowSelfAttention(c, cfg.context_heads, cfg.context_window) if cfg.context == "window"
-                        else None)
-        self.out = nn.Conv1d(c, in_channels if cfg.attention == "channel" else 1, 1)
+        self.context = CONTEXTS[cfg.context](c, cfg) if cfg.context in CONTEXTS else None
+        self.out = Conv1d(c, in_channels if cfg.attention == "channel" else 1, 1)
         nn.init.normal_(self.out.weight, std=0.01)
         nn.init.zeros_(self.out.bias)
         self.classifier = nn.Linear(in_channels, num_classes + 1) if num_classes else None
@@ -322,9 +365,9 @@ def latent_dim(in_channels: int, cfg: GAFConfig) -> int:
 class _Encoder(nn.Module):
     def __init__(self, in_channels: int, cfg: GAFConfig) -> None:
         super().__init__()
-        self.theta = nn.Conv1d(in_channels, cfg.reduce_dim, 1)  # Eq. 8 theta
-        self.fc = nn.Sequential(nn.Conv1d(cfg.reduce_dim + _condition_dim(in_channels, cfg), cfg.hidden_dim, 1),
-                                nn.ReLU(), nn.Conv1d(cfg.hidden_dim, 2 * latent_dim(in_channels, cfg), 1))
+        self.theta = Conv1d(in_channels, cfg.reduce_dim, 1)  # Eq. 8 theta
+        self.fc = nn.Sequential(Conv1d(cfg.reduce_dim + _condition_dim(in_channels, cfg), cfg.hidden_dim, 1),
+                                nn.ReLU(), Conv1d(cfg.hidden_dim, 2 * latent_dim(in_channels, cfg), 1))
 
     def forward(self, features: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.theta(features), as_channels(attention)], dim=1)
@@ -335,9 +378,9 @@ class _Decoder(nn.Module):
     def __init__(self, in_channels: int, cfg: GAFConfig) -> None:
         super().__init__()
         d = latent_dim(in_channels, cfg) + _condition_dim(in_channels, cfg)
-        self.fc = nn.Sequential(nn.Conv1d(d, cfg.hidden_dim, 1), nn.ReLU(),
-                                nn.Conv1d(cfg.hidden_dim, cfg.hidden_dim, 1), nn.ReLU())
-        self.theta_prime = nn.Conv1d(cfg.hidden_dim, in_channels, 1)  # Eq. 9 theta'
+        self.fc = nn.Sequential(Conv1d(d, cfg.hidden_dim, 1), nn.ReLU(),
+                                Conv1d(cfg.hidden_dim, cfg.hidden_dim, 1), nn.ReLU())
+        self.theta_prime = Conv1d(cfg.hidden_dim, in_channels, 1)  # Eq. 9 theta'
 
     def forward(self, z: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         return self.theta_prime(self.fc(torch.cat([z, as_channels(attention)], dim=1)))
@@ -400,10 +443,10 @@ class GenerativeFusion(nn.Module):
 
     def __init__(self, in_channels: int, cfg: GAFConfig) -> None:
         super().__init__()
-        self.theta = nn.Conv1d(in_channels, cfg.reduce_dim, 1)
-        self.fc = nn.Sequential(nn.Conv1d(cfg.reduce_dim + latent_dim(in_channels, cfg), cfg.hidden_dim, 1),
+        self.theta = Conv1d(in_channels, cfg.reduce_dim, 1)
+        self.fc = nn.Sequential(Conv1d(cfg.reduce_dim + latent_dim(in_channels, cfg), cfg.hidden_dim, 1),
                                 nn.ReLU())
-        self.theta_prime = nn.Conv1d(cfg.hidden_dim, in_channels, 1)
+        self.theta_prime = Conv1d(cfg.hidden_dim, in_channels, 1)
         nn.init.zeros_(self.theta_prime.weight)
         nn.init.zeros_(self.theta_prime.bias)
 

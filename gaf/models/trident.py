@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gaf.models.blocks import ConvBlock
+from gaf.models.blocks import Conv1d, ConvBlock
 
 __all__ = ["neighbour_responses", "trident_distances", "TridentHead"]
 
@@ -80,9 +80,9 @@ class TridentHead(nn.Module):
         self.bins = bins
         self.start_tower = nn.ModuleList([ConvBlock(dim, dim, kernel, norm=norm) for _ in range(layers)])
         self.end_tower = nn.ModuleList([ConvBlock(dim, dim, kernel, norm=norm) for _ in range(layers)])
-        self.start_out = nn.Conv1d(dim, 1, kernel, padding=kernel // 2)
-        self.end_out = nn.Conv1d(dim, 1, kernel, padding=kernel // 2)
-        self.centre = nn.Conv1d(dim, 2 * (bins + 1), kernel, padding=kernel // 2)
+        self.start_out = Conv1d(dim, 1, kernel, padding=kernel // 2)
+        self.end_out = Conv1d(dim, 1, kernel, padding=kernel // 2)
+        self.centre = Conv1d(dim, 2 * (bins + 1), kernel, padding=kernel // 2)
         for head in (self.start_out, self.end_out, self.centre):  # start from uniform distributions
             nn.init.normal_(head.weight, std=0.01)
             nn.init.zeros_(head.bias)

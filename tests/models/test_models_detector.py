@@ -52,6 +52,22 @@ def test_range_max_equals_brute_force_max_and_its_gradient():
     g1, = torch.autograd.grad((got * w).sum(), x)
     g2, = torch.autograd.grad((ref * w).sum(), x)
     assert torch.allclose(g1, g2)
+    with torch.no_grad():  # inference reads the maxima from the table itself: the same values
+        assert torch.equal(range_max(x, lo, hi), ref)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_range_max_of_short_ranges_builds_only_the_levels_they_need(grad):
+    """Ranges of at most 5 steps need 3 table levels, not log2(T) + 1 = 8; the maxima are the same."""
+    torch.manual_seed(1)
+    x = torch.randn(1, 4, 200, requires_grad=grad)
+    lo = torch.randint(0, 196, (1, 50))
+    hi = lo + torch.randint(0, 5, (1, 50))
+    ref = torch.stack([torch.stack([x[0, c, lo[0, p]: hi[0, p] + 1].max() for p in range(50)]) for c in range(4)])[None]
+    assert torch.equal(range_max(x, lo, hi), ref)
+    table = build_sparse_table(x.detach(), levels=3)
+    assert table.shape == (1, 4, 3, 200) and torch.equal(table, build_sparse_table(x.detach())[:, :, :3])
+    assert torch.equal(table, build_sparse_table(x.detach(), with_index=True, levels=3)[0])
 
 
 def test_sparse_table_rows_are_maxima_of_power_of_two_windows():
@@ -60,6 +76,29 @@ def test_sparse_table_rows_are_maxima_of_power_of_two_windows():
     assert table.shape == (1, 1, 3, 7)
     assert table[0, 0, 1, :6].tolist() == [3, 4, 4, 5, 9, 9]
     assert table[0, 0, 2, :4].tolist() == [4, 5, 9, 9]
+
+
+@pytest.mark.parametrize("head_layers", [0, 1, 2])
+def test_packed_heads_give_each_levels_own_outputs(head_layers):
+    """The towers and heads run once over all levels laid end to end (layer norm, regression head): the same
+    class logits, offsets, quality and tower features as level by level, on a padded batch."""
+    from gaf.models.detector import AnchorFreeDetector, DetectorConfig
+
+    torch.manual_seed(0)
+    cfg = DetectorConfig(embed_dim=32, backbone="sgp", norm="layer", head_layers=head_layers, saliency=False)
+    det = AnchorFreeDetector(16, 6, cfg)
+    for p in det.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    assert det.packs_levels
+    assert not AnchorFreeDetector(16, 6, DetectorConfig(embed_dim=32, norm="group")).packs_levels
+    mask = torch.ones(2, 100)
+    mask[1, 70:] = 0
+    h = torch.randn(2, 32, 100) * mask[:, None]
+    feats, masks = det.pyramid(h, mask[:, None])
+    packed, per_level = det._heads_packed(feats, masks), det._heads_per_level(feats, masks)
+    for a, b in zip(packed, per_level):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- label assignment

@@ -1,4 +1,4 @@
-"""GAF's formulations side by side (issue 9): attention scalar | channel, context local | global,
+"""GAF's formulations side by side (issue 9): attention scalar | channel, context local | global | window | linear,
 output average | enhanced | normalized, L_nai complement | background, the L_clf head, the oracle."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from gaf.models.detector import DetectorConfig
 from gaf.models.gaf import GAF, GAFConfig, action_mask
 
 SMALL = dict(attention_dim=16, reduce_dim=8, hidden_dim=16, latent_dim=4, context_heads=4, context_window=7)
-VARIANTS = list(itertools.product(("scalar", "channel"), ("local", "global", "window"),
+VARIANTS = list(itertools.product(("scalar", "channel"), ("local", "global", "window", "linear"),
                                   ("average", "enhanced", "normalized")))
 
 
@@ -291,3 +291,44 @@ def test_demo_and_its_harder_variant_differ_only_in_their_data():
     assert hard_data["distractor_rate"] > easy_data["distractor_rate"]
     assert hard_data["noise_std"] > easy_data["noise_std"]
     assert demo["benchmark"]["out_dir"] != hard["benchmark"]["out_dir"]
+
+
+def test_linear_context_is_kernelised_attention_over_the_whole_window_never_the_padding():
+    """Hand-computed: y_t = phi(q_t) sum_s phi(k_s) v_s^T / phi(q_t) . sum_s phi(k_s) over the valid s
+    (phi = elu + 1), per head; a far valid step moves the first ones, padding moves nothing; linear cost."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gaf.models.gaf import LinearSelfAttention
+
+    torch.manual_seed(0)
+    block = LinearSelfAttention(16, 4).eval()
+    T, valid = 40, 36
+    x = torch.randn(1, 16, T)
+    mask = torch.ones(1, T, dtype=torch.bool)
+    mask[0, valid:] = False
+    with torch.no_grad():
+        base = block(x, mask)
+        h = block.norm(x[0, :, :valid].T)  # (valid, 16)
+        q, k, v = (h @ w.T for w in block.qkv.weight.split(16))
+        heads = []
+        for i in range(4):
+            part = slice(4 * i, 4 * i + 4)
+            pq, pk = torch.nn.functional.elu(q[:, part]) + 1, torch.nn.functional.elu(k[:, part]) + 1
+            weights = pq @ pk.T  # (valid, valid), every pair of valid steps
+            heads.append(weights @ v[:, part] / weights.sum(1, keepdim=True))
+        expected = x[0, :, :valid] + (torch.cat(heads, 1) @ block.proj.weight.T).T
+        torch.testing.assert_close(base[0, :, :valid], expected, atol=1e-5, rtol=1e-5)
+        assert (base[:, :, valid:] == 0).all()
+        moved = x.clone()
+        moved[:, :, 33] += 3.0 * torch.randn(16)
+        assert float((block(moved, mask)[:, :, :5] - base[:, :, :5]).abs().max()) > 1e-4
+        garbage = x.clone()
+        garbage[:, :, valid:] = 1e4
+        torch.testing.assert_close(block(garbage, mask), base)
+
+    def flops(T: int) -> int:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            block(torch.randn(1, 16, T), torch.ones(1, T, dtype=torch.bool))
+        return counter.get_total_flops()
+
+    assert flops(4096) <= 2.1 * flops(2048)
