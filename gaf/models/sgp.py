@@ -72,11 +72,30 @@ class SGPBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Conv1d(dim, hidden, 1), nn.GELU(), nn.Conv1d(hidden, dim, 1))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x (B, E, T)``, ``mask (B, 1, T)`` float -> ``(B, E, T)``, zero on padding.
+
+        The layer's sums (the module docstring) in as few whole-tensor kernels as they allow: the 1-step
+        depthwise maps are per-channel affine maps, so each one and its product with a per-channel gate is
+        one fused multiply-add, and a bias that only adds to another branch is added to that branch's bias."""
         u = self.norm(x, mask)
         mean = u.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1.0)
-        instant = depthwise(self.fc, u) * torch.relu(depthwise(self.fc_global, mean))
-        window = (depthwise(self.conv_w, u) + depthwise(self.conv_kw, u)) * depthwise(self.psi, u)
-        x = x + (instant + window + u) * mask
+        gate = torch.relu(depthwise(self.fc_global, mean))  # (B, E, 1)
+        if self.conv_w.kernel_size[0] == 1 and self.psi.kernel_size[0] == 1:
+            E = u.shape[1]
+            # instant = fc(u) * gate = u * (w_fc * gate) + b_fc * gate
+            instant = torch.addcmul(self.fc.bias.view(1, E, 1) * gate, u, self.fc.weight.view(1, E, 1) * gate)
+            # conv_w(u) + conv_kw(u) = u * w_w + (conv_kw without bias)(u) + (b_w + b_kw)
+            wide = nn.functional.conv2d(u.unsqueeze(2), self.conv_kw.weight.unsqueeze(2),
+                                        self.conv_kw.bias + self.conv_w.bias, padding=(0, self.conv_kw.kernel_size[0] // 2),
+                                        groups=E).squeeze(2)
+            branches = torch.addcmul(wide, u, self.conv_w.weight.view(1, E, 1))
+            psi = torch.addcmul(self.psi.bias.view(1, E, 1), u, self.psi.weight.view(1, E, 1))
+            y = torch.addcmul(instant + u, branches, psi)  # instant + window + u
+        else:
+            instant = depthwise(self.fc, u) * gate
+            window = (depthwise(self.conv_w, u) + depthwise(self.conv_kw, u)) * depthwise(self.psi, u)
+            y = instant + window + u
+        x = torch.addcmul(x, y, mask)  # x + y * mask
         return (x + self.mlp(self.mlp_norm(x, mask))) * mask
 
 

@@ -118,6 +118,35 @@ def test_an_sgp_layer_reads_only_its_windows_and_never_padding():
     assert torch.allclose(padded[0, :, :24], block(far[:, :, :24], mask[:, :, :24])[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("window", [1, 3])
+def test_an_sgp_layer_is_its_defining_sums_in_value_and_gradient(window):
+    """The layer's fused kernels (one multiply-add per 1-step depthwise map and gate) compute the module
+    docstring's ``x + instant + window + u``, then ``x + MLP(GN(x))``, masked, on a padded batch."""
+    torch.manual_seed(1)
+    block = SGPBlock(16, window=window, k=2.0)
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    mask = torch.ones(2, 1, 40)
+    mask[1, :, 29:] = 0
+    x = torch.randn(2, 16, 40, requires_grad=True)
+
+    def defined(h: torch.Tensor) -> torch.Tensor:
+        u = block.norm(h, mask)
+        mean = u.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True)
+        instant = block.fc(u) * torch.relu(block.fc_global(mean))
+        branch = (block.conv_w(u) + block.conv_kw(u)) * block.psi(u)
+        h = h + (instant + branch + u) * mask
+        return (h + block.mlp(block.mlp_norm(h, mask))) * mask
+
+    got, want = block(x * mask, mask), defined(x * mask)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(got)
+    params = [x, *block.parameters()]
+    for a, b in zip(torch.autograd.grad((got * weights).sum(), params),
+                    torch.autograd.grad((want * weights).sum(), params)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
 # --- the detector on them --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backbone,boundary_head", [("sgp", "trident"), ("sgp", "regression"), ("conv", "trident"),
