@@ -103,9 +103,7 @@ class Optimization:
         self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
         for stage in stages:
             lr = tcfg.frame_lr if (stage == "frame" and tcfg.frame_lr is not None) else tcfg.lr
-            # fused: one kernel per tensor for the whole update instead of a dozen (the same algorithm)
-            self.optimizers[stage] = torch.optim.Adam(param_groups(model, stage, lr, tcfg), lr=lr,
-                                                      weight_decay=tcfg.weight_decay, fused=True)
+            self.optimizers[stage] = _adam(param_groups(model, stage, lr, tcfg), lr, tcfg.weight_decay)
             self.schedulers[stage] = torch.optim.lr_scheduler.LambdaLR(self.optimizers[stage], factor)
         self.model = model
         self.ema = EMA(model, tcfg.ema_decay) if tcfg.ema else None
@@ -133,6 +131,15 @@ class Optimization:
             self.schedulers[name].load_state_dict(state["schedulers"][name])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+
+
+def _adam(groups: list[dict[str, Any]], lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam with fused kernels (one per tensor for the whole update instead of a dozen; the same algorithm)
+    where this PyTorch has them for the parameters' device (CPU: PyTorch >= 2.4), else PyTorch's default."""
+    try:
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # no fused kernel for this device in this PyTorch
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
 
 
 def param_groups(model: nn.Module, stage: str, lr: float, tcfg: TrainConfig) -> list[dict[str, Any]]:
