@@ -228,11 +228,13 @@ def _soft_nms_host(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray 
     """
     n = segments.shape[0]
     dtype = np.result_type(segments.dtype, scores.dtype)
-    if labels is None:
+    if not n:
+        groups = []
+    elif labels is None:
         groups = [np.arange(n)]
     else:
         order = np.argsort(labels, kind="stable")
-        groups = np.split(order, np.flatnonzero(np.diff(labels[order])) + 1) if n else []
+        groups = np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)  # each class's, in input order
     starts = [segments[g, 0] for g in groups]
     ends = [segments[g, 1] for g in groups]
     lengths = [np.maximum(e - s, 0) for s, e in zip(starts, ends)]
@@ -241,10 +243,10 @@ def _soft_nms_host(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray 
     head_score = np.full(len(groups), -np.inf)
     head_pos = np.zeros(len(groups), dtype=np.int64)
 
-    def refresh(j: int) -> None:
+    def refresh(j: int) -> None:  # groups are never empty
         w = np.where(waiting[j], current[j], -np.inf)
-        head_pos[j] = p = int(np.argmax(w)) if w.size else 0
-        head_score[j] = w[p] if w.size else -np.inf
+        head_pos[j] = p = int(np.argmax(w))
+        head_score[j] = w[p]
 
     for j in range(len(groups)):
         refresh(j)

@@ -237,18 +237,18 @@ def build_sparse_table(x: torch.Tensor, *, with_index: bool = False, levels: int
             span *= 2
         return table
     # Built level by level without writes into views, so tracing and ONNX export record it faithfully.
-    levels_ = [x]
+    rows = [x]
     indices = [torch.arange(T, dtype=torch.int32, device=x.device).expand(B, C, T)] if with_index else []
     span = 1
     for _ in range(1, K):
-        prev = levels_[-1]
+        prev = rows[-1]
         a, b = prev[..., :-span], prev[..., span:]
-        levels_.append(torch.cat([torch.maximum(a, b), prev[..., -span:]], -1))
+        rows.append(torch.cat([torch.maximum(a, b), prev[..., -span:]], -1))
         if with_index:
             pi = indices[-1]
             indices.append(torch.cat([torch.where(a >= b, pi[..., :-span], pi[..., span:]), pi[..., -span:]], -1))
         span *= 2
-    table = torch.stack(levels_, 2)
+    table = torch.stack(rows, 2)
     index = torch.stack(indices, 2) if with_index else None
     return (table, index) if with_index else table
 
@@ -276,18 +276,17 @@ def range_max(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tens
     levels = None
     if not torch.jit.is_tracing() and lo.numel():  # a traced graph must hold for any ranges: every level
         levels = max(1, int((hi - lo).max()) + 1).bit_length()
-    if not (torch.is_grad_enabled() and x.requires_grad):
-        table = build_sparse_table(x, levels=levels)
+    grad = torch.is_grad_enabled() and x.requires_grad
+    with torch.no_grad():
+        built = build_sparse_table(x.detach(), with_index=grad, levels=levels)
+        table, index = built if grad else (built, None)
         K = table.shape[2]
         left, right = _query(table, lo, hi)
         vals = table.reshape(B, C, K * T)
-        return torch.maximum(vals.gather(2, left), vals.gather(2, right))
-    with torch.no_grad():
-        table, index = build_sparse_table(x.detach(), with_index=True, levels=levels)
-        K = table.shape[2]
-        left, right = _query(table, lo, hi)
-        vals, idx = table.reshape(B, C, K * T), index.reshape(B, C, K * T)
         vl, vr = vals.gather(2, left), vals.gather(2, right)
+        if index is None:
+            return torch.maximum(vl, vr)
+        idx = index.reshape(B, C, K * T)
         arg = torch.where(vl >= vr, idx.gather(2, left), idx.gather(2, right)).long()
     return x.gather(2, arg)
 

@@ -202,8 +202,6 @@ class AnchorFreeDetector(nn.Module):
                 feats.append(h)
                 masks.append(m)
         base = feats[0]
-        heads = self._heads_packed if self.packs_levels else self._heads_per_level
-        cls_all, off_all, qual_all, reg_all = heads(feats, masks)
         points, strides, ranges = [], [], []
         for l, f in enumerate(feats):
             stride, n = 2 ** l, f.shape[-1]
@@ -211,10 +209,15 @@ class AnchorFreeDetector(nn.Module):
             strides.append(torch.full((n,), float(stride), device=x.device, dtype=x.dtype))
             lo, hi = self.regression_ranges()[l]
             ranges.append(torch.tensor([lo, hi], device=x.device, dtype=x.dtype).expand(n, 2))
+        point_strides = torch.cat(strides)
+        if self.packs_levels:
+            cls_all, off_all, qual_all, reg_all = self._heads_packed(feats, masks, point_strides)
+        else:
+            cls_all, off_all, qual_all, reg_all = self._heads_per_level(feats, masks)
         coarse_cls = cls_all.transpose(1, 2)
         coarse_off = off_all.transpose(1, 2)
         out = {
-            "quality": qual_all, "points": torch.cat(points), "strides": torch.cat(strides),
+            "quality": qual_all, "points": torch.cat(points), "strides": point_strides,
             "ranges": torch.cat(ranges), "point_mask": torch.cat(masks, -1)[:, 0] > 0,
         }
         if self.saliency_head is not None:
@@ -245,11 +248,7 @@ class AnchorFreeDetector(nn.Module):
         ``(B, E, P)``, the levels' points one after the other (``P = sum_l T_l``)."""
         cls, off, qual, reg_feats = [], [], [], []
         for l, (f, fm) in enumerate(zip(feats, masks)):
-            c, r = f, f
-            for blk in self.cls_tower:
-                c, _ = blk(c, fm)
-            for blk in self.reg_tower:
-                r, _ = blk(r, fm)
+            c, r = self._towers(f, fm)
             stride = 2 ** l
             cls.append(self.cls_head(c))
             if self.trident is not None:
@@ -261,15 +260,26 @@ class AnchorFreeDetector(nn.Module):
             reg_feats.append(r)
         return torch.cat(cls, -1), torch.cat(off, -1), torch.cat(qual, -1), torch.cat(reg_feats, -1)
 
-    def _heads_packed(self, feats: list[torch.Tensor], masks: list[torch.Tensor]
+    def _towers(self, f: torch.Tensor, fm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The classification and regression towers on ``f (B, E, T')`` with mask ``fm (B, 1, T')``."""
+        c, r = f, f
+        for blk in self.cls_tower:
+            c, _ = blk(c, fm)
+        for blk in self.reg_tower:
+            r, _ = blk(r, fm)
+        return c, r
+
+    def _heads_packed(self, feats: list[torch.Tensor], masks: list[torch.Tensor], strides: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`_heads_per_level`'s outputs from one pass over all levels: the levels laid end to end with
+        """:meth:`_heads_per_level`'s outputs from one pass over all levels (``strides (P,)``: each point's
+        level stride, as :meth:`forward` lists them): the levels laid end to end with
         ``kernel_size // 2`` zero (masked) steps between them, each tower and head run once (the regression and
         quality heads as one 3-channel convolution), the gaps dropped. The same sums at every point (only their
         float order may differ), a sixth of the calls: what makes the heads cheap on a CPU, whose per-call cost
         (forward and above all backward) dominates small convolutions."""
         assert self.reg_head is not None and self.scales is not None
-        gap = self.cfg.kernel_size // 2
+        k = self.cfg.kernel_size
+        gap = k // 2
         lengths = [f.shape[-1] for f in feats]
         parts, part_masks = [feats[0]], [masks[0]]
         for t, m in zip(feats[1:], masks[1:]):
@@ -277,19 +287,12 @@ class AnchorFreeDetector(nn.Module):
             part_masks += [m.new_zeros(*m.shape[:2], gap), m]
         f, fm = torch.cat(parts, -1), torch.cat(part_masks, -1)
         keep = torch.cat([torch.arange(n, device=f.device) + sum(lengths[:l]) + l * gap for l, n in enumerate(lengths)])
-        c, r = f, f
-        for blk in self.cls_tower:
-            c, _ = blk(c, fm)
-        for blk in self.reg_tower:
-            r, _ = blk(r, fm)
-        k = self.cfg.kernel_size
+        c, r = self._towers(f, fm)
         weight = torch.cat([self.reg_head.weight, self.quality_head.weight])
         bias = torch.cat([self.reg_head.bias, self.quality_head.bias])
         rq = conv1d(r, weight, bias, padding=k // 2).index_select(-1, keep)  # (B, 3, P)
-        counts = torch.tensor(lengths, device=f.device)
-        scale = self.scales.scale.repeat_interleave(counts)  # (P,) each point's level's scale
-        stride = (2.0 ** torch.arange(len(lengths), device=f.device, dtype=f.dtype)).repeat_interleave(counts)
-        off = torch.exp((scale * rq[:, :2]).clamp(max=10.0)) * stride
+        scale = self.scales.scale.repeat_interleave(torch.tensor(lengths, device=f.device))  # (P,) each point's level's
+        off = torch.exp((scale * rq[:, :2]).clamp(max=10.0)) * strides
         return self.cls_head(c).index_select(-1, keep), off, rq[:, 2], r.index_select(-1, keep)
 
     def _refine(self, base: torch.Tensor, mask: torch.Tensor, reg_feat: torch.Tensor, coarse_cls: torch.Tensor,

@@ -183,6 +183,12 @@ def action_mask(segments: Sequence[torch.Tensor], length: int, device=None) -> t
     return out
 
 
+def _check_heads(dim: int, heads: int) -> None:
+    """The context attentions' one condition on their heads: at least one, dividing the width."""
+    if heads < 1 or dim % heads:
+        raise ConfigError(f"model.gaf.context_heads: {heads} must be >= 1 and divide attention_dim ({dim})")
+
+
 class TemporalSelfAttention(nn.Module):
     """Pre-LN masked multi-head self-attention over time with a residual: ``(B, D, T)`` -> ``(B, D, T)``.
 
@@ -192,8 +198,7 @@ class TemporalSelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        if heads < 1 or dim % heads:
-            raise ConfigError(f"model.gaf.context_heads: {heads} must be >= 1 and divide attention_dim ({dim})")
+        _check_heads(dim, heads)
         self.norm = nn.LayerNorm(dim)
         # no projection biases: the key bias has a zero gradient (softmax is shift-invariant), which Adam would
         # turn into steps of +-lr along float noise; the LayerNorm's shift already gives q and v an offset
@@ -217,8 +222,7 @@ class WindowSelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, window: int) -> None:
         super().__init__()
-        if heads < 1 or dim % heads:
-            raise ConfigError(f"model.gaf.context_heads: {heads} must be >= 1 and divide attention_dim ({dim})")
+        _check_heads(dim, heads)
         if window < 1 or window % 2 == 0:
             raise ConfigError(f"model.gaf.context_window: must be an odd number >= 1, got {window}")
         self.heads, self.half = heads, window // 2
@@ -263,8 +267,7 @@ class LinearSelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        if heads < 1 or dim % heads:
-            raise ConfigError(f"model.gaf.context_heads: {heads} must be >= 1 and divide attention_dim ({dim})")
+        _check_heads(dim, heads)
         self.heads = heads
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)  # no biases, as TemporalSelfAttention's

@@ -36,16 +36,17 @@ from gaf.models.blocks import MaskedGroupNorm, StepLayerNorm, StridedPyramid
 __all__ = ["SGPBlock", "SGPPyramid", "depthwise", "wide_kernel"]
 
 
-def depthwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+def depthwise(conv: nn.Conv1d, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)`` for a depthwise ``conv`` (``groups`` = channels, zero padding ``kernel // 2``), the same sums
     on a faster path: on CPU, PyTorch runs a depthwise Conv1d one channel at a time (about 1 ms per call at any
     length for 128 channels), so a 1-step kernel is the per-channel affine map it is, and a wider one goes
-    through the 2-d depthwise kernel."""
+    through the 2-d depthwise kernel. ``bias`` (``(C,)``) replaces ``conv.bias`` when given."""
     C, k = conv.out_channels, conv.kernel_size[0]
+    bias = conv.bias if bias is None else bias
     if k == 1:
         y = x * conv.weight.view(1, C, 1)
-        return y + conv.bias.view(1, C, 1) if conv.bias is not None else y
-    y = nn.functional.conv2d(x.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, padding=(0, k // 2), groups=C)
+        return y + bias.view(1, C, 1) if bias is not None else y
+    y = nn.functional.conv2d(x.unsqueeze(2), conv.weight.unsqueeze(2), bias, padding=(0, k // 2), groups=C)
     return y.squeeze(2)
 
 
@@ -85,9 +86,7 @@ class SGPBlock(nn.Module):
             # instant = fc(u) * gate = u * (w_fc * gate) + b_fc * gate
             instant = torch.addcmul(self.fc.bias.view(1, E, 1) * gate, u, self.fc.weight.view(1, E, 1) * gate)
             # conv_w(u) + conv_kw(u) = u * w_w + (conv_kw without bias)(u) + (b_w + b_kw)
-            wide = nn.functional.conv2d(u.unsqueeze(2), self.conv_kw.weight.unsqueeze(2),
-                                        self.conv_kw.bias + self.conv_w.bias, padding=(0, self.conv_kw.kernel_size[0] // 2),
-                                        groups=E).squeeze(2)
+            wide = depthwise(self.conv_kw, u, bias=self.conv_kw.bias + self.conv_w.bias)
             branches = torch.addcmul(wide, u, self.conv_w.weight.view(1, E, 1))
             psi = torch.addcmul(self.psi.bias.view(1, E, 1), u, self.psi.weight.view(1, E, 1))
             y = torch.addcmul(instant + u, branches, psi)  # instant + window + u

@@ -95,7 +95,8 @@ def test_packed_heads_give_each_levels_own_outputs(head_layers):
     mask[1, 70:] = 0
     h = torch.randn(2, 32, 100) * mask[:, None]
     feats, masks = det.pyramid(h, mask[:, None])
-    packed, per_level = det._heads_packed(feats, masks), det._heads_per_level(feats, masks)
+    strides = torch.cat([torch.full((f.shape[-1],), 2.0 ** l) for l, f in enumerate(feats)])
+    packed, per_level = det._heads_packed(feats, masks, strides), det._heads_per_level(feats, masks)
     for a, b in zip(packed, per_level):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
